@@ -1,0 +1,93 @@
+//! Code the lessons share: a real CPU-bound kernel (CRC-32) and simple measurements.
+//!
+//! The examples themselves are the numbered files next to this one; read them in order.
+
+use std::time::{Duration, Instant};
+
+/// The CRC-32 (IEEE 802.3) lookup table, built at compile time.
+const CRC_TABLE: [u32; 256] = {
+    let mut table = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut crc = i as u32;
+        let mut bit = 0;
+        while bit < 8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+            bit += 1;
+        }
+        table[i] = crc;
+        i += 1;
+    }
+    table
+};
+
+/// CRC-32 of `data`, one byte at a time: a real checksum, and honest CPU work.
+pub fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in data {
+        crc = CRC_TABLE[((crc ^ u32::from(byte)) & 0xFF) as usize] ^ (crc >> 8);
+    }
+    !crc
+}
+
+/// A checksum job: `rounds` passes of CRC-32 over `data`, chained so no pass can be skipped.
+#[derive(Clone, Debug)]
+pub struct Checksum {
+    data: std::sync::Arc<Vec<u8>>,
+    rounds: u32,
+}
+
+impl Checksum {
+    /// A job over `kib` KiB of pseudo-random bytes, repeated until one run takes about
+    /// `target` on this machine (measured once here), so lessons show the same durations
+    /// in debug and release builds.
+    pub fn calibrated(kib: usize, target: Duration) -> Checksum {
+        let data: Vec<u8> = (0..kib * 1024)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let mut job = Checksum {
+            data: std::sync::Arc::new(data),
+            rounds: 1,
+        };
+        job.run(); // warm the caches, then time enough passes to average out noise
+        let sample = target / 10;
+        let start = Instant::now();
+        let mut passes = 0u32;
+        while passes == 0 || start.elapsed() < sample {
+            job.run();
+            passes += 1;
+        }
+        let one = start.elapsed().as_secs_f64() / f64::from(passes);
+        job.rounds = (target.as_secs_f64() / one).round().max(1.0) as u32;
+        job
+    }
+
+    /// Computes the checksum (blocking the calling thread for the calibrated time).
+    pub fn run(&self) -> u32 {
+        let mut acc = 0u32;
+        for _ in 0..self.rounds {
+            acc ^= crc32(&self.data);
+            acc = acc.rotate_left(1);
+        }
+        acc
+    }
+}
+
+/// Milliseconds, for printing.
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc32_matches_the_standard_check_value() {
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+    }
+}

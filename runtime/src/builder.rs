@@ -1,0 +1,203 @@
+//! `Builder`: configures a runtime (debug mode, the report sink) before it starts.
+
+use std::fmt;
+use std::io;
+use std::time::Duration;
+
+use crate::Runtime;
+use crate::debug::{
+    DEFAULT_SLOW_THRESHOLD, DebugConfig, Report, Sink, parse_debug_env, parse_slow_ms_env,
+    stderr_sink,
+};
+
+/// Configures and builds a [`Runtime`].
+///
+/// Settings made here win over the environment (`ONELOOP_DEBUG`, `ONELOOP_SLOW_MS`), which
+/// only supplies defaults, as `PYTHONASYNCIODEBUG` does for asyncio.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use std::time::Duration;
+///
+/// let reports = Arc::new(Mutex::new(Vec::new()));
+/// let sink = reports.clone();
+/// let rt = oneloop::Runtime::builder()
+///     .debug(true)
+///     .slow_task_threshold(Duration::from_millis(20))
+///     .on_report(move |report| sink.lock().unwrap().push(report.code))
+///     .build()?;
+/// rt.block_on(async {
+///     std::thread::sleep(Duration::from_millis(30)); // blocks the loop: reported
+/// });
+/// // OL001 when the poll returned (the watchdog may have sent OL002 while it ran).
+/// assert!(reports.lock().unwrap().contains(&oneloop::debug::Code::SlowPoll));
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone, Default)]
+pub struct Builder {
+    debug: Option<bool>,
+    slow_threshold: Option<Duration>,
+    backtraces: Option<bool>,
+    sink: Option<Sink>,
+}
+
+/// A builder's settings, resolved against the environment.
+pub(crate) struct Config {
+    pub(crate) debug: Option<DebugConfig>,
+    pub(crate) sink: Sink,
+}
+
+impl Builder {
+    /// A builder with default settings.
+    pub fn new() -> Self {
+        Builder::default()
+    }
+
+    /// Turns debug mode on or off (default: off, unless `ONELOOP_DEBUG=1`). In debug mode
+    /// the loop times every poll and reports slow ones (`OL001`), and a watchdog thread
+    /// reports a poll that is still blocking (`OL002`).
+    pub fn debug(mut self, on: bool) -> Self {
+        self.debug = Some(on);
+        self
+    }
+
+    /// The slow-task threshold of debug mode (default: `ONELOOP_SLOW_MS`, else 100 ms, as
+    /// asyncio's `slow_callback_duration`).
+    pub fn slow_task_threshold(mut self, threshold: Duration) -> Self {
+        self.slow_threshold = Some(threshold);
+        self
+    }
+
+    /// Whether the watchdog captures a backtrace of the blocked loop thread (Linux; on by
+    /// default in debug mode). It sends the loop thread a real-time signal; turn it off if
+    /// the application uses that signal or must not be interrupted.
+    pub fn debug_backtraces(mut self, on: bool) -> Self {
+        self.backtraces = Some(on);
+        self
+    }
+
+    /// Where reports go (default: one line each on stderr). Called on the loop thread, or
+    /// on the watchdog thread for `OL002`; a panic in it is contained.
+    pub fn on_report(mut self, sink: impl Fn(&Report) + Send + Sync + 'static) -> Self {
+        self.sink = Some(std::sync::Arc::new(sink));
+        self
+    }
+
+    /// Builds the runtime on the current thread.
+    ///
+    /// # Errors
+    ///
+    /// If the OS refuses the poller, the eventfd or the watchdog thread, or if
+    /// `ONELOOP_DEBUG` / `ONELOOP_SLOW_MS` hold something unreadable, or the threshold is
+    /// zero (`ErrorKind::InvalidInput`, with a message that says what is accepted).
+    pub fn build(self) -> io::Result<Runtime> {
+        Runtime::from_config(self.resolve(|name| std::env::var(name).ok())?)
+    }
+
+    /// Combines the settings with the environment (read through `env`, for tests).
+    pub(crate) fn resolve(self, env: impl Fn(&str) -> Option<String>) -> io::Result<Config> {
+        let invalid = |message: String| io::Error::new(io::ErrorKind::InvalidInput, message);
+        let debug = match self.debug {
+            Some(on) => on,
+            None => match env("ONELOOP_DEBUG") {
+                Some(value) => parse_debug_env(&value).map_err(invalid)?,
+                None => false,
+            },
+        };
+        let threshold = match self.slow_threshold {
+            Some(threshold) => threshold,
+            None => match env("ONELOOP_SLOW_MS") {
+                Some(value) => parse_slow_ms_env(&value).map_err(invalid)?,
+                None => DEFAULT_SLOW_THRESHOLD,
+            },
+        };
+        if threshold.is_zero() {
+            return Err(invalid(
+                "the slow-task threshold must be longer than zero".to_owned(),
+            ));
+        }
+        Ok(Config {
+            debug: debug.then_some(DebugConfig {
+                threshold,
+                backtraces: self.backtraces.unwrap_or(true),
+            }),
+            sink: self.sink.unwrap_or_else(stderr_sink),
+        })
+    }
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("debug", &self.debug)
+            .field("slow_threshold", &self.slow_threshold)
+            .field("backtraces", &self.backtraces)
+            .field("custom_sink", &self.sink.is_some())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn environment_turns_debug_on_and_sets_the_threshold() {
+        let config = Builder::new()
+            .resolve(env(&[("ONELOOP_DEBUG", "1"), ("ONELOOP_SLOW_MS", "25")]))
+            .unwrap();
+        let debug = config.debug.expect("debug on");
+        assert_eq!(debug.threshold, Duration::from_millis(25));
+    }
+
+    #[test]
+    fn builder_settings_win_over_the_environment() {
+        let config = Builder::new()
+            .debug(false)
+            .resolve(env(&[("ONELOOP_DEBUG", "1")]))
+            .unwrap();
+        assert!(config.debug.is_none());
+        let config = Builder::new()
+            .debug(true)
+            .slow_task_threshold(Duration::from_millis(7))
+            .resolve(env(&[("ONELOOP_SLOW_MS", "500")]))
+            .unwrap();
+        assert_eq!(config.debug.unwrap().threshold, Duration::from_millis(7));
+    }
+
+    #[test]
+    fn malformed_environment_is_an_error_that_says_what_is_accepted() {
+        let error = Builder::new()
+            .resolve(env(&[("ONELOOP_SLOW_MS", "soon")]))
+            .err()
+            .unwrap();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
+        assert!(error.to_string().contains("ONELOOP_SLOW_MS"));
+        let zero = Builder::new()
+            .debug(true)
+            .slow_task_threshold(Duration::ZERO)
+            .resolve(env(&[]))
+            .err()
+            .unwrap();
+        assert!(zero.to_string().contains("longer than zero"));
+    }
+
+    #[test]
+    fn debug_is_off_by_default_with_asyncio_s_threshold() {
+        let config = Builder::new().resolve(env(&[])).unwrap();
+        assert!(config.debug.is_none());
+        let config = Builder::new().debug(true).resolve(env(&[])).unwrap();
+        assert_eq!(config.debug.unwrap().threshold, Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,140 @@
+//! The thread-local "current runtime", and the messages for using the runtime wrongly.
+//!
+//! `Runtime::block_on` (in `runtime.rs`) enters the context for as long as it runs; free
+//! functions such as `oneloop::spawn`, and runtime-bound futures such as `Sleep`, find the
+//! loop through it. Wakers use it too (see `waker.rs`): a wake on the loop thread goes
+//! straight onto the run queue, any other wake goes through the remote queue.
+//!
+//! Every access uses `LocalKey::try_with`, because wakes and drops can run while the
+//! thread's locals are being destroyed; there the answer is simply "no runtime here".
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::runtime::Core;
+use crate::waker::{Remote, TaskRef};
+
+thread_local! {
+    /// Set by `enter` for the duration of `block_on` (and of the runtime's `Drop`); read by
+    /// everything below. Only `enter` and its guard borrow it mutably, and they never run
+    /// user code while doing so.
+    static CURRENT: RefCell<Option<Rc<Core>>> = const { RefCell::new(None) };
+}
+
+/// Makes `core` the current runtime until dropped.
+pub(crate) struct EnterGuard {
+    previous: Option<Rc<Core>>,
+}
+
+/// Enters `core` for a `block_on`.
+///
+/// # Panics
+///
+/// If this thread is already inside a runtime: blocking inside the loop would stop it.
+pub(crate) fn enter(core: &Rc<Core>) -> EnterGuard {
+    let nested = CURRENT.with(|current| current.borrow().is_some());
+    if nested {
+        panic!(
+            "oneloop: Runtime::block_on was called inside a running oneloop runtime; \
+             a nested block_on would stop the loop it runs on. `.await` the future instead, \
+             or `oneloop::spawn` it"
+        );
+    }
+    replace(Some(core.clone()))
+}
+
+/// Enters `core` even if another runtime is current (used while a runtime drops its
+/// tasks, which may happen inside another runtime's `block_on`); the previous runtime is
+/// restored when the guard drops.
+pub(crate) fn enter_for_drop(core: &Rc<Core>) -> EnterGuard {
+    replace(Some(core.clone()))
+}
+
+fn replace(new: Option<Rc<Core>>) -> EnterGuard {
+    let previous = CURRENT.with(|current| current.replace(new));
+    EnterGuard { previous }
+}
+
+impl Drop for EnterGuard {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        // Take the value out first and drop it after the borrow ends: dropping a runtime's
+        // core runs user code (futures' destructors), which may look at CURRENT again.
+        let ours = CURRENT
+            .try_with(|current| current.replace(previous))
+            .ok()
+            .flatten();
+        drop(ours);
+    }
+}
+
+/// Runs `f` with the current runtime, or returns `None` outside any runtime.
+pub(crate) fn with_current<R>(f: impl FnOnce(&Rc<Core>) -> R) -> Option<R> {
+    let core = CURRENT
+        .try_with(|current| current.borrow().clone())
+        .ok()
+        .flatten()?;
+    Some(f(&core))
+}
+
+/// The current runtime, or a panic that says which call needed one and what to do.
+#[track_caller]
+pub(crate) fn current(what: &str) -> Rc<Core> {
+    match CURRENT.try_with(|current| current.borrow().clone()) {
+        Ok(Some(core)) => core,
+        _ => panic!(
+            "oneloop: {what} was called outside a oneloop runtime (thread {}). Call it from \
+             code that runs inside `Runtime::block_on`; from another thread, use a \
+             `oneloop::Handle` (`rt.handle()`) to send work to the loop",
+            thread_label()
+        ),
+    }
+}
+
+/// The current runtime for a runtime-bound object (a timer, an I/O source) created in the
+/// runtime numbered `owner`, or a panic that names the misuse.
+#[track_caller]
+pub(crate) fn current_for(what: &str, owner: u64) -> Rc<Core> {
+    let core = current(what);
+    if core.id() != owner {
+        panic!(
+            "oneloop: {what} belongs to runtime #{owner} but was polled inside runtime #{} \
+             (thread {}). Runtime objects live on the loop that created them: keep them in \
+             tasks of that runtime",
+            core.id(),
+            thread_label()
+        );
+    }
+    core
+}
+
+/// Pushes `task` onto the local run queue if this thread is running the runtime that owns
+/// `remote`; returns false otherwise (the caller then takes the remote path).
+pub(crate) fn schedule_local(remote: &Arc<Remote>, task: TaskRef) -> bool {
+    CURRENT
+        .try_with(|current| match &*current.borrow() {
+            Some(core) if core.id() == remote.runtime_id => {
+                core.schedule(task);
+                true
+            }
+            _ => false,
+        })
+        .unwrap_or(false)
+}
+
+/// The id of the runtime running on this thread, if any.
+pub(crate) fn current_id() -> Option<u64> {
+    CURRENT
+        .try_with(|current| current.borrow().as_ref().map(|core| core.id()))
+        .ok()
+        .flatten()
+}
+
+pub(crate) fn thread_label() -> String {
+    let thread = std::thread::current();
+    match thread.name() {
+        Some(name) => format!("'{name}'"),
+        None => format!("{:?}", thread.id()),
+    }
+}

@@ -1,0 +1,346 @@
+//! Debug mode: finds the code that blocks the loop, and says what to do about it.
+//!
+//! Turned on by [`Builder::debug`](crate::Builder::debug) or `ONELOOP_DEBUG=1`. The loop
+//! then times every poll (`watch.rs`, loop side) and a watchdog thread (`watch.rs`, thread
+//! side) reports a poll that is *still* running past the threshold, with a backtrace of the
+//! loop thread on Linux (`stack.rs`). Everything found is a [`Report`] with a stable
+//! [`Code`], handed to the sink set by [`Builder::on_report`](crate::Builder::on_report)
+//! (one line on stderr by default).
+//!
+//! Two reports do not need debug mode, because they cost nothing until they happen: a
+//! task that panicked with nobody left to retrieve the panic (`OL003`), and a loop that can
+//! never make progress again (a panic, see `Core::check_deadlock`).
+
+pub(crate) mod stack;
+pub(crate) mod watch;
+
+use std::fmt;
+use std::io::Write;
+use std::panic::Location;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use crate::task::Id;
+
+/// A stable code for each kind of [`Report`]. The README lists every code with its fix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Code {
+    /// `OL001`: one poll of a task ran longer than the slow-task threshold, blocking every
+    /// other task meanwhile. Reported when the poll returns.
+    SlowPoll,
+    /// `OL002`: a poll is *still* running past the threshold (reported by the watchdog while
+    /// it runs, again at doubling intervals, with a backtrace of the loop thread on Linux).
+    StillBlocking,
+    /// `OL003`: a task panicked and nobody retrieved the panic (its `JoinHandle` was
+    /// dropped or detached), like asyncio's "Task exception was never retrieved".
+    PanicNotRetrieved,
+}
+
+impl Code {
+    /// The code as printed: `"OL001"`, `"OL002"`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::SlowPoll => "OL001",
+            Code::StillBlocking => "OL002",
+            Code::PanicNotRetrieved => "OL003",
+        }
+    }
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which task a [`Report`] is about.
+#[derive(Clone, Debug)]
+pub struct TaskInfo {
+    /// The task's id (`#0` is the `block_on` future).
+    pub id: Id,
+    /// The name given with [`task::Builder::name`](crate::task::Builder::name); the
+    /// `block_on` future is named `main`.
+    pub name: Option<String>,
+    /// Where the task was spawned (or where `block_on` was called).
+    pub location: &'static Location<'static>,
+}
+
+impl fmt::Display for TaskInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "task {}", self.id)?;
+        if let Some(name) = &self.name {
+            write!(f, " \"{name}\"")?;
+        }
+        write!(f, " spawned at {}", self.location)
+    }
+}
+
+/// One finding of debug mode, handed to the report sink.
+///
+/// Its `Display` is the line printed by the default sink: it starts with `oneloop:` and the
+/// code, and holds the task's id, name, spawn site and the time involved, so it can be
+/// grepped. A backtrace, when there is one, follows on the next lines.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Report {
+    /// What kind of report this is.
+    pub code: Code,
+    /// The task concerned.
+    pub task: TaskInfo,
+    /// How long the poll ran (`OL001`), or has run so far (`OL002`).
+    pub duration: Option<Duration>,
+    /// The slow-task threshold in force.
+    pub threshold: Option<Duration>,
+    /// For `OL001`: how many `OL002` reports the watchdog made while this poll ran (so the
+    /// report closes them: "unblocked after ..."). Zero otherwise.
+    pub times_reported: u32,
+    /// For `OL003`: the panic message.
+    pub message: Option<String>,
+    /// For `OL002`: the loop thread's stack at the moment of the report (Linux only, first
+    /// report of each blocking poll).
+    pub backtrace: Option<Backtrace>,
+}
+
+/// The loop thread's stack, captured by the watchdog while a poll was blocking (Linux).
+///
+/// Capturing takes microseconds, so reports are never delayed by it. Symbols are resolved
+/// the first time the backtrace is displayed and then cached; the first resolution in a
+/// process loads the program's debug info and can take a moment. Frames are listed
+/// innermost first, from the interrupted code up to the task's poll.
+#[derive(Clone)]
+pub struct Backtrace {
+    inner: Arc<BacktraceInner>,
+}
+
+struct BacktraceInner {
+    ips: Vec<usize>,
+    rendered: OnceLock<String>,
+}
+
+impl Backtrace {
+    pub(crate) fn new(ips: Vec<usize>) -> Self {
+        Backtrace {
+            inner: Arc::new(BacktraceInner {
+                ips,
+                rendered: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// The number of raw frames captured.
+    pub fn frame_count(&self) -> usize {
+        self.inner.ips.len()
+    }
+}
+
+impl fmt::Display for Backtrace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = &self.inner;
+        f.write_str(inner.rendered.get_or_init(|| stack::render(&inner.ips)))
+    }
+}
+
+impl fmt::Debug for Backtrace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Backtrace({} frames)", self.inner.ips.len())
+    }
+}
+
+impl Report {
+    pub(crate) fn new(code: Code, task: TaskInfo) -> Self {
+        Report {
+            code,
+            task,
+            duration: None,
+            threshold: None,
+            times_reported: 0,
+            message: None,
+            backtrace: None,
+        }
+    }
+}
+
+impl Report {
+    /// The report's one line, without the backtrace.
+    pub fn headline(&self) -> impl fmt::Display + '_ {
+        Headline(self)
+    }
+}
+
+struct Headline<'a>(&'a Report);
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", Headline(self))?;
+        if let Some(backtrace) = &self.backtrace {
+            write!(f, "\n{backtrace}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Headline<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let report = self.0;
+        let duration = report.duration.map(Millis);
+        let threshold = report.threshold.map(Millis);
+        write!(f, "oneloop: {} ", report.code)?;
+        match report.code {
+            Code::SlowPoll if report.times_reported > 0 => write!(
+                f,
+                "slow {} unblocked after {} (threshold {}; reported {} time{} while blocking): \
+                 offload blocking or CPU-heavy work with to_thread or run_in_executor",
+                report.task,
+                duration.unwrap_or(Millis(Duration::ZERO)),
+                threshold.unwrap_or(Millis(Duration::ZERO)),
+                report.times_reported,
+                if report.times_reported == 1 { "" } else { "s" },
+            ),
+            Code::SlowPoll => write!(
+                f,
+                "slow {} blocked the loop for {} (threshold {}): offload blocking or CPU-heavy \
+                 work with to_thread or run_in_executor",
+                report.task,
+                duration.unwrap_or(Millis(Duration::ZERO)),
+                threshold.unwrap_or(Millis(Duration::ZERO)),
+            ),
+            Code::StillBlocking => write!(
+                f,
+                "{} has been blocking the loop for {} so far (threshold {})",
+                report.task,
+                duration.unwrap_or(Millis(Duration::ZERO)),
+                threshold.unwrap_or(Millis(Duration::ZERO)),
+            ),
+            Code::PanicNotRetrieved => write!(
+                f,
+                "{} panicked and nobody retrieved it: {}; await its JoinHandle (or use a \
+                 JoinSet or TaskGroup) to handle the panic",
+                report.task,
+                report.message.as_deref().unwrap_or("<no message>"),
+            ),
+        }
+    }
+}
+
+/// Formats a duration the way reports print it: `850 µs`, `312.4 ms`, `1.2 s`.
+#[derive(Clone, Copy)]
+pub(crate) struct Millis(pub(crate) Duration);
+
+impl fmt::Display for Millis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.0.as_secs_f64();
+        if secs >= 1.0 {
+            write!(f, "{secs:.1} s")
+        } else if secs >= 0.001 {
+            let ms = secs * 1e3;
+            if ms.fract() == 0.0 {
+                write!(f, "{ms:.0} ms")
+            } else {
+                write!(f, "{ms:.1} ms")
+            }
+        } else {
+            write!(f, "{:.0} µs", secs * 1e6)
+        }
+    }
+}
+
+/// Where reports go.
+pub(crate) type Sink = Arc<dyn Fn(&Report) + Send + Sync>;
+
+/// The default sink: the report on stderr. A closed stderr is ignored (there is nowhere
+/// else to say it).
+pub(crate) fn stderr_sink() -> Sink {
+    Arc::new(|report: &Report| {
+        // The line first: resolving a backtrace's symbols may take a moment, and it is done
+        // before taking stderr's lock, which the loop may need for its own reports.
+        let _ = writeln!(std::io::stderr().lock(), "{}", report.headline());
+        if let Some(backtrace) = &report.backtrace {
+            let text = backtrace.to_string();
+            let _ = writeln!(std::io::stderr().lock(), "{text}");
+        }
+    })
+}
+
+/// Hands `report` to `sink`, containing a panic in the sink: a broken sink must not take
+/// the loop or the watchdog down with it.
+pub(crate) fn emit(sink: &Sink, report: &Report) {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sink(report)));
+    if result.is_err() {
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "oneloop: the report sink panicked while handling {}",
+            report.code
+        );
+    }
+}
+
+/// Debug settings after the builder and the environment have been combined.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct DebugConfig {
+    pub(crate) threshold: Duration,
+    pub(crate) backtraces: bool,
+}
+
+/// asyncio's `slow_callback_duration` default.
+pub(crate) const DEFAULT_SLOW_THRESHOLD: Duration = Duration::from_millis(100);
+
+/// Parses `ONELOOP_DEBUG`: `1`/`true`/`yes`/`on` enable, `0`/`false`/`no`/`off`/empty
+/// disable, anything else is an error that says what is accepted.
+pub(crate) fn parse_debug_env(value: &str) -> Result<bool, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "" | "0" | "false" | "no" | "off" => Ok(false),
+        other => Err(format!(
+            "ONELOOP_DEBUG must be 1 or 0 (or true/false), got {other:?}"
+        )),
+    }
+}
+
+/// Parses `ONELOOP_SLOW_MS`: a positive number of milliseconds, fractions allowed.
+pub(crate) fn parse_slow_ms_env(value: &str) -> Result<Duration, String> {
+    let ms: f64 = value.trim().parse().map_err(|_| {
+        format!("ONELOOP_SLOW_MS must be a number of milliseconds such as 50, got {value:?}")
+    })?;
+    if !(ms > 0.0 && ms.is_finite()) {
+        return Err(format!(
+            "ONELOOP_SLOW_MS must be a positive number of milliseconds, got {value:?}"
+        ));
+    }
+    Ok(Duration::from_secs_f64(ms / 1e3))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_print_in_the_unit_a_reader_expects() {
+        assert_eq!(Millis(Duration::from_micros(850)).to_string(), "850 µs");
+        assert_eq!(
+            Millis(Duration::from_micros(312_400)).to_string(),
+            "312.4 ms"
+        );
+        assert_eq!(Millis(Duration::from_millis(50)).to_string(), "50 ms");
+        assert_eq!(Millis(Duration::from_millis(1_200)).to_string(), "1.2 s");
+    }
+
+    #[test]
+    fn env_values_parse_or_say_what_is_accepted() {
+        assert_eq!(parse_debug_env("1"), Ok(true));
+        assert_eq!(parse_debug_env("off"), Ok(false));
+        assert!(
+            parse_debug_env("maybe")
+                .unwrap_err()
+                .contains("ONELOOP_DEBUG")
+        );
+        assert_eq!(parse_slow_ms_env("50"), Ok(Duration::from_millis(50)));
+        assert_eq!(parse_slow_ms_env("0.5"), Ok(Duration::from_micros(500)));
+        assert!(
+            parse_slow_ms_env("fast")
+                .unwrap_err()
+                .contains("ONELOOP_SLOW_MS")
+        );
+        assert!(parse_slow_ms_env("-3").is_err());
+    }
+}

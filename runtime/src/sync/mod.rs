@@ -1,0 +1,14 @@
+//! Synchronization for tasks: [`Semaphore`], [`oneshot`] and [`mpsc`] channels.
+//!
+//! None of them knows about the loop: they park tasks with plain `Waker`s behind a
+//! `parking_lot` mutex, so their senders and permits work from any thread. A worker thread
+//! that sends to a task wakes it through the runtime's remote path (`waker.rs`).
+
+pub mod mpsc;
+pub mod oneshot;
+mod semaphore;
+
+pub use semaphore::{
+    Acquire, AcquireError, AcquireOwned, OwnedSemaphorePermit, Semaphore, SemaphorePermit,
+    TryAcquireError,
+};

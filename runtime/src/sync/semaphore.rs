@@ -1,0 +1,455 @@
+//! A fair (first-in, first-out) async semaphore.
+//!
+//! Waiters queue in ticket order in a `BTreeMap`; a release grants permits to the head of
+//! the queue only, so a big request at the head is never overtaken by small ones behind it,
+//! and `try_acquire` never jumps the queue. A waiter that was granted permits but is
+//! dropped before it saw them hands them straight on (the "cancelled at the moment of the
+//! hand-off" race). The semaphore knows nothing of the loop: it stores plain `Waker`s, so
+//! permits can be taken and released from any thread.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use parking_lot::Mutex;
+
+/// An async semaphore: at most N permits out at once, granted in request order.
+///
+/// Use it to bound concurrency: hold a permit while doing the limited thing (a connection,
+/// an offloaded job, a buffer), and it is given back when the permit is dropped.
+///
+/// # Examples
+///
+/// ```
+/// use std::rc::Rc;
+/// use oneloop::sync::Semaphore;
+///
+/// oneloop::Runtime::new().block_on(async {
+///     let limit = Rc::new(Semaphore::new(2));
+///     let mut tasks = Vec::new();
+///     for i in 0..5 {
+///         let limit = limit.clone();
+///         tasks.push(oneloop::spawn(async move {
+///             let _permit = limit.acquire().await.unwrap(); // at most 2 at a time
+///             i
+///         }));
+///     }
+///     for task in tasks {
+///         task.await.unwrap();
+///     }
+///     assert_eq!(limit.available_permits(), 2);
+/// });
+/// ```
+pub struct Semaphore {
+    state: Mutex<State>,
+}
+
+struct State {
+    /// Permits not handed out.
+    permits: usize,
+    /// Waiting requests by ticket (FIFO order).
+    waiters: BTreeMap<u64, Waiter>,
+    /// Tickets granted their permits but not yet polled to see them.
+    granted: BTreeSet<u64>,
+    next_ticket: u64,
+    closed: bool,
+}
+
+struct Waiter {
+    needed: usize,
+    waker: Waker,
+}
+
+impl State {
+    /// Grants the head of the queue if its request fits; returns its waker to call.
+    fn grant_head(&mut self) -> Option<Waker> {
+        let entry = self.waiters.first_entry()?;
+        if entry.get().needed > self.permits {
+            return None;
+        }
+        let (ticket, waiter) = entry.remove_entry();
+        self.permits -= waiter.needed;
+        self.granted.insert(ticket);
+        Some(waiter.waker)
+    }
+}
+
+/// The error of [`Semaphore::acquire`] on a closed semaphore.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AcquireError(());
+
+impl fmt::Display for AcquireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("semaphore closed")
+    }
+}
+
+impl std::error::Error for AcquireError {}
+
+/// The error of [`Semaphore::try_acquire`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TryAcquireError {
+    /// The semaphore was closed.
+    Closed,
+    /// Not enough permits are free, or others are already waiting for them.
+    NoPermits,
+}
+
+impl fmt::Display for TryAcquireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TryAcquireError::Closed => f.write_str("semaphore closed"),
+            TryAcquireError::NoPermits => f.write_str("no permits available"),
+        }
+    }
+}
+
+impl std::error::Error for TryAcquireError {}
+
+impl Semaphore {
+    /// The most permits a semaphore can hold (leaves headroom so sums cannot overflow).
+    pub const MAX_PERMITS: usize = usize::MAX >> 3;
+
+    /// A semaphore with `permits` permits. Usable in a `static`.
+    ///
+    /// # Panics
+    ///
+    /// If `permits` exceeds [`MAX_PERMITS`](Self::MAX_PERMITS).
+    pub const fn new(permits: usize) -> Self {
+        assert!(
+            permits <= Self::MAX_PERMITS,
+            "oneloop::sync::Semaphore: more permits than Semaphore::MAX_PERMITS"
+        );
+        Semaphore {
+            state: Mutex::new(State {
+                permits,
+                waiters: BTreeMap::new(),
+                granted: BTreeSet::new(),
+                next_ticket: 0,
+                closed: false,
+            }),
+        }
+    }
+
+    /// Permits free right now.
+    pub fn available_permits(&self) -> usize {
+        self.state.lock().permits
+    }
+
+    /// Waits for one permit. Requests are served in the order they were first polled.
+    /// Fails only if the semaphore is closed.
+    pub fn acquire(&self) -> Acquire<'_> {
+        self.acquire_many(1)
+    }
+
+    /// Waits for `n` permits at once (granted together, in queue order).
+    pub fn acquire_many(&self, n: usize) -> Acquire<'_> {
+        Acquire {
+            semaphore: self,
+            request: Request::new(n),
+        }
+    }
+
+    /// Like [`acquire`](Self::acquire) for a shared semaphore; the permit keeps the `Arc`,
+    /// so it can move into a spawned task.
+    pub fn acquire_owned(self: Arc<Self>) -> AcquireOwned {
+        self.acquire_many_owned(1)
+    }
+
+    /// Like [`acquire_many`](Self::acquire_many) for a shared semaphore.
+    pub fn acquire_many_owned(self: Arc<Self>, n: usize) -> AcquireOwned {
+        AcquireOwned {
+            semaphore: self,
+            request: Request::new(n),
+        }
+    }
+
+    /// Takes one permit now, or fails without waiting.
+    pub fn try_acquire(&self) -> Result<SemaphorePermit<'_>, TryAcquireError> {
+        self.try_acquire_many(1)
+    }
+
+    /// Takes `n` permits now, or fails without waiting. Fails if anyone is queued, even
+    /// when enough permits are free: the queue is served first.
+    pub fn try_acquire_many(&self, n: usize) -> Result<SemaphorePermit<'_>, TryAcquireError> {
+        self.try_take(n)?;
+        Ok(SemaphorePermit {
+            semaphore: self,
+            permits: n,
+        })
+    }
+
+    /// Like [`try_acquire`](Self::try_acquire) for a shared semaphore.
+    pub fn try_acquire_owned(self: Arc<Self>) -> Result<OwnedSemaphorePermit, TryAcquireError> {
+        self.try_take(1)?;
+        Ok(OwnedSemaphorePermit {
+            semaphore: self,
+            permits: 1,
+        })
+    }
+
+    fn try_take(&self, n: usize) -> Result<(), TryAcquireError> {
+        let mut state = self.state.lock();
+        if state.closed {
+            return Err(TryAcquireError::Closed);
+        }
+        if !state.waiters.is_empty() || state.permits < n {
+            return Err(TryAcquireError::NoPermits);
+        }
+        state.permits -= n;
+        Ok(())
+    }
+
+    /// Adds `n` permits, waking waiters they satisfy.
+    ///
+    /// # Panics
+    ///
+    /// If the total would exceed [`MAX_PERMITS`](Self::MAX_PERMITS).
+    pub fn add_permits(&self, n: usize) {
+        let mut state = self.state.lock();
+        state.permits = state
+            .permits
+            .checked_add(n)
+            .filter(|&total| total <= Self::MAX_PERMITS)
+            .expect("oneloop::sync::Semaphore: add_permits would exceed Semaphore::MAX_PERMITS");
+        // Wake one at a time, outside the lock: a waker is arbitrary code.
+        while let Some(waker) = state.grant_head() {
+            drop(state);
+            waker.wake();
+            state = self.state.lock();
+        }
+    }
+
+    /// Closes the semaphore: waiting and future `acquire`s fail with [`AcquireError`].
+    /// Permits already held stay valid and are returned as usual.
+    pub fn close(&self) {
+        let waiters = {
+            let mut state = self.state.lock();
+            state.closed = true;
+            std::mem::take(&mut state.waiters)
+        };
+        for (_, waiter) in waiters {
+            waiter.waker.wake();
+        }
+    }
+
+    /// True once [`close`](Self::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.state.lock().closed
+    }
+
+    fn poll_request(
+        &self,
+        request: &mut Request,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), AcquireError>> {
+        assert!(
+            !request.done,
+            "oneloop: semaphore acquire polled after it completed"
+        );
+        let mut state = self.state.lock();
+        let result = match request.ticket {
+            Some(ticket) if state.granted.remove(&ticket) => Ok(()),
+            Some(ticket) if state.closed => {
+                state.waiters.remove(&ticket);
+                Err(AcquireError(()))
+            }
+            Some(ticket) => {
+                if let Some(waiter) = state.waiters.get_mut(&ticket)
+                    && !waiter.waker.will_wake(cx.waker())
+                {
+                    waiter.waker.clone_from(cx.waker());
+                }
+                return Poll::Pending;
+            }
+            None if state.closed => Err(AcquireError(())),
+            None if state.waiters.is_empty() && state.permits >= request.needed => {
+                state.permits -= request.needed;
+                Ok(())
+            }
+            None => {
+                let ticket = state.next_ticket;
+                state.next_ticket += 1;
+                state.waiters.insert(
+                    ticket,
+                    Waiter {
+                        needed: request.needed,
+                        waker: cx.waker().clone(),
+                    },
+                );
+                request.ticket = Some(ticket);
+                return Poll::Pending;
+            }
+        };
+        request.done = true;
+        Poll::Ready(result)
+    }
+
+    /// A request is dropped before completing: leave the queue, or, if permits were granted
+    /// to it meanwhile, hand them on.
+    fn cancel_request(&self, request: &Request) {
+        let Some(ticket) = request.ticket.filter(|_| !request.done) else {
+            return;
+        };
+        let mut state = self.state.lock();
+        if state.granted.remove(&ticket) {
+            drop(state);
+            self.add_permits(request.needed);
+        } else if state.waiters.remove(&ticket).is_some() {
+            // Leaving the head may let the next waiter through.
+            drop(state);
+            self.add_permits(0);
+        }
+    }
+}
+
+impl fmt::Debug for Semaphore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.state.lock();
+        f.debug_struct("Semaphore")
+            .field("permits", &state.permits)
+            .field("waiters", &state.waiters.len())
+            .field("closed", &state.closed)
+            .finish()
+    }
+}
+
+/// One acquire in progress.
+#[derive(Debug)]
+struct Request {
+    needed: usize,
+    ticket: Option<u64>,
+    done: bool,
+}
+
+impl Request {
+    fn new(needed: usize) -> Self {
+        Request {
+            needed,
+            ticket: None,
+            done: false,
+        }
+    }
+}
+
+/// The future returned by [`Semaphore::acquire`].
+#[derive(Debug)]
+#[must_use = "futures do nothing unless awaited"]
+pub struct Acquire<'a> {
+    semaphore: &'a Semaphore,
+    request: Request,
+}
+
+impl<'a> Future for Acquire<'a> {
+    type Output = Result<SemaphorePermit<'a>, AcquireError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let semaphore = this.semaphore;
+        semaphore
+            .poll_request(&mut this.request, cx)
+            .map_ok(|()| SemaphorePermit {
+                semaphore,
+                permits: this.request.needed,
+            })
+    }
+}
+
+impl Drop for Acquire<'_> {
+    fn drop(&mut self) {
+        self.semaphore.cancel_request(&self.request);
+    }
+}
+
+/// The future returned by [`Semaphore::acquire_owned`].
+#[derive(Debug)]
+#[must_use = "futures do nothing unless awaited"]
+pub struct AcquireOwned {
+    semaphore: Arc<Semaphore>,
+    request: Request,
+}
+
+impl Future for AcquireOwned {
+    type Output = Result<OwnedSemaphorePermit, AcquireError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        this.semaphore
+            .poll_request(&mut this.request, cx)
+            .map_ok(|()| OwnedSemaphorePermit {
+                semaphore: this.semaphore.clone(),
+                permits: this.request.needed,
+            })
+    }
+}
+
+impl Drop for AcquireOwned {
+    fn drop(&mut self) {
+        self.semaphore.cancel_request(&self.request);
+    }
+}
+
+/// Permits borrowed from a [`Semaphore`]; given back on drop.
+#[derive(Debug)]
+#[must_use = "the permit is released as soon as it is dropped"]
+pub struct SemaphorePermit<'a> {
+    semaphore: &'a Semaphore,
+    permits: usize,
+}
+
+impl SemaphorePermit<'_> {
+    /// How many permits this holds.
+    pub fn num_permits(&self) -> usize {
+        self.permits
+    }
+
+    /// Keeps the permits out of the semaphore for good (they are not returned on drop).
+    pub fn forget(mut self) {
+        self.permits = 0;
+    }
+}
+
+impl Drop for SemaphorePermit<'_> {
+    fn drop(&mut self) {
+        if self.permits > 0 {
+            self.semaphore.add_permits(self.permits);
+        }
+    }
+}
+
+/// Permits of a shared (`Arc`) [`Semaphore`]; given back on drop. `Send` and `'static`,
+/// so it can travel into a spawned task or an offloaded job.
+#[derive(Debug)]
+#[must_use = "the permit is released as soon as it is dropped"]
+pub struct OwnedSemaphorePermit {
+    semaphore: Arc<Semaphore>,
+    permits: usize,
+}
+
+impl OwnedSemaphorePermit {
+    /// How many permits this holds.
+    pub fn num_permits(&self) -> usize {
+        self.permits
+    }
+
+    /// Keeps the permits out of the semaphore for good.
+    pub fn forget(mut self) {
+        self.permits = 0;
+    }
+
+    /// The semaphore these permits came from.
+    pub fn semaphore(&self) -> &Arc<Semaphore> {
+        &self.semaphore
+    }
+}
+
+impl Drop for OwnedSemaphorePermit {
+    fn drop(&mut self) {
+        if self.permits > 0 {
+            self.semaphore.add_permits(self.permits);
+        }
+    }
+}

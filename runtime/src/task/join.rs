@@ -1,0 +1,171 @@
+//! `JoinHandle`: the awaitable result of a spawned task, and `JoinError`.
+//!
+//! A handle names its task by `TaskRef` and reaches the loop through a `Weak` to the core,
+//! so a handle that outlives its runtime resolves to `Cancelled` instead of touching freed
+//! state. Every operation is one short visit to the task table (`table.rs`).
+
+use std::any::Any;
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::rc::Weak;
+use std::task::{Context, Poll, Waker};
+
+use super::Id;
+use crate::runtime::Core;
+use crate::waker::TaskRef;
+
+/// Why a task produced no value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JoinError {
+    /// The task was aborted ([`JoinHandle::abort`], a `JoinSet` or `TaskGroup` cancelling it,
+    /// or its runtime shutting down) before it finished.
+    Cancelled,
+    /// The task panicked; this is the panic's message. The loop and every other task carry
+    /// on.
+    Panicked(String),
+}
+
+impl JoinError {
+    /// True for [`JoinError::Cancelled`].
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, JoinError::Cancelled)
+    }
+
+    /// True for [`JoinError::Panicked`].
+    pub fn is_panic(&self) -> bool {
+        matches!(self, JoinError::Panicked(_))
+    }
+}
+
+impl fmt::Display for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JoinError::Cancelled => f.write_str("task was cancelled"),
+            JoinError::Panicked(message) => write!(f, "task panicked: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for JoinError {}
+
+/// An owned permission to await a task's result, returned by [`spawn`](crate::spawn).
+///
+/// Awaiting it gives `Ok(value)`, or a [`JoinError`] if the task panicked or was
+/// cancelled. Dropping it *detaches* the task: it keeps running, and its result is dropped
+/// when it finishes (a panic nobody retrieved is reported as `OL003`).
+///
+/// # Examples
+///
+/// ```
+/// let rt = oneloop::Runtime::new();
+/// let answer = rt.block_on(async {
+///     let handle = oneloop::spawn(async { 6 * 7 });
+///     handle.await
+/// });
+/// assert_eq!(answer, Ok(42));
+/// ```
+///
+/// # Panics
+///
+/// Polling it again after it returned `Ready` panics.
+#[must_use = "dropping a JoinHandle detaches the task; await it to get its result"]
+pub struct JoinHandle<T> {
+    core: Weak<Core>,
+    task: TaskRef,
+    /// Set once the result has been returned.
+    done: bool,
+    _output: PhantomData<fn() -> T>,
+}
+
+impl<T> JoinHandle<T> {
+    pub(crate) fn new(core: Weak<Core>, task: TaskRef) -> Self {
+        JoinHandle {
+            core,
+            task,
+            done: false,
+            _output: PhantomData,
+        }
+    }
+
+    /// The task's id (as printed in debug reports: `#7`).
+    pub fn id(&self) -> Id {
+        Id(self.task.id)
+    }
+
+    pub(crate) fn task_ref(&self) -> TaskRef {
+        self.task
+    }
+
+    /// Cancels the task: its future is dropped right away (or, if the task is aborting
+    /// itself from inside its own poll, as soon as that poll returns), and the handle
+    /// resolves to [`JoinError::Cancelled`]. Does nothing if the task has finished.
+    pub fn abort(&self) {
+        if let Some(core) = self.core.upgrade() {
+            core.abort(self.task);
+        }
+    }
+
+    /// True once the task has finished (with a value, a panic or a cancellation).
+    pub fn is_finished(&self) -> bool {
+        match self.core.upgrade() {
+            Some(core) => core.is_finished(self.task),
+            None => true,
+        }
+    }
+
+    /// Lets the task run to completion unobserved (the same as dropping the handle, said
+    /// out loud).
+    pub fn detach(self) {}
+
+    /// Has `waker` woken when the task finishes, without polling the handle. `JoinSet`
+    /// uses it to learn which of many tasks finished.
+    pub(crate) fn set_join_waker(&self, waker: &Waker) {
+        match self.core.upgrade() {
+            Some(core) => core.set_join_waker(self.task, waker),
+            None => waker.wake_by_ref(),
+        }
+    }
+}
+
+impl<T: 'static> Future for JoinHandle<T> {
+    type Output = Result<T, JoinError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        assert!(
+            !self.done,
+            "oneloop: JoinHandle polled after it returned its result"
+        );
+        let Some(core) = self.core.upgrade() else {
+            self.done = true;
+            return Poll::Ready(Err(JoinError::Cancelled)); // the runtime is gone
+        };
+        let mut output: Option<Result<T, JoinError>> = None;
+        match core.poll_join(self.task, cx.waker(), &mut output as &mut dyn Any) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(()) => {
+                self.done = true;
+                Poll::Ready(output.unwrap_or(Err(JoinError::Cancelled)))
+            }
+        }
+    }
+}
+
+impl<T> Drop for JoinHandle<T> {
+    fn drop(&mut self) {
+        if !self.done
+            && let Some(core) = self.core.upgrade()
+        {
+            core.release_handle(self.task);
+        }
+    }
+}
+
+impl<T> fmt::Debug for JoinHandle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinHandle")
+            .field("id", &Id(self.task.id))
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,126 @@
+//! Tasks: spawning, joining, and structured concurrency.
+//!
+//! A task is a future the loop polls until it finishes. It need not be `Send`: it never
+//! leaves the loop thread. `spawn` puts it in the task table (`table.rs`) as one allocation
+//! (`cell.rs`) and queues it; the loop (`runtime.rs`) polls it whenever its waker is called.
+//!
+//! - [`JoinHandle`] (`join.rs`): await one task's result; `abort` it.
+//! - [`JoinSet`] (`join_set.rs`): many tasks, results in completion order, the rest aborted
+//!   on drop.
+//! - [`TaskGroup`] (`group.rs`): asyncio's `TaskGroup`, where the first failure cancels the
+//!   siblings; and [`join_all`]/[`try_join_all`], asyncio's `gather`.
+//! - [`Builder`] (`builder.rs`): spawn with a name, for debug reports.
+
+mod builder;
+pub(crate) mod cell;
+mod group;
+mod join;
+mod join_set;
+mod ready;
+pub(crate) mod table;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+pub use builder::Builder;
+pub use group::{GroupError, JoinAll, TaskGroup, TryJoinAll, join_all, try_join_all};
+pub use join::{JoinError, JoinHandle};
+pub use join_set::JoinSet;
+
+use crate::context;
+
+/// A task's id, unique within its runtime: `#1`, `#2`, ... in spawn order; `#0` is the
+/// future given to `block_on`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Id(pub(crate) u64);
+
+impl Id {
+    /// The id as a number.
+    pub fn as_u64(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// Spawns `future` as a new task on the current runtime and returns its [`JoinHandle`].
+///
+/// The task starts on a later turn of the loop, never inside this call. It need not be
+/// `Send`. Its spawn location is recorded for debug reports.
+///
+/// # Examples
+///
+/// ```
+/// use std::rc::Rc;
+///
+/// oneloop::Runtime::new().block_on(async {
+///     let shared = Rc::new(5); // not Send: fine, tasks stay on the loop thread
+///     let task = oneloop::spawn({
+///         let shared = shared.clone();
+///         async move { *shared * 2 }
+///     });
+///     assert_eq!(task.await, Ok(10));
+/// });
+/// ```
+///
+/// # Panics
+///
+/// Outside a runtime (use [`Runtime::spawn`](crate::Runtime::spawn), or a
+/// [`Handle`](crate::Handle) from another thread).
+#[track_caller]
+pub fn spawn<F>(future: F) -> JoinHandle<F::Output>
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    let core = context::current("oneloop::spawn");
+    core.spawn(future, None, std::panic::Location::caller())
+}
+
+/// The id of the task being polled right now (`#0` inside `block_on`'s future), or `None`
+/// outside a runtime.
+pub fn try_id() -> Option<Id> {
+    context::with_current(|core| core.current_task_id()).flatten()
+}
+
+/// Yields once: the task goes to the back of the run queue, so every other ready task,
+/// and the reactor and timers, get a turn before it resumes.
+///
+/// # Examples
+///
+/// ```
+/// oneloop::Runtime::new().block_on(async {
+///     for _ in 0..3 {
+///         oneloop::task::yield_now().await; // let others run between chunks of work
+///     }
+/// });
+/// ```
+pub fn yield_now() -> YieldNow {
+    YieldNow { yielded: false }
+}
+
+/// The future returned by [`yield_now`].
+#[derive(Debug)]
+#[must_use = "futures do nothing unless awaited"]
+pub struct YieldNow {
+    yielded: bool,
+}
+
+impl Future for YieldNow {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.yielded {
+            return Poll::Ready(());
+        }
+        self.yielded = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}

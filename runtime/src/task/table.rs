@@ -1,0 +1,182 @@
+//! The task table: every live task in a slab slot, found by a generation-checked key.
+//!
+//! A slot lives from `spawn` until the task has finished *and* its `JoinHandle` is gone
+//! (dropped, or its output taken). While the loop polls a task, the task's cell is taken
+//! out of its slot, so no borrow of the table is held while user code runs; the slot stays,
+//! so a `JoinHandle` or an `abort` arriving meanwhile still finds it.
+//!
+//! This file only moves state. The loop (`runtime.rs`) decides when, and runs the user
+//! code (wakers, destructors) that the transitions hand back, outside every borrow.
+
+use std::pin::Pin;
+use std::task::Waker;
+
+use slab::Slab;
+
+use super::cell::RawTask;
+use crate::waker::TaskRef;
+
+pub(crate) type Cell = Pin<Box<dyn RawTask>>;
+
+pub(crate) struct Slot {
+    /// The id the task got at spawn; a `TaskRef` with another id is stale.
+    id: u64,
+    /// The task itself; `None` only while the loop is polling it.
+    pub(crate) cell: Option<Cell>,
+    /// True once the output (or the panic, or the cancellation) is stored in the cell.
+    pub(crate) finished: bool,
+    /// True while a `JoinHandle` exists (the slot outlives the task for it).
+    has_handle: bool,
+    /// The task (or foreign waker) waiting on the `JoinHandle`.
+    pub(crate) join_waker: Option<Waker>,
+    /// `abort()` was called while the task was being polled: cancel it when the poll ends.
+    abort_requested: bool,
+}
+
+/// What the caller must do after a task finished, outside the table's borrow.
+pub(crate) struct Finished {
+    /// Wake this `JoinHandle` waiter.
+    pub(crate) join_waker: Option<Waker>,
+    /// Nobody holds a handle: the slot is freed and this cell must be dropped (it may hold
+    /// an output with a destructor). If it panicked, nobody will ever know unless reported.
+    pub(crate) orphan: Option<Cell>,
+}
+
+#[derive(Default)]
+pub(crate) struct TaskTable {
+    slab: Slab<Slot>,
+    next_id: u64,
+}
+
+impl TaskTable {
+    /// Inserts a task; `make` builds its cell from the `TaskRef` it will have.
+    pub(crate) fn insert(&mut self, make: impl FnOnce(TaskRef) -> Cell) -> TaskRef {
+        // Id 0 is the `block_on` future's, so tasks count from 1.
+        self.next_id += 1;
+        let entry = self.slab.vacant_entry();
+        let task = TaskRef {
+            key: entry.key(),
+            id: self.next_id,
+        };
+        entry.insert(Slot {
+            id: task.id,
+            cell: Some(make(task)),
+            finished: false,
+            has_handle: true,
+            join_waker: None,
+            abort_requested: false,
+        });
+        task
+    }
+
+    pub(crate) fn get(&self, task: TaskRef) -> Option<&Slot> {
+        self.slab.get(task.key).filter(|slot| slot.id == task.id)
+    }
+
+    pub(crate) fn get_mut(&mut self, task: TaskRef) -> Option<&mut Slot> {
+        self.slab
+            .get_mut(task.key)
+            .filter(|slot| slot.id == task.id)
+    }
+
+    /// Takes the cell out for a poll, unless the task is stale, finished or already out.
+    pub(crate) fn take_for_poll(&mut self, task: TaskRef) -> Option<Cell> {
+        let slot = self.get_mut(task)?;
+        if slot.finished {
+            return None;
+        }
+        slot.cell.take()
+    }
+
+    /// Puts a polled, still-pending cell back. Hands it back instead if `abort()` was
+    /// called during the poll: the caller cancels it and calls `finish`.
+    pub(crate) fn put_back(&mut self, task: TaskRef, cell: Cell) -> Option<Cell> {
+        let slot = self
+            .get_mut(task)
+            .expect("oneloop bug: polled task lost its slot");
+        if slot.abort_requested {
+            return Some(cell);
+        }
+        slot.cell = Some(cell);
+        None
+    }
+
+    /// Records that the task in `cell` has finished.
+    pub(crate) fn finish(&mut self, task: TaskRef, cell: Cell) -> Finished {
+        let slot = self
+            .get_mut(task)
+            .expect("oneloop bug: finished task lost its slot");
+        slot.finished = true;
+        let join_waker = slot.join_waker.take();
+        if slot.has_handle {
+            slot.cell = Some(cell);
+            Finished {
+                join_waker,
+                orphan: None,
+            }
+        } else {
+            self.slab.remove(task.key);
+            Finished {
+                join_waker,
+                orphan: Some(cell),
+            }
+        }
+    }
+
+    /// The `JoinHandle` is going away without having taken the output. Returns the cell
+    /// when the task had finished (the slot is freed), for the caller to drop.
+    pub(crate) fn release_handle(&mut self, task: TaskRef) -> Option<Cell> {
+        let slot = self.get_mut(task)?;
+        slot.has_handle = false;
+        slot.join_waker = None;
+        if slot.finished {
+            self.slab.remove(task.key).cell
+        } else {
+            None
+        }
+    }
+
+    /// The `JoinHandle` took the output: free the slot, handing back the emptied cell.
+    pub(crate) fn remove(&mut self, task: TaskRef) -> Option<Cell> {
+        self.get(task)?;
+        self.slab.remove(task.key).cell
+    }
+
+    /// Starts an abort. Returns the cell to cancel now, or `None` when the task has finished
+    /// or is being polled (then it is cancelled when the poll returns).
+    pub(crate) fn begin_abort(&mut self, task: TaskRef) -> Option<Cell> {
+        let slot = self.get_mut(task)?;
+        if slot.finished {
+            return None;
+        }
+        let cell = slot.cell.take();
+        if cell.is_none() {
+            slot.abort_requested = true;
+        }
+        cell
+    }
+
+    /// Every task that has not finished and can be cancelled now (its cell is in place).
+    pub(crate) fn cancellable(&self) -> Vec<TaskRef> {
+        self.iter()
+            .filter(|(_, slot)| !slot.finished && slot.cell.is_some())
+            .map(|(task, _)| task)
+            .collect()
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (TaskRef, &Slot)> {
+        self.slab
+            .iter()
+            .map(|(key, slot)| (TaskRef { key, id: slot.id }, slot))
+    }
+
+    /// Live slots (unfinished tasks plus finished ones whose handle has not read them).
+    pub(crate) fn len(&self) -> usize {
+        self.slab.len()
+    }
+
+    /// Empties the table (runtime shutdown), handing every cell back to be dropped.
+    pub(crate) fn drain(&mut self) -> Vec<Cell> {
+        self.slab.drain().filter_map(|slot| slot.cell).collect()
+    }
+}

@@ -1,0 +1,183 @@
+//! Wakers: how a `Waker::wake` finds its way back to the run queue.
+//!
+//! Every task owns one [`TaskWaker`] (an `Arc`, turned into a `std::task::Waker` by
+//! `futures-task`'s `ArcWake`, so no `unsafe` is needed). A wake on the loop thread pushes
+//! the task onto the local run queue (see `context.rs`); a wake from any other thread goes
+//! through [`Remote`]: a locked queue plus one coalesced `mio::Waker::wake()` (an eventfd
+//! write on Linux) per drain. The loop drains that queue in `Core::park` (`runtime.rs`).
+//!
+//! The remote side only ever touches what it owns through an `Arc<Remote>`, never the
+//! runtime itself, so a wake that arrives after the runtime is gone is a harmless no-op.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use futures_task::ArcWake;
+use parking_lot::Mutex;
+
+use crate::context;
+
+/// The slab key used for the `block_on` future, which lives on `block_on`'s stack rather
+/// than in the task slab.
+pub(crate) const MAIN_KEY: usize = usize::MAX;
+
+/// Names one task: its slot in the task slab plus the id that slot was given when the task
+/// was spawned. Slots are reused; ids never are, so a stale `TaskRef` (held by the waker of
+/// a task that has finished) no longer matches the slot and is ignored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TaskRef {
+    pub(crate) key: usize,
+    pub(crate) id: u64,
+}
+
+/// The data behind a task's `Waker`. It holds only `Send + Sync` state, so the last clone
+/// may be dropped on any thread without touching the (`!Send`) future.
+pub(crate) struct TaskWaker {
+    pub(crate) task: TaskRef,
+    /// True from the moment the task is queued until the loop starts polling it. Written by
+    /// every wake (`swap(true)`: only the first wake queues the task) and by the loop just
+    /// before each poll (`swap(false)`: a wake during the poll queues it again).
+    scheduled: AtomicBool,
+    pub(crate) remote: Arc<Remote>,
+}
+
+impl TaskWaker {
+    /// A waker for a task that is about to be queued (so `scheduled` starts true).
+    pub(crate) fn new(task: TaskRef, remote: Arc<Remote>) -> Arc<Self> {
+        Arc::new(TaskWaker {
+            task,
+            scheduled: AtomicBool::new(true),
+            remote,
+        })
+    }
+
+    /// Called by the loop right before it polls the task. Acquire pairs with the release in
+    /// `wake_by_ref`, so a poll sees everything the waking thread wrote before it woke us,
+    /// even when that wake was coalesced into an earlier one.
+    pub(crate) fn begin_poll(&self) {
+        self.scheduled.swap(false, Ordering::AcqRel);
+    }
+}
+
+impl ArcWake for TaskWaker {
+    fn wake_by_ref(arc_self: &Arc<Self>) {
+        if arc_self.scheduled.swap(true, Ordering::AcqRel) {
+            return; // already queued: one entry in the run queue however many wakes
+        }
+        if !context::schedule_local(&arc_self.remote, arc_self.task) {
+            arc_self.remote.wake(arc_self.task);
+        }
+    }
+}
+
+/// Something another thread asks the loop to do.
+pub(crate) enum RemoteOp {
+    /// Queue this task (its waker was called on a foreign thread).
+    Wake(TaskRef),
+    /// Run this closure on the loop thread, inside the runtime (used by `Handle::spawn`).
+    Run(Box<dyn FnOnce() + Send>),
+}
+
+/// The part of the runtime that other threads may touch: the remote queue and the
+/// `mio::Waker` that interrupts the loop's `epoll_wait`.
+pub(crate) struct Remote {
+    /// Which runtime this is; lets a wake on the loop thread recognise its own runtime.
+    pub(crate) runtime_id: u64,
+    /// Pushed by any thread, drained by the loop (`drain`). Closed when the runtime drops.
+    queue: Mutex<RemoteQueue>,
+    /// Set by the first push since the loop's last drain; that push alone writes the eventfd.
+    /// The loop clears it BEFORE draining: clearing after would let a push land between the
+    /// drain and the clear, see the flag still set, skip the write, and sleep forever.
+    notified: AtomicBool,
+    waker: mio::Waker,
+    /// How many times the eventfd was written: tests compare it with the number of wakes.
+    eventfd_writes: AtomicU64,
+    /// Live `Handle`s: while any exists, a quiet loop may still be handed work, so it is
+    /// never declared deadlocked.
+    pub(crate) handles: AtomicUsize,
+}
+
+struct RemoteQueue {
+    ops: Vec<RemoteOp>,
+    closed: bool,
+    /// Wakes pushed so far (counted under the lock, so it costs no extra atomic).
+    wakes: u64,
+}
+
+impl Remote {
+    pub(crate) fn new(runtime_id: u64, waker: mio::Waker) -> Self {
+        Remote {
+            runtime_id,
+            queue: Mutex::new(RemoteQueue {
+                ops: Vec::new(),
+                closed: false,
+                wakes: 0,
+            }),
+            notified: AtomicBool::new(false),
+            waker,
+            eventfd_writes: AtomicU64::new(0),
+            handles: AtomicUsize::new(0),
+        }
+    }
+
+    /// Queues a foreign-thread wake. After the runtime is gone this does nothing.
+    pub(crate) fn wake(&self, task: TaskRef) {
+        let _ = self.push(RemoteOp::Wake(task));
+    }
+
+    /// Queues `op` for the loop and makes sure the loop will look. Hands `op` back when the
+    /// runtime has shut down, so the caller decides what "too late" means for it.
+    pub(crate) fn push(&self, op: RemoteOp) -> Result<(), RemoteOp> {
+        {
+            let mut queue = self.queue.lock();
+            if queue.closed {
+                return Err(op);
+            }
+            if matches!(op, RemoteOp::Wake(_)) {
+                queue.wakes += 1;
+            }
+            queue.ops.push(op);
+        }
+        self.notify();
+        Ok(())
+    }
+
+    /// Interrupts the loop's sleep unless it has already been interrupted since its last
+    /// drain (coalescing: a million completions must not cost a million eventfd writes).
+    fn notify(&self) {
+        if !self.notified.swap(true, Ordering::AcqRel) {
+            self.eventfd_writes.fetch_add(1, Ordering::Relaxed);
+            // The only documented failure is an eventfd counter overflow, which mio handles
+            // by resetting it; nothing useful can be done with any other error here.
+            let _ = self.waker.wake();
+        }
+    }
+
+    /// Moves every queued op into `into` (which must be empty; its capacity is reused).
+    pub(crate) fn drain(&self, into: &mut Vec<RemoteOp>) {
+        debug_assert!(into.is_empty());
+        // Clear first, then take: see `notified`.
+        self.notified.store(false, Ordering::Release);
+        std::mem::swap(&mut self.queue.lock().ops, into);
+    }
+
+    /// Refuses all later pushes and returns what was queued, so shutdown can drop it.
+    pub(crate) fn close(&self) -> Vec<RemoteOp> {
+        let mut queue = self.queue.lock();
+        queue.closed = true;
+        std::mem::take(&mut queue.ops)
+    }
+
+    /// True when ops are queued that the loop has not drained yet.
+    pub(crate) fn has_pending(&self) -> bool {
+        !self.queue.lock().ops.is_empty()
+    }
+
+    pub(crate) fn eventfd_writes(&self) -> u64 {
+        self.eventfd_writes.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn remote_wakes(&self) -> u64 {
+        self.queue.lock().wakes
+    }
+}
