@@ -8,14 +8,16 @@
 //!
 //! Run with: cargo run --example 01_detect_block
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use oneloop::time::{interval, sleep};
-use oneloop_examples::{Checksum, ms};
+use oneloop::time::sleep;
+use oneloop_examples::{Checksum, Gaps, Heartbeat, ms};
 
 const HEARTBEAT: Duration = Duration::from_millis(10);
 
-fn main() {
+/// Runs a heartbeat next to a handler that computes a checksum inline; returns what the
+/// heartbeat saw and how many slow polls debug mode reported.
+pub fn measure(job: Checksum) -> (Gaps, u64) {
     // Debug mode with a 50 ms threshold: asyncio's loop.set_debug(True) with
     // slow_callback_duration = 0.05. (ONELOOP_DEBUG=1 and ONELOOP_SLOW_MS=50 do the same.)
     let rt = oneloop::Runtime::builder()
@@ -23,42 +25,35 @@ fn main() {
         .slow_task_threshold(Duration::from_millis(50))
         .build()
         .expect("runtime");
-    let job = Checksum::calibrated(256, Duration::from_millis(300));
 
-    rt.block_on(async {
-        // A heartbeat that should tick every 10 ms; it records its worst gap.
-        let heartbeat = oneloop::spawn(async {
-            let mut ticker = interval(HEARTBEAT);
-            let mut last = Instant::now();
-            let mut worst = Duration::ZERO;
-            for _ in 0..60 {
-                ticker.tick().await;
-                worst = worst.max(last.elapsed());
-                last = Instant::now();
-            }
-            worst
-        });
-
-        sleep(Duration::from_millis(100)).await;
+    let gaps = rt.block_on(async {
+        // A heartbeat that should tick every 10 ms.
+        let heartbeat = Heartbeat::start(HEARTBEAT);
+        sleep(Duration::from_millis(50)).await;
 
         // A request handler that computes a checksum inline, on the loop: the bug.
-        println!("handler: computing a checksum inline on the loop...");
         let handler = oneloop::task::Builder::new()
             .name("handler")
             .spawn(async move { job.run() });
         let sum = handler.await.expect("handler");
         println!("handler: checksum {sum:08x}");
 
-        let worst = heartbeat.await.expect("heartbeat");
-        println!();
-        println!(
-            "heartbeat every {} ms; worst gap {:.1} ms",
-            ms(HEARTBEAT),
-            ms(worst)
-        );
+        sleep(Duration::from_millis(50)).await;
+        heartbeat.stop().await
     });
+    (gaps, rt.metrics().slow_polls)
+}
 
-    let slow = rt.metrics().slow_polls;
+fn main() {
+    let job = Checksum::calibrated(256, Duration::from_millis(300));
+    println!("handler: computing a ~300 ms checksum inline on the loop...");
+    let (gaps, slow) = measure(job);
+    println!();
+    println!(
+        "heartbeat every {} ms: worst gap {:.1} ms",
+        ms(HEARTBEAT),
+        ms(gaps.worst)
+    );
     println!("slow-task reports (OL001): {slow}");
     println!();
     println!("Notice: the OL001/OL002 lines above name task \"handler\" and the line that");

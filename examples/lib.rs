@@ -2,7 +2,12 @@
 //!
 //! The examples themselves are the numbered files next to this one; read them in order.
 
+use std::cell::Cell;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
+
+use oneloop::JoinHandle;
+use oneloop::time::{MissedTickBehavior, interval};
 
 /// The CRC-32 (IEEE 802.3) lookup table, built at compile time.
 const CRC_TABLE: [u32; 256] = {
@@ -34,11 +39,14 @@ pub fn crc32(data: &[u8]) -> u32 {
     !crc
 }
 
-/// A checksum job: `rounds` passes of CRC-32 over `data`, chained so no pass can be skipped.
+/// A checksum job: `rounds` passes of CRC-32 over `data`, chained so no pass can be
+/// skipped, and at least `at_least` of wall time (more passes if the machine turned out
+/// faster than calibrated), so a lesson's "this takes 300 ms" holds on a busy machine too.
 #[derive(Clone, Debug)]
 pub struct Checksum {
     data: std::sync::Arc<Vec<u8>>,
     rounds: u32,
+    at_least: Duration,
 }
 
 impl Checksum {
@@ -52,28 +60,86 @@ impl Checksum {
         let mut job = Checksum {
             data: std::sync::Arc::new(data),
             rounds: 1,
+            at_least: Duration::ZERO,
         };
-        job.run(); // warm the caches, then time enough passes to average out noise
+        // Warm the caches, then time enough passes to average out noise. `black_box`
+        // keeps an optimizing build from dropping runs whose result is unused.
+        std::hint::black_box(job.run());
         let sample = target / 10;
         let start = Instant::now();
         let mut passes = 0u32;
         while passes == 0 || start.elapsed() < sample {
-            job.run();
+            std::hint::black_box(job.run());
             passes += 1;
         }
         let one = start.elapsed().as_secs_f64() / f64::from(passes);
         job.rounds = (target.as_secs_f64() / one).round().max(1.0) as u32;
+        job.at_least = target;
         job
     }
 
-    /// Computes the checksum (blocking the calling thread for the calibrated time).
+    /// Computes the checksum, blocking the calling thread for the calibrated time.
     pub fn run(&self) -> u32 {
+        let start = Instant::now();
         let mut acc = 0u32;
-        for _ in 0..self.rounds {
-            acc ^= crc32(&self.data);
+        let mut passes = 0;
+        while passes < self.rounds || start.elapsed() < self.at_least {
+            acc ^= crc32(std::hint::black_box(&self.data));
             acc = acc.rotate_left(1);
+            passes += 1;
         }
         acc
+    }
+}
+
+/// A task that should tick every `period`, measuring how late the loop lets it be: the
+/// symptom of a blocked loop, as users see it.
+#[derive(Debug)]
+pub struct Heartbeat {
+    stop: Rc<Cell<bool>>,
+    task: JoinHandle<Gaps>,
+}
+
+/// What a [`Heartbeat`] saw.
+#[derive(Clone, Copy, Debug)]
+pub struct Gaps {
+    /// Ticks delivered.
+    pub ticks: u32,
+    /// The longest time between two ticks (ideally the period).
+    pub worst: Duration,
+}
+
+impl Heartbeat {
+    /// Starts the heartbeat on the current runtime.
+    pub fn start(period: Duration) -> Heartbeat {
+        let stop = Rc::new(Cell::new(false));
+        let task = oneloop::spawn({
+            let stop = stop.clone();
+            async move {
+                let mut ticker = interval(period);
+                ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                let mut last = ticker.tick().await;
+                let mut gaps = Gaps {
+                    ticks: 0,
+                    worst: Duration::ZERO,
+                };
+                while !stop.get() {
+                    ticker.tick().await;
+                    let now = Instant::now();
+                    gaps.worst = gaps.worst.max(now - last);
+                    gaps.ticks += 1;
+                    last = now;
+                }
+                gaps
+            }
+        });
+        Heartbeat { stop, task }
+    }
+
+    /// Stops it and returns what it saw.
+    pub async fn stop(self) -> Gaps {
+        self.stop.set(true);
+        self.task.await.expect("the heartbeat task does not fail")
     }
 }
 

@@ -50,18 +50,29 @@ fn a_slow_poll_is_reported_with_the_task_s_id_name_and_spawn_site() {
     let slow = reports.with_code(Code::SlowPoll);
     assert_eq!(slow.len(), 1, "{:?}", reports.all());
     let report = &slow[0];
-    assert_eq!(report.task.id, id);
-    assert_eq!(report.task.name.as_deref(), Some("handler"));
-    assert!(report.task.location.file().ends_with("debug_mode.rs"));
-    assert_eq!(report.task.location.line(), line);
+    assert_eq!(report.task.as_ref().unwrap().id, id);
+    assert_eq!(
+        report.task.as_ref().unwrap().name.as_deref(),
+        Some("handler")
+    );
+    assert!(
+        report
+            .task
+            .as_ref()
+            .unwrap()
+            .location
+            .file()
+            .ends_with("debug_mode.rs")
+    );
+    assert_eq!(report.task.as_ref().unwrap().location.line(), line);
     assert!(report.duration.unwrap() >= Duration::from_millis(60));
     assert_eq!(report.threshold, Some(Duration::from_millis(20)));
     let text = report.to_string();
     let site = format!(
         "{}:{}:{}",
-        report.task.location.file(),
+        report.task.as_ref().unwrap().location.file(),
         line,
-        report.task.location.column()
+        report.task.as_ref().unwrap().location.column()
     );
     assert!(
         text.starts_with(&format!(
@@ -90,9 +101,9 @@ fn the_block_on_future_is_reported_as_main() {
     rt.block_on(async { block_the_loop_for(40) });
     let slow = reports.with_code(Code::SlowPoll);
     assert_eq!(slow.len(), 1);
-    assert_eq!(slow[0].task.id.as_u64(), 0);
-    assert_eq!(slow[0].task.name.as_deref(), Some("main"));
-    assert_eq!(slow[0].task.location.line(), line);
+    assert_eq!(slow[0].task.as_ref().unwrap().id.as_u64(), 0);
+    assert_eq!(slow[0].task.as_ref().unwrap().name.as_deref(), Some("main"));
+    assert_eq!(slow[0].task.as_ref().unwrap().location.line(), line);
 }
 
 #[test]
@@ -165,7 +176,7 @@ fn the_watchdog_names_a_blocking_task_before_its_poll_returns() {
         assert!(!still.is_empty(), "no OL002 report: {seen:?}");
         let (first, poll_had_returned) = still[0];
         assert!(!poll_had_returned, "OL002 came after the poll returned");
-        assert_eq!(first.task.name.as_deref(), Some("stuck"));
+        assert_eq!(first.task.as_ref().unwrap().name.as_deref(), Some("stuck"));
         assert!(first.duration.unwrap() >= Duration::from_millis(50));
         let text = first.to_string();
         assert!(text.starts_with("oneloop: OL002 task #"), "{text}");

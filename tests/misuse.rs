@@ -124,8 +124,8 @@ fn a_zero_capacity_channel_is_refused() {
 
 #[test]
 fn a_malformed_environment_is_an_error_not_a_surprise() {
-    // The child re-runs this test binary with a bad ONELOOP_SLOW_MS.
-    if std::env::var_os("ONELOOP_MISUSE_CHILD").is_some() {
+    // The child re-runs this test with a bad ONELOOP_SLOW_MS.
+    if util::in_child() {
         let error = Runtime::builder()
             .build()
             .expect_err("a bad variable is an error");
@@ -134,22 +134,15 @@ fn a_malformed_environment_is_an_error_not_a_surprise() {
         assert!(message.contains("cannot create a runtime"), "{message}");
         return;
     }
-    let status = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "a_malformed_environment_is_an_error_not_a_surprise",
-            "--quiet",
-        ])
-        .env("ONELOOP_MISUSE_CHILD", "1")
-        .env("ONELOOP_SLOW_MS", "soon")
-        .status()
-        .unwrap();
-    assert!(status.success());
+    assert!(util::run_test_in_child(
+        "a_malformed_environment_is_an_error_not_a_surprise",
+        &[("ONELOOP_SLOW_MS", "soon")],
+    ));
 }
 
 #[test]
 fn debug_mode_can_be_turned_on_from_the_environment() {
-    if std::env::var_os("ONELOOP_MISUSE_CHILD").is_some() {
+    if util::in_child() {
         let reports = util::Reports::default();
         let rt = Runtime::builder()
             .on_report(reports.sink())
@@ -159,16 +152,8 @@ fn debug_mode_can_be_turned_on_from_the_environment() {
         assert_eq!(reports.with_code(oneloop::debug::Code::SlowPoll).len(), 1);
         return;
     }
-    let status = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "debug_mode_can_be_turned_on_from_the_environment",
-            "--quiet",
-        ])
-        .env("ONELOOP_MISUSE_CHILD", "1")
-        .env("ONELOOP_DEBUG", "1")
-        .env("ONELOOP_SLOW_MS", "5")
-        .status()
-        .unwrap();
-    assert!(status.success());
+    assert!(util::run_test_in_child(
+        "debug_mode_can_be_turned_on_from_the_environment",
+        &[("ONELOOP_DEBUG", "1"), ("ONELOOP_SLOW_MS", "5")],
+    ));
 }

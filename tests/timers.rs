@@ -9,20 +9,7 @@ use std::time::{Duration, Instant};
 use oneloop::Runtime;
 use oneloop::task::{JoinSet, join_all, yield_now};
 use oneloop::time::{self, MissedTickBehavior, interval, sleep, sleep_until, timeout};
-use util::{DropCounter, hang_guard};
-
-/// A small deterministic generator, so "random" deadlines are the same on every run.
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self, below: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % below
-    }
-}
+use util::{DropCounter, Lcg, hang_guard};
 
 #[test]
 fn timers_fire_in_deadline_order_and_never_early() {

@@ -1,4 +1,77 @@
-//! oneloop-pool: worker pools for blocking and CPU-heavy closures (placeholder crate
-//! root; the pools themselves come with the pool work).
+//! oneloop-pool: worker pools for the blocking and CPU-heavy closures an event loop must
+//! never run itself. It knows nothing of any runtime: a job's result is a plain `Future`
+//! (and a blocking `join`), completed by waking a plain `std::task::Waker`.
+//!
+//! ```
+//! use oneloop_pool::ThreadPool;
+//!
+//! let pool = ThreadPool::new(2)?;
+//! let checksum = pool.spawn(|| (1..=1000u64).sum::<u64>());
+//! assert_eq!(checksum.join(), Ok(500_500));
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! # The mental model
+//!
+//! A **job** is a closure plus a slot for its result. Submitting it gives you a
+//! [`JobHandle`]: await it (from any runtime) or `join` it (from a plain thread). The job
+//! waits in a queue until a **worker thread** takes it, runs it, stores the result and
+//! wakes whoever waits.
+//!
+//! ```text
+//!  submit ──▶ injector ──▶ worker deques ◀─steal─▶ worker deques ──▶ run f()
+//!  (any thread)  (global)    (jobs spawned from inside jobs)          │
+//!      ▲                                                               ▼
+//!  JobHandle ◀──────────── result slot + Waker::wake ◀──────── store the result
+//! ```
+//!
+//! Every job resolves exactly once, whatever happens:
+//!
+//! - a **panic** comes back as [`JobError::Panicked`]; the worker and the pool carry on;
+//! - **cancelling** (or dropping) the handle of a job that has not started means it never
+//!   runs; a running job cannot be killed, so it finishes, its [`CancelToken`] is set and
+//!   its result discarded;
+//! - a **full** bounded queue refuses, waits or runs the job on the caller, as its
+//!   [`Overflow`] policy says, and `try_spawn` hands the closure back;
+//! - a job with a **deadline** that no worker reached in time fails fast and never runs;
+//! - **shutdown** stops accepting, then finishes or cancels what is queued; nothing is lost
+//!   silently; a pool whose workers die and cannot be replaced is **broken**, and every
+//!   waiting handle says so.
+//!
+//! Rust has no GIL: workers run CPU-bound closures truly in parallel, so a pool sized to
+//! the cores divides CPU work by its worker count.
+//!
+//! # Layout
+//!
+//! - `pool.rs`: [`ThreadPool`], [`Builder`], submission and admission, shutdown, [`Stats`].
+//! - `worker.rs`: the worker loop, stealing, parking, replacing dead workers.
+//! - `job.rs`: the job slot and its state machine, [`Job`], [`JobHandle`], [`CancelToken`].
+//! - `executor.rs`: the [`Executor`] trait any pool can implement.
+//! - `semaphore.rs`: the fair [`Semaphore`] behind bounded queues.
+//! - `block_on.rs`: waiting for a future on a plain thread.
+//! - `error.rs`: [`JobError`], [`TrySpawnError`], [`Rejected`].
+//! - `rayon.rs` (feature `rayon`): a rayon pool as an [`Executor`].
+
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+#![doc(test(attr(deny(warnings))))]
+
+mod block_on;
+mod error;
+mod executor;
+mod job;
+mod pool;
+#[cfg(feature = "rayon")]
+mod rayon;
+pub mod semaphore;
+mod worker;
+
+pub use block_on::block_on;
+pub use error::{JobError, RejectReason, Rejected, TrySpawnError};
+pub use executor::Executor;
+pub use job::{CancelToken, Job, JobBuilder, JobHandle, JobInfo, JobObserver, panic_message};
+pub use pool::{Builder, Overflow, ShutdownReport, Stats, ThreadPool};
+#[cfg(feature = "rayon")]
+pub use rayon::RayonExecutor;
+pub use semaphore::Semaphore;
+pub use worker::WorkerThread;

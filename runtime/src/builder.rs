@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use crate::Runtime;
 use crate::debug::{
-    DEFAULT_SLOW_THRESHOLD, DebugConfig, Report, Sink, parse_debug_env, parse_slow_ms_env,
-    stderr_sink,
+    DEFAULT_SLOW_JOB_LIMIT, DEFAULT_SLOW_THRESHOLD, DebugConfig, Report, Sink, parse_debug_env,
+    parse_slow_ms_env, stderr_sink,
 };
 
 /// Configures and builds a [`Runtime`].
@@ -39,14 +39,34 @@ use crate::debug::{
 pub struct Builder {
     debug: Option<bool>,
     slow_threshold: Option<Duration>,
+    slow_job_limit: Option<Duration>,
     backtraces: Option<bool>,
     sink: Option<Sink>,
+    default_pool_workers: Option<usize>,
+    default_pool_shutdown: Option<Duration>,
 }
 
 /// A builder's settings, resolved against the environment.
 pub(crate) struct Config {
     pub(crate) debug: Option<DebugConfig>,
     pub(crate) sink: Sink,
+    pub(crate) default_pool_workers: usize,
+    pub(crate) default_pool_shutdown: Duration,
+}
+
+/// How long a dropping runtime waits for its default pool's running jobs (asyncio waits
+/// in `shutdown_default_executor` too). Long enough for any well-behaved blocking call to
+/// return; short enough that a stuck one does not hang the program's exit for long: it is
+/// reported and its thread left behind.
+const DEFAULT_POOL_SHUTDOWN: Duration = Duration::from_secs(10);
+
+/// The default pool's size, as asyncio's default `ThreadPoolExecutor`: `to_thread` is
+/// mostly for blocking I/O (files, blocking clients), which waits rather than computes, so
+/// a few more threads than cores keep throughput up; 32 caps the memory of idle threads.
+/// CPU-heavy work belongs on a pool sized to the cores (see `03_cpu_pool`).
+pub(crate) fn default_pool_size() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    (cores + 4).min(32)
 }
 
 impl Builder {
@@ -67,6 +87,28 @@ impl Builder {
     /// asyncio's `slow_callback_duration`).
     pub fn slow_task_threshold(mut self, threshold: Duration) -> Self {
         self.slow_threshold = Some(threshold);
+        self
+    }
+
+    /// How long an offloaded job may run before debug mode reports it as possibly stuck
+    /// (`OL005`; default 10 s).
+    pub fn slow_job_threshold(mut self, limit: Duration) -> Self {
+        self.slow_job_limit = Some(limit);
+        self
+    }
+
+    /// The number of threads of the default pool, which serves [`to_thread`](crate::to_thread)
+    /// and is created on its first use (default: `min(32, cores + 4)`, as asyncio: it mostly
+    /// waits on blocking I/O, so a few more threads than cores pay off).
+    pub fn default_pool_workers(mut self, workers: usize) -> Self {
+        self.default_pool_workers = Some(workers);
+        self
+    }
+
+    /// How long dropping the runtime waits for the default pool's running jobs before it
+    /// reports them and leaves their threads behind (default 10 s).
+    pub fn default_pool_shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.default_pool_shutdown = Some(timeout);
         self
     }
 
@@ -118,12 +160,27 @@ impl Builder {
                 "the slow-task threshold must be longer than zero".to_owned(),
             ));
         }
+        let job_limit = self.slow_job_limit.unwrap_or(DEFAULT_SLOW_JOB_LIMIT);
+        if job_limit.is_zero() {
+            return Err(invalid(
+                "the slow-job threshold must be longer than zero".to_owned(),
+            ));
+        }
+        let default_pool_workers = self.default_pool_workers.unwrap_or_else(default_pool_size);
+        if default_pool_workers == 0 {
+            return Err(invalid(
+                "the default pool needs at least one worker".to_owned(),
+            ));
+        }
         Ok(Config {
             debug: debug.then_some(DebugConfig {
                 threshold,
                 backtraces: self.backtraces.unwrap_or(true),
+                job_limit,
             }),
             sink: self.sink.unwrap_or_else(stderr_sink),
+            default_pool_workers,
+            default_pool_shutdown: self.default_pool_shutdown.unwrap_or(DEFAULT_POOL_SHUTDOWN),
         })
     }
 }
@@ -133,8 +190,11 @@ impl fmt::Debug for Builder {
         f.debug_struct("Builder")
             .field("debug", &self.debug)
             .field("slow_threshold", &self.slow_threshold)
+            .field("slow_job_limit", &self.slow_job_limit)
             .field("backtraces", &self.backtraces)
             .field("custom_sink", &self.sink.is_some())
+            .field("default_pool_workers", &self.default_pool_workers)
+            .field("default_pool_shutdown", &self.default_pool_shutdown)
             .finish()
     }
 }

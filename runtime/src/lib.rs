@@ -71,6 +71,8 @@
 //!   [`task::join_all`], the task table.
 //! - `time/`: [`time::sleep`], [`time::timeout`], [`time::interval`] and the timer queue.
 //! - `sync/`: [`sync::Semaphore`], [`sync::oneshot`], [`sync::mpsc`].
+//! - `offload.rs`: [`run_in_executor`], [`to_thread`]: closures on worker threads
+//!   (the pools themselves are in the `oneloop-pool` crate, re-exported as [`pool`]).
 //! - `handle.rs`: [`Handle`] for other threads, and [`RemoteJoinHandle`].
 //! - `debug/`: reports ([`debug::Report`]), poll timing and the watchdog, backtraces.
 //! - `park.rs`: waiting on a future from a plain thread.
@@ -83,6 +85,7 @@ mod context;
 pub mod debug;
 mod handle;
 mod io;
+mod offload;
 mod park;
 mod reactor;
 mod runtime;
@@ -91,7 +94,12 @@ pub mod task;
 pub mod time;
 mod waker;
 
+/// The worker pools (`oneloop-pool`): [`ThreadPool`], the [`Executor`] trait, jobs.
+pub use oneloop_pool as pool;
+
 pub use builder::Builder;
 pub use handle::{Handle, RemoteJoinHandle};
+pub use offload::{Offload, run_in_executor, run_in_executor_with_token, to_thread};
+pub use oneloop_pool::{CancelToken, Executor, JobError, ThreadPool};
 pub use runtime::{Metrics, Runtime};
 pub use task::{JoinError, JoinHandle, spawn};

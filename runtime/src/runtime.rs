@@ -27,9 +27,11 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use futures_task::waker_ref;
+use oneloop_pool::ThreadPool;
 
 use crate::builder::Config;
 use crate::context;
+use crate::debug::jobs::JobWatch;
 use crate::debug::watch::{Debug, SlowPoll};
 use crate::debug::{Code, Report, Sink, TaskInfo, emit};
 use crate::reactor::Reactor;
@@ -223,6 +225,10 @@ pub(crate) struct Core {
     sink: Sink,
     /// Set while the runtime is dropping: a task spawned now is cancelled at once.
     shutting_down: Cell<bool>,
+    /// The pool behind `to_thread`, created on first use; shut down with the runtime.
+    default_pool: RefCell<Option<ThreadPool>>,
+    default_pool_workers: usize,
+    default_pool_shutdown: Duration,
     /// Scratch buffers reused every tick, so a tick allocates nothing.
     wake_buffer: Cell<Vec<Waker>>,
     remote_buffer: Cell<Vec<RemoteOp>>,
@@ -263,6 +269,9 @@ impl Core {
             debug,
             sink: config.sink,
             shutting_down: Cell::new(false),
+            default_pool: RefCell::new(None),
+            default_pool_workers: config.default_pool_workers,
+            default_pool_shutdown: config.default_pool_shutdown,
             wake_buffer: Cell::default(),
             remote_buffer: Cell::default(),
             counters: Counters::default(),
@@ -509,7 +518,7 @@ impl Core {
         let mut panic = cell.panic_message().map(str::to_owned);
         // The output's destructor is user code: contain a panic there too.
         if let Err(payload) = catch_unwind(AssertUnwindSafe(|| drop(cell))) {
-            let message = crate::task::cell::panic_message(&*payload);
+            let message = oneloop_pool::panic_message(&*payload);
             panic.get_or_insert(format!("(while dropping its output) {message}"));
         }
         if let Some(message) = panic {
@@ -634,6 +643,42 @@ impl Core {
     }
 
     // ---------------------------------------------------------------------------------
+    // Offloading (the loop's side of `offload.rs`).
+    // ---------------------------------------------------------------------------------
+
+    /// The default pool, started on first use. `None` if the OS refused its threads
+    /// (reported to the sink; the next call tries again).
+    pub(crate) fn default_pool(&self) -> Option<ThreadPool> {
+        if let Some(pool) = &*self.default_pool.borrow() {
+            return Some(pool.clone());
+        }
+        let built = ThreadPool::builder()
+            .workers(self.default_pool_workers)
+            .thread_name("to_thread")
+            .build();
+        match built {
+            Ok(pool) => {
+                *self.default_pool.borrow_mut() = Some(pool.clone());
+                Some(pool)
+            }
+            Err(error) => {
+                let report = Report::about_pool(
+                    Code::PoolShutdownIncomplete,
+                    format!("the default pool could not start its threads: {error}"),
+                    Duration::ZERO,
+                );
+                emit(&self.sink, &report);
+                None
+            }
+        }
+    }
+
+    /// What debug mode attaches to offloaded jobs.
+    pub(crate) fn debug_job_watch(&self) -> Option<Arc<JobWatch>> {
+        self.debug.as_ref().map(Debug::job_watch)
+    }
+
+    // ---------------------------------------------------------------------------------
     // Deadlock detection.
     // ---------------------------------------------------------------------------------
 
@@ -728,6 +773,23 @@ impl Core {
         let timers = self.timers.borrow_mut().take_all();
         drop(timers);
         self.run_queue.borrow_mut().clear();
+        // The tasks are gone, and with them every handle to a job that had not started
+        // (those jobs are cancelled). Wait a while for the running ones; while panicking,
+        // not at all.
+        let pool = self.default_pool.borrow_mut().take();
+        if let Some(pool) = pool {
+            let timeout = if std::thread::panicking() {
+                Duration::ZERO
+            } else {
+                self.default_pool_shutdown
+            };
+            let report = pool.shutdown_timeout(timeout);
+            if !report.is_clean() {
+                let report =
+                    Report::about_pool(Code::PoolShutdownIncomplete, report.to_string(), timeout);
+                emit(&self.sink, &report);
+            }
+        }
         if let Some(debug) = &self.debug {
             debug.stop();
         }

@@ -123,3 +123,91 @@ pub fn expect_panic(f: impl FnOnce()) -> String {
 
 pub fn assert_send<T: Send>() {}
 pub fn assert_sync<T: Sync>() {}
+
+/// How many threads of this process have a name starting with `prefix` (Linux: read from
+/// `/proc/self/task/*/comm`; elsewhere always 0, so the assertions hold trivially).
+pub fn threads_named(prefix: &str) -> usize {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|name| name.trim_end().starts_with(prefix))
+        .count()
+}
+
+/// A unique thread-name prefix (thread names are capped at 15 bytes on Linux).
+pub fn unique_prefix(tag: &str) -> String {
+    use std::sync::atomic::AtomicU32;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!("{tag}{}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A latch a test opens once: jobs wait on it to hold a worker busy.
+#[derive(Clone, Default)]
+pub struct Gate(Arc<(Mutex<bool>, std::sync::Condvar)>);
+
+impl Gate {
+    pub fn new() -> Self {
+        Gate::default()
+    }
+
+    pub fn open(&self) {
+        *self.0.0.lock().unwrap() = true;
+        self.0.1.notify_all();
+    }
+
+    pub fn wait(&self) {
+        let mut open = self.0.0.lock().unwrap();
+        while !*open {
+            open = self.0.1.wait(open).unwrap();
+        }
+    }
+}
+
+/// Waits (polling, a millisecond at a time) until `condition` holds; the hang guard bounds
+/// it. For states another thread reaches, where there is nothing to block on.
+pub fn wait_until(mut condition: impl FnMut() -> bool) {
+    while !condition() {
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// A small deterministic generator, so "random" choices are the same on every run.
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    /// The next number below `below`.
+    pub fn next(&mut self, below: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % below
+    }
+}
+
+/// Runs this test binary again, as a child process, for the one test `name` with the
+/// extra environment `env`, and says whether it passed. For what must be set before the
+/// process starts (environment variables read at runtime creation). The child sees
+/// `ONELOOP_TEST_CHILD=1`.
+pub fn run_test_in_child(name: &str, env: &[(&str, &str)]) -> bool {
+    // A child that starts a child would start another, and so on: refuse.
+    assert!(
+        !in_child(),
+        "run_test_in_child called inside the child: check in_child() first"
+    );
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap());
+    child
+        .args(["--exact", name, "--quiet"])
+        .env("ONELOOP_TEST_CHILD", "1");
+    for (key, value) in env {
+        child.env(key, value);
+    }
+    child.status().unwrap().success()
+}
+
+/// True in the child process started by [`run_test_in_child`].
+pub fn in_child() -> bool {
+    std::env::var_os("ONELOOP_TEST_CHILD").is_some()
+}

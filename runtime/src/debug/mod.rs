@@ -11,6 +11,7 @@
 //! task that panicked with nobody left to retrieve the panic (`OL003`), and a loop that can
 //! never make progress again (a panic, see `Core::check_deadlock`).
 
+pub(crate) mod jobs;
 pub(crate) mod stack;
 pub(crate) mod watch;
 
@@ -21,6 +22,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::task::Id;
+pub use oneloop_pool::JobInfo;
 
 /// A stable code for each kind of [`Report`]. The README lists every code with its fix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -35,6 +37,17 @@ pub enum Code {
     /// `OL003`: a task panicked and nobody retrieved the panic (its `JoinHandle` was
     /// dropped or detached), like asyncio's "Task exception was never retrieved".
     PanicNotRetrieved,
+    /// `OL004`: an offloaded job waited in the pool's queue longer than the threshold
+    /// before a worker took it: the pool is too small for its load.
+    JobWaited,
+    /// `OL005`: an offloaded job has been running longer than the slow-job limit (the
+    /// watchdog, while it runs; again at doubling intervals).
+    JobStillRunning,
+    /// `OL006`: an offloaded job panicked and nobody awaited its result.
+    JobPanicNotRetrieved,
+    /// `OL007`: the runtime's default pool still had jobs running when the runtime was
+    /// dropped and its shutdown timeout ran out; their threads are left to finish alone.
+    PoolShutdownIncomplete,
 }
 
 impl Code {
@@ -44,6 +57,10 @@ impl Code {
             Code::SlowPoll => "OL001",
             Code::StillBlocking => "OL002",
             Code::PanicNotRetrieved => "OL003",
+            Code::JobWaited => "OL004",
+            Code::JobStillRunning => "OL005",
+            Code::JobPanicNotRetrieved => "OL006",
+            Code::PoolShutdownIncomplete => "OL007",
         }
     }
 }
@@ -86,11 +103,14 @@ impl fmt::Display for TaskInfo {
 pub struct Report {
     /// What kind of report this is.
     pub code: Code,
-    /// The task concerned.
-    pub task: TaskInfo,
-    /// How long the poll ran (`OL001`), or has run so far (`OL002`).
+    /// The task concerned (`OL001` to `OL003`).
+    pub task: Option<TaskInfo>,
+    /// The offloaded job concerned (`OL004` to `OL006`).
+    pub job: Option<JobInfo>,
+    /// How long the poll ran (`OL001`), or has run so far (`OL002`); how long the job
+    /// waited (`OL004`) or has run so far (`OL005`).
     pub duration: Option<Duration>,
-    /// The slow-task threshold in force.
+    /// The threshold in force (the slow-task threshold, or the slow-job limit for `OL005`).
     pub threshold: Option<Duration>,
     /// For `OL001`: how many `OL002` reports the watchdog made while this poll ran (so the
     /// report closes them: "unblocked after ..."). Zero otherwise.
@@ -150,8 +170,31 @@ impl fmt::Debug for Backtrace {
 impl Report {
     pub(crate) fn new(code: Code, task: TaskInfo) -> Self {
         Report {
+            task: Some(task),
+            ..Report::empty(code)
+        }
+    }
+
+    pub(crate) fn about_pool(code: Code, message: String, timeout: Duration) -> Self {
+        Report {
+            message: Some(message),
+            threshold: Some(timeout),
+            ..Report::empty(code)
+        }
+    }
+
+    pub(crate) fn for_job(code: Code, job: JobInfo) -> Self {
+        Report {
+            job: Some(job),
+            ..Report::empty(code)
+        }
+    }
+
+    fn empty(code: Code) -> Self {
+        Report {
             code,
-            task,
+            task: None,
+            job: None,
             duration: None,
             threshold: None,
             times_reported: 0,
@@ -183,41 +226,59 @@ impl fmt::Display for Report {
 impl fmt::Display for Headline<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let report = self.0;
-        let duration = report.duration.map(Millis);
-        let threshold = report.threshold.map(Millis);
+        let duration = Millis(report.duration.unwrap_or_default());
+        let threshold = Millis(report.threshold.unwrap_or_default());
+        let offload = "offload blocking or CPU-heavy work with to_thread or run_in_executor";
         write!(f, "oneloop: {} ", report.code)?;
+        let task = match &report.task {
+            Some(task) => task.to_string(),
+            None => "task <unknown>".to_owned(),
+        };
+        let job = match &report.job {
+            Some(job) => job.to_string(),
+            None => "job <unknown>".to_owned(),
+        };
+        let times = report.times_reported;
         match report.code {
-            Code::SlowPoll if report.times_reported > 0 => write!(
+            Code::SlowPoll if times > 0 => write!(
                 f,
-                "slow {} unblocked after {} (threshold {}; reported {} time{} while blocking): \
-                 offload blocking or CPU-heavy work with to_thread or run_in_executor",
-                report.task,
-                duration.unwrap_or(Millis(Duration::ZERO)),
-                threshold.unwrap_or(Millis(Duration::ZERO)),
-                report.times_reported,
-                if report.times_reported == 1 { "" } else { "s" },
+                "slow {task} unblocked after {duration} (threshold {threshold}; reported {times} \
+                 time{} while blocking): {offload}",
+                if times == 1 { "" } else { "s" },
             ),
             Code::SlowPoll => write!(
                 f,
-                "slow {} blocked the loop for {} (threshold {}): offload blocking or CPU-heavy \
-                 work with to_thread or run_in_executor",
-                report.task,
-                duration.unwrap_or(Millis(Duration::ZERO)),
-                threshold.unwrap_or(Millis(Duration::ZERO)),
+                "slow {task} blocked the loop for {duration} (threshold {threshold}): {offload}"
             ),
             Code::StillBlocking => write!(
                 f,
-                "{} has been blocking the loop for {} so far (threshold {})",
-                report.task,
-                duration.unwrap_or(Millis(Duration::ZERO)),
-                threshold.unwrap_or(Millis(Duration::ZERO)),
+                "{task} has been blocking the loop for {duration} so far (threshold {threshold})"
             ),
             Code::PanicNotRetrieved => write!(
                 f,
-                "{} panicked and nobody retrieved it: {}; await its JoinHandle (or use a \
+                "{task} panicked and nobody retrieved it: {}; await its JoinHandle (or use a \
                  JoinSet or TaskGroup) to handle the panic",
-                report.task,
                 report.message.as_deref().unwrap_or("<no message>"),
+            ),
+            Code::JobWaited => write!(
+                f,
+                "{job} waited {duration} for a worker (threshold {threshold}): the pool is too \
+                 small for its load; give it more workers, or bound the work submitted to it"
+            ),
+            Code::JobStillRunning => write!(
+                f,
+                "{job} has been running for {duration} so far (limit {threshold}): a stuck job \
+                 holds a worker; let it check a CancelToken between chunks of work"
+            ),
+            Code::JobPanicNotRetrieved => write!(
+                f,
+                "{job} panicked and nobody awaited its result: {}",
+                report.message.as_deref().unwrap_or("<no message>"),
+            ),
+            Code::PoolShutdownIncomplete => write!(
+                f,
+                "the default pool did not finish within {threshold} of the runtime's drop: {}",
+                report.message.as_deref().unwrap_or("<no details>"),
             ),
         }
     }
@@ -280,7 +341,12 @@ pub(crate) fn emit(sink: &Sink, report: &Report) {
 pub(crate) struct DebugConfig {
     pub(crate) threshold: Duration,
     pub(crate) backtraces: bool,
+    pub(crate) job_limit: Duration,
 }
+
+/// The default slow-job limit: offloaded jobs are expected to take long (that is why they
+/// are offloaded), so only one that runs for ten seconds is reported as possibly stuck.
+pub(crate) const DEFAULT_SLOW_JOB_LIMIT: Duration = Duration::from_secs(10);
 
 /// asyncio's `slow_callback_duration` default.
 pub(crate) const DEFAULT_SLOW_THRESHOLD: Duration = Duration::from_millis(100);

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
+use super::jobs::JobWatch;
 use super::{Backtrace, Code, DebugConfig, Report, Sink, TaskInfo, emit, stack};
 use crate::task::Id;
 
@@ -54,6 +55,8 @@ pub(crate) struct Watch {
     /// The loop thread, for the backtrace signal.
     #[cfg(target_os = "linux")]
     loop_thread: libc::pthread_t,
+    /// Offloaded jobs being watched (scanned on every wake-up of the watchdog).
+    jobs: Arc<JobWatch>,
     /// Set when the runtime drops; the watchdog exits.
     stop: Mutex<bool>,
     stop_signal: Condvar,
@@ -125,6 +128,7 @@ impl Debug {
             sites: Mutex::new(Vec::new()),
             threshold: config.threshold,
             backtraces: config.backtraces && stack::install(),
+            jobs: Arc::new(JobWatch::new(config.threshold, config.job_limit, sink.clone())),
             sink,
             #[cfg(target_os = "linux")]
             // SAFETY: pthread_self has no preconditions and always succeeds.
@@ -205,6 +209,11 @@ impl Debug {
         })
     }
 
+    /// The observer `run_in_executor` attaches to offloaded jobs.
+    pub(crate) fn job_watch(&self) -> Arc<JobWatch> {
+        self.watch.jobs.clone()
+    }
+
     /// Stops the watchdog and waits for it (the runtime is dropping).
     pub(crate) fn stop(&self) {
         *self.watch.stop.lock() = true;
@@ -219,7 +228,8 @@ impl Debug {
 ///
 /// Between polls it looks every half threshold, so any poll that lasts a whole threshold
 /// is seen while it runs; once it sees a poll it sleeps until that poll's own deadline
-/// (start + threshold, then doubling), so reports come on time rather than on a tick.
+/// (start + threshold, then doubling), so reports come on time rather than on a tick. Each
+/// look also scans the running offloaded jobs.
 fn run_watchdog(watch: &Watch) {
     let idle_wait = watch.threshold / 2;
     // The poll being watched: (its seq, when the next report is due, reports so far).
@@ -229,7 +239,7 @@ fn run_watchdog(watch: &Watch) {
         let now = watch.base.elapsed();
         let wait = match (watching, watch.running_poll()) {
             (Some((seq, due, _)), Some((running, start, ..))) if seq == running => {
-                (start + due).saturating_sub(now)
+                (start + due).saturating_sub(now).min(idle_wait)
             }
             _ => idle_wait,
         };
@@ -239,6 +249,7 @@ fn run_watchdog(watch: &Watch) {
         if *stop {
             return;
         }
+        MutexGuard::unlocked(&mut stop, || watch.jobs.scan());
         let Some((seq, start, task, site)) = watch.running_poll() else {
             watching = None;
             continue;

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_task::waker_ref;
+use oneloop_pool::panic_message;
 use pin_project_lite::pin_project;
 
 use super::JoinError;
@@ -154,16 +155,5 @@ impl<F: Future + 'static> RawTask for TaskCell<F> {
             *dst = Some(output);
             stage.set(Stage::Consumed);
         }
-    }
-}
-
-/// The message of a panic payload (`panic!("...")` gives a `&str` or a `String`).
-pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "<non-string panic payload>".to_owned()
     }
 }

@@ -4,8 +4,11 @@
 //! the queue only, so a big request at the head is never overtaken by small ones behind it,
 //! and `try_acquire` never jumps the queue. A waiter that was granted permits but is
 //! dropped before it saw them hands them straight on (the "cancelled at the moment of the
-//! hand-off" race). The semaphore knows nothing of the loop: it stores plain `Waker`s, so
-//! permits can be taken and released from any thread.
+//! hand-off" race). It knows nothing of any runtime: it stores plain `Waker`s, so permits
+//! can be taken and released from any thread.
+//!
+//! The pool uses it as the admission control of a bounded queue (`pool.rs`); `oneloop`
+//! re-exports it as `oneloop::sync::Semaphore` for tasks.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -24,24 +27,15 @@ use parking_lot::Mutex;
 /// # Examples
 ///
 /// ```
-/// use std::rc::Rc;
-/// use oneloop::sync::Semaphore;
+/// use oneloop_pool::Semaphore;
 ///
-/// oneloop::Runtime::new().block_on(async {
-///     let limit = Rc::new(Semaphore::new(2));
-///     let mut tasks = Vec::new();
-///     for i in 0..5 {
-///         let limit = limit.clone();
-///         tasks.push(oneloop::spawn(async move {
-///             let _permit = limit.acquire().await.unwrap(); // at most 2 at a time
-///             i
-///         }));
-///     }
-///     for task in tasks {
-///         task.await.unwrap();
-///     }
-///     assert_eq!(limit.available_permits(), 2);
-/// });
+/// let limit = Semaphore::new(2);
+/// let a = limit.try_acquire().unwrap();
+/// let _b = limit.try_acquire().unwrap();
+/// assert!(limit.try_acquire().is_err()); // at most 2 at a time
+/// drop(a); // a permit goes back when it is dropped
+/// let permit = oneloop_pool::block_on(limit.acquire()).unwrap();
+/// assert_eq!(permit.num_permits(), 1);
 /// ```
 pub struct Semaphore {
     state: Mutex<State>,
@@ -121,7 +115,7 @@ impl Semaphore {
     pub const fn new(permits: usize) -> Self {
         assert!(
             permits <= Self::MAX_PERMITS,
-            "oneloop::sync::Semaphore: more permits than Semaphore::MAX_PERMITS"
+            "Semaphore::new: more permits than Semaphore::MAX_PERMITS"
         );
         Semaphore {
             state: Mutex::new(State {
@@ -214,7 +208,7 @@ impl Semaphore {
             .permits
             .checked_add(n)
             .filter(|&total| total <= Self::MAX_PERMITS)
-            .expect("oneloop::sync::Semaphore: add_permits would exceed Semaphore::MAX_PERMITS");
+            .expect("Semaphore::add_permits would exceed Semaphore::MAX_PERMITS");
         // Wake one at a time, outside the lock: a waker is arbitrary code.
         while let Some(waker) = state.grant_head() {
             drop(state);

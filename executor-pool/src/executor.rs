@@ -1,0 +1,85 @@
+//! The `Executor` trait: anything that can run a [`Job`] on some thread.
+//!
+//! `ThreadPool` implements it; so can any other pool (a rayon pool behind the `rayon`
+//! feature, in `rayon.rs`). A runtime submits jobs through it without knowing which pool
+//! serves them: oneloop's `run_in_executor` takes any `Executor`.
+
+use std::sync::Arc;
+
+use crate::Rejected;
+use crate::job::Job;
+use crate::semaphore::Semaphore;
+
+/// Runs jobs on other threads.
+///
+/// # Contract
+///
+/// - `execute` never blocks. It either takes the job, and then runs it exactly once (or
+///   resolves it, for instance at shutdown), or hands it back in [`Rejected`].
+/// - A bounded executor that wants submitters to wait for room returns
+///   [`RejectReason::Busy`](crate::RejectReason::Busy) and exposes the semaphore that
+///   counts its free slots in [`admission`](Executor::admission). A submitter takes an owned
+///   permit from it (waiting as long as it likes, asynchronously or not), attaches it to
+///   the job with [`Job::attach_permit`], and submits again: a job carrying a permit is
+///   never refused as full. The executor frees the slot when the job leaves its queue.
+///
+/// # Examples
+///
+/// An executor that runs every job on a new thread:
+///
+/// ```
+/// use oneloop_pool::{Executor, Job, JobBuilder, Rejected};
+///
+/// struct ThreadPerJob;
+///
+/// impl Executor for ThreadPerJob {
+///     fn execute(&self, job: Job) -> Result<(), Rejected> {
+///         std::thread::spawn(move || job.run());
+///         Ok(())
+///     }
+/// }
+///
+/// let (job, handle) = JobBuilder::new().build(|| 2 + 2);
+/// ThreadPerJob.execute(job).unwrap();
+/// assert_eq!(handle.join(), Ok(4));
+/// ```
+pub trait Executor: Send + Sync {
+    /// Takes `job` to run on some thread, or hands it back.
+    fn execute(&self, job: Job) -> Result<(), Rejected>;
+
+    /// The semaphore counting the free slots of a bounded queue, for submitters told
+    /// `Busy`. `None` (the default) for executors that never say `Busy`.
+    fn admission(&self) -> Option<&Arc<Semaphore>> {
+        None
+    }
+}
+
+impl<E: Executor + ?Sized> Executor for &E {
+    fn execute(&self, job: Job) -> Result<(), Rejected> {
+        (**self).execute(job)
+    }
+
+    fn admission(&self) -> Option<&Arc<Semaphore>> {
+        (**self).admission()
+    }
+}
+
+impl<E: Executor + ?Sized> Executor for Arc<E> {
+    fn execute(&self, job: Job) -> Result<(), Rejected> {
+        (**self).execute(job)
+    }
+
+    fn admission(&self) -> Option<&Arc<Semaphore>> {
+        (**self).admission()
+    }
+}
+
+impl<E: Executor + ?Sized> Executor for Box<E> {
+    fn execute(&self, job: Job) -> Result<(), Rejected> {
+        (**self).execute(job)
+    }
+
+    fn admission(&self) -> Option<&Arc<Semaphore>> {
+        (**self).admission()
+    }
+}
