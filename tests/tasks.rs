@@ -254,20 +254,10 @@ fn a_panic_nobody_retrieves_is_reported_with_the_task_s_name_and_site() {
     let found = reports.with_code(Code::PanicNotRetrieved);
     assert_eq!(found.len(), 1, "{:?}", reports.all());
     let report = &found[0];
-    assert_eq!(
-        report.task.as_ref().unwrap().name.as_deref(),
-        Some("fire-and-forget")
-    );
-    assert_eq!(report.task.as_ref().unwrap().location.line(), line);
-    assert!(
-        report
-            .task
-            .as_ref()
-            .unwrap()
-            .location
-            .file()
-            .ends_with("tasks.rs")
-    );
+    let task = report.task.as_ref().expect("a task report");
+    assert_eq!(task.name.as_deref(), Some("fire-and-forget"));
+    assert_eq!(task.location.line(), line);
+    assert!(task.location.file().ends_with("tasks.rs"));
     assert_eq!(report.message.as_deref(), Some("lost panic"));
     let line_text = report.to_string();
     assert!(

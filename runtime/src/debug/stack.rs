@@ -126,11 +126,9 @@ mod imp {
         // handler saves and restores errno so the interrupted code never sees it change.
         let errno = unsafe { *libc::__errno_location() };
         let mut len = 0;
-        // SAFETY: `trace_unsynchronized` requires that no other thread walks a stack
-        // through backtrace-rs at the same time without synchronization; the only other
-        // user is `capture`'s symbolization, which uses the synchronized `resolve` and
-        // runs only after this walk is DONE (or abandoned while still REQUESTED). See the
-        // module docs for why the walk is acceptable inside a signal handler.
+        // Why a stack walk is acceptable inside a signal handler: see the module docs.
+        // SAFETY: no unsynchronized backtrace-rs walk runs concurrently: the only other
+        // user, `capture`'s symbolization (synchronized `resolve`), starts after DONE.
         unsafe {
             backtrace::trace_unsynchronized(|frame| {
                 FRAMES[len].store(frame.ip() as usize, Ordering::Relaxed);
@@ -159,10 +157,9 @@ mod imp {
         {
             return None; // a previous handler never finished: do not pile up signals
         }
-        // SAFETY: `thread` is the loop thread of a runtime whose watchdog is running; the
-        // runtime stops and joins its watchdog before it is dropped, and a runtime cannot
-        // leave its thread (it is !Send), so the thread is alive. The signal has our
-        // handler installed (install() returned true), so it cannot kill the process.
+        // `thread` runs a runtime whose watchdog is this thread: the runtime joins its
+        // watchdog before it drops, and cannot leave its thread (it is !Send).
+        // SAFETY: `thread` is alive, and the signal's disposition is our handler.
         if unsafe { libc::pthread_kill(thread, signal()) } != 0 {
             STATE.store(IDLE, Ordering::Release);
             return None;
