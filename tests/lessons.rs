@@ -100,3 +100,59 @@ fn lesson_05_errors_are_values_and_cancellation_is_honest() {
         );
     });
 }
+
+#[path = "../examples/06_gather.rs"]
+#[allow(dead_code)]
+mod gather;
+
+#[path = "../examples/07_blocking_io.rs"]
+#[allow(dead_code)]
+mod blocking_io;
+
+#[path = "../examples/08_service.rs"]
+#[allow(dead_code)]
+mod service;
+
+#[test]
+fn lesson_06_gather_returns_results_in_call_order_from_concurrent_calls() {
+    hang_guard(|| {
+        let waits = [120, 40, 80, 20].map(Duration::from_millis);
+        let gathered = gather::gather(&waits);
+        let order: Vec<usize> = gathered.results.iter().map(|(i, _)| *i).collect();
+        assert_eq!(order, [0, 1, 2, 3], "call order, not finishing order");
+        assert_eq!(gathered.peak_running, 4, "all four ran at once");
+    });
+}
+
+#[test]
+fn lesson_07_a_blocking_client_is_capped_by_the_pool_and_the_native_one_is_not() {
+    hang_guard(|| {
+        let blocking = blocking_io::run(blocking_io::Client::BlockingInToThread, 40);
+        let native = blocking_io::run(blocking_io::Client::NativeAsync, 40);
+        let pool = (std::thread::available_parallelism().map_or(1, usize::from) + 4).min(32);
+        assert!(blocking.peak_concurrent <= pool, "{blocking:?}");
+        assert_eq!(
+            native.peak_concurrent, 40,
+            "every native request was in flight at once"
+        );
+    });
+}
+
+#[test]
+fn lesson_08_the_service_blocks_its_loop_inline_and_not_when_offloaded() {
+    hang_guard(|| {
+        // Wide margins: a checksum three times the threshold, so the outcome does not
+        // depend on how busy the machine is.
+        let settings = service::Settings {
+            duration: Duration::from_millis(1500),
+            checksum_takes: Duration::from_millis(150),
+            slow_threshold: Duration::from_millis(50),
+        };
+        let inline = service::run(service::Mode::Inline, settings);
+        let offload = service::run(service::Mode::Offload, settings);
+        assert!(inline.slow_reports >= 1, "inline checksums block the loop");
+        assert_eq!(offload.slow_reports, 0, "offloaded ones never do");
+        assert!(inline.checksum_rps > 0.0 && offload.checksum_rps > 0.0);
+        assert!(!offload.health.is_empty());
+    });
+}

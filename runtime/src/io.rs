@@ -2,12 +2,12 @@
 //! "try the operation, wait on `WouldBlock`" cycle every socket operation is made of.
 //!
 //! The sockets in `net/` wrap one each. The reactor (`reactor.rs`) keeps the readiness and
-//! the waiting tasks; this type owns the source and deregisters it when dropped.
-
-// Sockets (`net/`) are its users; until they land only the tests below use it.
-#![cfg_attr(not(test), allow(dead_code))]
+//! the waiting tasks; this type owns the source and deregisters it when dropped. A socket
+//! may be dropped on another thread (sockets are `Send`): then closing the fd removes it
+//! from epoll, and the reactor's slot is freed by the loop through the remote queue.
 
 use std::io;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use mio::Interest;
@@ -15,20 +15,28 @@ use mio::event::Source;
 
 use crate::context;
 use crate::reactor::{Direction, IoKey};
+use crate::waker::{Remote, RemoteOp};
 
 /// How the misuse messages name an I/O object.
-const WHAT: &str = "a oneloop I/O object";
+const WHAT: &str = "a oneloop socket";
 
 /// A source registered with the current runtime's reactor.
 pub(crate) struct Registration<S: Source> {
-    source: S,
+    /// `None` only after `into_inner`.
+    source: Option<S>,
     key: IoKey,
     /// The runtime it is registered with; it must be used there only.
     runtime: u64,
+    /// For freeing the reactor slot when dropped on another thread.
+    remote: Arc<Remote>,
 }
 
 impl<S: Source> Registration<S> {
     /// Registers `source` with the current runtime for reading and writing.
+    ///
+    /// # Panics
+    ///
+    /// Outside a runtime.
     #[track_caller]
     pub(crate) fn new(mut source: S) -> io::Result<Self> {
         let core = context::current(WHAT);
@@ -36,19 +44,26 @@ impl<S: Source> Registration<S> {
             .reactor()
             .register(&mut source, Interest::READABLE | Interest::WRITABLE)?;
         Ok(Registration {
-            source,
+            source: Some(source),
             key,
             runtime: core.id(),
+            remote: core.remote.clone(),
         })
     }
 
     pub(crate) fn source(&self) -> &S {
-        &self.source
+        self.source
+            .as_ref()
+            .expect("oneloop bug: registration used after into_inner")
     }
 
     /// Runs `op` until it does something other than `WouldBlock`, waiting for readiness in
     /// `dir` in between. Readiness is cleared only after a `WouldBlock`, as edge-triggered
     /// polling requires.
+    ///
+    /// # Panics
+    ///
+    /// Polled outside its runtime.
     pub(crate) fn poll_io<R>(
         &self,
         dir: Direction,
@@ -61,7 +76,7 @@ impl<S: Source> Registration<S> {
             if reactor.poll_ready(self.key, dir, cx).is_pending() {
                 return Poll::Pending;
             }
-            match op(&self.source) {
+            match op(self.source()) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     reactor.clear_ready(self.key, dir)
                 }
@@ -69,19 +84,40 @@ impl<S: Source> Registration<S> {
             }
         }
     }
+
+    /// Deregisters and hands the source back (to turn a socket back into a `std` one).
+    pub(crate) fn into_inner(mut self) -> io::Result<S> {
+        let mut source = self.source.take().expect("oneloop bug: into_inner twice");
+        let core = context::current_for(WHAT, self.runtime);
+        core.reactor().deregister(self.key, &mut source)?;
+        Ok(source)
+    }
 }
 
 impl<S: Source> Drop for Registration<S> {
     fn drop(&mut self) {
+        let Some(mut source) = self.source.take() else {
+            return; // handed back by into_inner
+        };
         let (key, runtime) = (self.key, self.runtime);
-        let source = &mut self.source;
-        context::with_current(|core| {
+        let on_loop = context::with_current(|core| {
             if core.id() == runtime {
                 // Deregistering can only fail if the fd is already gone; dropping the
                 // source closes it either way, which removes it from epoll.
-                let _ = core.reactor().deregister(key, source);
+                let _ = core.reactor().deregister(key, &mut source);
+                true
+            } else {
+                false
             }
         });
+        if on_loop != Some(true) {
+            // Another thread: the fd closes below (epoll forgets it); the loop frees the
+            // slot. If the runtime is gone, there is no slot left to free.
+            let _ = self.remote.push(RemoteOp::Run(Box::new(move || {
+                context::with_current(|core| core.reactor().release(key));
+            })));
+        }
+        drop(source);
     }
 }
 
@@ -121,41 +157,6 @@ mod tests {
     }
 
     #[test]
-    fn a_reader_and_a_writer_on_one_socket_both_progress() {
-        let rt = Runtime::new();
-        rt.block_on(async {
-            let (a, b) = UnixStream::pair().unwrap();
-            let shared = std::rc::Rc::new(Registration::new(a).unwrap());
-            let peer = Registration::new(b).unwrap();
-            let reader = crate::spawn({
-                let shared = shared.clone();
-                async move {
-                    let mut buf = [0u8; 4];
-                    read_some(&shared, &mut buf).await.unwrap()
-                }
-            });
-            let writer = crate::spawn({
-                let shared = shared.clone();
-                async move {
-                    poll_fn(|cx| shared.poll_io(Direction::Write, cx, |mut s| s.write(b"out")))
-                        .await
-                        .unwrap()
-                }
-            });
-            assert_eq!(writer.await.unwrap(), 3);
-            let mut got = [0u8; 3];
-            poll_fn(|cx| peer.poll_io(Direction::Read, cx, |mut s| s.read(&mut got)))
-                .await
-                .unwrap();
-            poll_fn(|cx| peer.poll_io(Direction::Write, cx, |mut s| s.write(b"in!!")))
-                .await
-                .unwrap();
-            assert_eq!(reader.await.unwrap(), 4);
-            assert_eq!(&got, b"out");
-        });
-    }
-
-    #[test]
     fn dropping_a_registration_frees_its_reactor_slot() {
         let rt = Runtime::new();
         rt.block_on(async {
@@ -166,6 +167,18 @@ mod tests {
             drop(reg);
             assert_eq!(rt.metrics().io_sources, 0);
         });
-        assert_eq!(rt.metrics().io_sources, 0);
+    }
+
+    #[test]
+    fn a_registration_dropped_on_another_thread_frees_its_slot_through_the_loop() {
+        let rt = Runtime::new();
+        rt.block_on(async {
+            let (a, _b) = UnixStream::pair().unwrap();
+            let reg = Registration::new(a).unwrap();
+            std::thread::spawn(move || drop(reg)).join().unwrap();
+            while rt.metrics().io_sources > 0 {
+                crate::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        });
     }
 }

@@ -67,6 +67,7 @@
 //! - `waker.rs`: task wakers, local vs remote wake, the coalesced `mio::Waker`.
 //! - `reactor.rs`: the mio registry, token → waiting tasks, readiness.
 //! - `io.rs`: a source registered with the reactor; the wait-on-`WouldBlock` cycle.
+//! - `net/`: [`net::TcpListener`], [`net::TcpStream`] (and its halves), [`net::UdpSocket`].
 //! - `task/`: spawning, [`JoinHandle`], [`task::JoinSet`], [`task::TaskGroup`],
 //!   [`task::join_all`], the task table.
 //! - `time/`: [`time::sleep`], [`time::timeout`], [`time::interval`] and the timer queue.
@@ -85,6 +86,7 @@ mod context;
 pub mod debug;
 mod handle;
 mod io;
+pub mod net;
 mod offload;
 mod park;
 mod reactor;

@@ -57,10 +57,12 @@ impl Direction {
 struct IoSlot {
     /// Readiness reported by the OS and not yet consumed by a `WouldBlock`.
     ready: u8,
-    /// The task waiting to read, and the one waiting to write: two tasks may share a socket,
-    /// one in each direction, and both must make progress.
-    reader: Option<Waker>,
-    writer: Option<Waker>,
+    /// The tasks waiting to read, and those waiting to write: two tasks may share a socket,
+    /// one in each direction, and both must make progress. Usually one each; a list, so
+    /// that two tasks waiting in the same direction (a shared UDP socket) cannot make one
+    /// of them lose its wake-up.
+    readers: Vec<Waker>,
+    writers: Vec<Waker>,
 }
 
 /// A registration in the reactor; the sockets in `net/` hold one per source.
@@ -116,6 +118,13 @@ impl Reactor {
         result
     }
 
+    /// Frees a slot whose source was closed on another thread (closing the fd already
+    /// removed it from epoll).
+    pub(crate) fn release(&self, key: IoKey) {
+        let slot = self.slots.borrow_mut().try_remove(key.0);
+        drop(slot); // after the borrow: dropping a waker may run arbitrary code
+    }
+
     /// Number of registered sources.
     pub(crate) fn len(&self) -> usize {
         self.slots.borrow().len()
@@ -129,13 +138,12 @@ impl Reactor {
         if slot.ready & dir.mask() != 0 {
             return Poll::Ready(());
         }
-        let waiter = match dir {
-            Direction::Read => &mut slot.reader,
-            Direction::Write => &mut slot.writer,
+        let waiters = match dir {
+            Direction::Read => &mut slot.readers,
+            Direction::Write => &mut slot.writers,
         };
-        match waiter {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            _ => *waiter = Some(cx.waker().clone()),
+        if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
+            waiters.push(cx.waker().clone());
         }
         Poll::Pending
     }
@@ -194,10 +202,10 @@ impl Reactor {
             }
             slot.ready |= ready;
             if ready & Direction::Read.mask() != 0 {
-                wake.extend(slot.reader.take());
+                wake.append(&mut slot.readers);
             }
             if ready & Direction::Write.mask() != 0 {
-                wake.extend(slot.writer.take());
+                wake.append(&mut slot.writers);
             }
         }
         Ok(remote)
