@@ -156,3 +156,66 @@ fn lesson_08_the_service_blocks_its_loop_inline_and_not_when_offloaded() {
         assert!(!offload.health.is_empty());
     });
 }
+
+#[path = "../examples/09_timeline.rs"]
+#[allow(dead_code)]
+mod timeline;
+
+#[path = "../examples/10_offload_cost.rs"]
+#[allow(dead_code)]
+mod offload_cost;
+
+#[test]
+fn lesson_09_the_trace_shows_jobs_on_workers_and_arrows_back_to_the_loop() {
+    hang_guard(|| {
+        let dir = std::env::temp_dir();
+        let id = std::process::id();
+        let (inline_trace, offloaded_trace) = (
+            dir.join(format!("lesson09-inline-{id}.json")),
+            dir.join(format!("lesson09-offloaded-{id}.json")),
+        );
+        let job = Checksum::calibrated(32, Duration::from_millis(20));
+        timeline::run(timeline::Mode::Inline, &inline_trace, &job);
+        timeline::run(timeline::Mode::Offloaded, &offloaded_trace, &job);
+        let (inline, offloaded) = (
+            timeline::read(&inline_trace),
+            timeline::read(&offloaded_trace),
+        );
+        assert_eq!(inline.tracks[0].0, "loop", "the loop's track comes first");
+        assert_eq!(
+            timeline::count_jobs(&inline),
+            0,
+            "inline: nothing on the workers"
+        );
+        assert_eq!(
+            timeline::count_jobs(&offloaded),
+            4,
+            "offloaded: four checksum jobs"
+        );
+        // Each job: an arrow from the submitting poll to a worker, and one back to the loop.
+        assert_eq!(offloaded.arrows.len(), 8);
+        assert!(
+            offloaded
+                .arrows
+                .iter()
+                .all(|((from, _), (to, _))| from != to)
+        );
+        let picture = dir.join(format!("lesson09-{id}.svg"));
+        timeline::draw(&inline, &offloaded, &picture);
+        let svg = std::fs::read_to_string(&picture).unwrap();
+        assert!(svg.contains("offloaded: the workers compute") && svg.contains("job #"));
+        for file in [inline_trace, offloaded_trace, picture] {
+            let _ = std::fs::remove_file(file);
+        }
+    });
+}
+
+#[test]
+fn lesson_10_a_trivial_function_costs_more_offloaded_than_inline() {
+    hang_guard(|| {
+        let pool = oneloop::pool::ThreadPool::new(1).unwrap();
+        let costs = offload_cost::trivial(&pool, 2_000);
+        // A thread hop against a few instructions: orders of magnitude apart.
+        assert!(costs.offloaded > costs.inline, "{costs:?}");
+    });
+}

@@ -26,7 +26,15 @@
 //!
 //! Because tasks never leave the loop thread, they need not be `Send`: an `Rc` or a
 //! `RefCell` is fine inside them. What crosses threads (a waker, a [`Handle`], a channel
-//! sender) is `Send` and goes through one narrow, locked path.
+//! sender, an offloaded closure) is `Send` and goes through one narrow, locked path. That
+//! is also what asyncio checks at run time when it pickles work for a process pool; Rust
+//! checks it when the code compiles (see [`run_in_executor`]).
+//!
+//! Offloading ([`to_thread`], [`run_in_executor`]) is the cure for blocking: the closure
+//! runs on a worker thread of a pool (`oneloop-pool`), the task awaits its result without
+//! holding the loop, and the worker wakes the task through the remote path below when the
+//! result is in. A round trip costs tens of microseconds, so very small work is cheaper
+//! inline (lesson `10_offload_cost`).
 //!
 //! # How it works
 //!
@@ -75,7 +83,8 @@
 //! - `offload.rs`: [`run_in_executor`], [`to_thread`]: closures on worker threads
 //!   (the pools themselves are in the `oneloop-pool` crate, re-exported as [`pool`]).
 //! - `handle.rs`: [`Handle`] for other threads, and [`RemoteJoinHandle`].
-//! - `debug/`: reports ([`debug::Report`]), poll timing and the watchdog, backtraces.
+//! - `debug/`: reports ([`debug::Report`]); poll timing, the watchdog and backtraces; the
+//!   job observer; the exit summary; the trace file; `instruments.rs` ties them to the loop.
 //! - `park.rs`: waiting on a future from a plain thread.
 
 #![deny(missing_docs)]
@@ -98,6 +107,11 @@ mod waker;
 
 /// The worker pools (`oneloop-pool`): [`ThreadPool`], the [`Executor`] trait, jobs.
 pub use oneloop_pool as pool;
+
+/// The README's code examples, compiled and run as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeExamples;
 
 pub use builder::Builder;
 pub use handle::{Handle, RemoteJoinHandle};

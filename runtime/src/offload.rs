@@ -15,13 +15,11 @@ use std::future::Future;
 use std::panic::Location;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use oneloop_pool::semaphore::AcquireOwned;
 use oneloop_pool::{
-    CancelToken, Executor, Job, JobBuilder, JobError, JobHandle, JobObserver, RejectReason,
-    Rejected,
+    CancelToken, Executor, Job, JobBuilder, JobError, JobHandle, RejectReason, Rejected,
 };
 
 use crate::context;
@@ -151,6 +149,16 @@ fn builder(location: &'static Location<'static>, core: Option<&Core>) -> JobBuil
     }
 }
 
+/// Tells the loop's instruments which task submitted the job (for the trace's arrows).
+fn note_submitted<T>(core: Option<&Core>, handle: &JobHandle<T>)
+where
+    T: Send + 'static,
+{
+    if let Some(core) = core {
+        core.job_submitted(handle.info().id);
+    }
+}
+
 /// Runs `f` on `executor` (a [`ThreadPool`](oneloop_pool::ThreadPool), or any
 /// [`Executor`]) and returns a future of its result: asyncio's `loop.run_in_executor`.
 ///
@@ -196,6 +204,7 @@ where
 {
     let core = context::with_current(Rc::clone);
     let (job, handle) = builder(Location::caller(), core.as_deref()).build(f);
+    note_submitted(core.as_deref(), &handle);
     submit(executor, job, handle)
 }
 
@@ -210,6 +219,7 @@ where
 {
     let core = context::with_current(Rc::clone);
     let (job, handle) = builder(Location::caller(), core.as_deref()).build_with_token(f);
+    note_submitted(core.as_deref(), &handle);
     submit(executor, job, handle)
 }
 
@@ -238,6 +248,7 @@ where
 {
     let core = context::current("oneloop::to_thread");
     let (job, handle) = builder(Location::caller(), Some(&core)).build(f);
+    note_submitted(Some(&core), &handle);
     match core.default_pool() {
         Some(pool) => submit(&pool, job, handle),
         None => {
@@ -261,14 +272,7 @@ impl crate::Runtime {
         T: Send + 'static,
     {
         let (job, handle) = builder(Location::caller(), Some(self.core())).build(f);
+        note_submitted(Some(self.core()), &handle);
         submit(executor, job, handle)
-    }
-}
-
-impl Core {
-    /// The observer debug mode attaches to offloaded jobs.
-    fn job_observer(&self) -> Option<Arc<dyn JobObserver>> {
-        self.debug_job_watch()
-            .map(|watch| watch as Arc<dyn JobObserver>)
     }
 }

@@ -31,9 +31,8 @@ use oneloop_pool::ThreadPool;
 
 use crate::builder::Config;
 use crate::context;
-use crate::debug::jobs::JobWatch;
-use crate::debug::watch::{Debug, SlowPoll};
-use crate::debug::{Code, Report, Sink, TaskInfo, emit};
+use crate::debug::instruments::Instruments;
+use crate::debug::{Code, Report, Reporter, TaskInfo};
 use crate::reactor::Reactor;
 use crate::task::cell::{Header, TaskCell};
 use crate::task::table::{Cell as TaskCellBox, TaskTable};
@@ -167,7 +166,7 @@ impl fmt::Debug for Runtime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Runtime")
             .field("id", &self.core.id)
-            .field("debug", &self.core.debug.is_some())
+            .field("instrumented", &self.core.instruments.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -221,8 +220,11 @@ pub(crate) struct Core {
     now: Cell<Instant>,
     /// What other threads touch: the remote queue and the eventfd.
     pub(crate) remote: Arc<Remote>,
-    debug: Option<Debug>,
-    sink: Sink,
+    /// Debug mode and tracing (`debug/instruments.rs`); `None` when both are off, which
+    /// leaves the poll path one branch longer than bare.
+    instruments: Option<Instruments>,
+    /// Where reports go (counted, traced, then the user's sink).
+    reporter: Arc<Reporter>,
     /// Set while the runtime is dropping: a task spawned now is cancelled at once.
     shutting_down: Cell<bool>,
     /// The pool behind `to_thread`, created on first use; shut down with the runtime.
@@ -252,10 +254,12 @@ impl Core {
         let id = NEXT_RUNTIME_ID.fetch_add(1, Ordering::Relaxed);
         let reactor = Reactor::new()?;
         let remote = Arc::new(Remote::new(id, reactor.new_waker()?));
-        let debug = match config.debug {
-            Some(debug) => Some(Debug::start(debug, config.sink.clone())?),
+        let trace = match &config.trace {
+            Some(path) => Some(Instruments::open_trace(path)?),
             None => None,
         };
+        let reporter = Arc::new(Reporter::new(config.sink, trace.clone()));
+        let instruments = Instruments::start(config.debug, trace, reporter.clone())?;
         Ok(Core {
             id,
             tasks: RefCell::default(),
@@ -266,8 +270,8 @@ impl Core {
             timers: RefCell::default(),
             now: Cell::new(Instant::now()),
             remote,
-            debug,
-            sink: config.sink,
+            instruments,
+            reporter,
             shutting_down: Cell::new(false),
             default_pool: RefCell::new(None),
             default_pool_workers: config.default_pool_workers,
@@ -300,9 +304,9 @@ impl Core {
             self.remote.clone(),
         );
         let main_site = self
-            .debug
+            .instruments
             .as_ref()
-            .map_or(0, |d| d.intern(location, Some("main")));
+            .map_or(0, |ins| ins.intern(location, Some("main")));
         let mut future = pin!(future);
         self.main_woken.set(true);
         loop {
@@ -389,18 +393,11 @@ impl Core {
         let mut cx = Context::from_waker(&waker_ref);
         bump(&self.counters.polls, 1);
         self.current.set(Some(0));
-        let timer = self.debug.as_ref().map(|debug| debug.begin_poll(0, site));
+        let probe = self.instruments.as_ref().map(|ins| ins.begin_poll(0, site));
         let result = catch_unwind(AssertUnwindSafe(|| future.poll(&mut cx)));
         self.current.set(None);
-        if let (Some(debug), Some(timer)) = (&self.debug, timer)
-            && let Some(slow) = debug.end_poll(timer)
-        {
-            let main = TaskInfo {
-                id: Id(0),
-                name: Some("main".to_owned()),
-                location,
-            };
-            self.report_slow(main, &slow, debug.threshold);
+        if let (Some(ins), Some(probe)) = (&self.instruments, probe) {
+            ins.end_poll(probe, 0, site, Some("main"), location);
         }
         result.unwrap_or_else(|payload| resume_unwind(payload))
     }
@@ -424,14 +421,20 @@ impl Core {
         };
         bump(&self.counters.polls, 1);
         self.current.set(Some(task.id));
-        let finished = match &self.debug {
+        let finished = match &self.instruments {
             None => cell.as_mut().poll(),
-            Some(debug) => {
-                let timer = debug.begin_poll(task.id, cell.header().site);
+            Some(ins) => {
+                let site = cell.header().site;
+                let probe = ins.begin_poll(task.id, site);
                 let finished = cell.as_mut().poll();
-                if let Some(slow) = debug.end_poll(timer) {
-                    self.report_slow(task_info(task.id, cell.header()), &slow, debug.threshold);
-                }
+                let header = cell.header();
+                ins.end_poll(
+                    probe,
+                    task.id,
+                    site,
+                    header.name.as_deref(),
+                    header.location,
+                );
                 finished
             }
         };
@@ -471,9 +474,9 @@ impl Core {
         F::Output: 'static,
     {
         let site = self
-            .debug
+            .instruments
             .as_ref()
-            .map_or(0, |debug| debug.intern(location, name.as_deref()));
+            .map_or(0, |ins| ins.intern(location, name.as_deref()));
         let remote = &self.remote;
         let task = self.tasks.borrow_mut().insert(|task| {
             let header = Header {
@@ -529,15 +532,7 @@ impl Core {
     pub(crate) fn report_panic_not_retrieved(&self, task: TaskInfo, message: String) {
         let mut report = Report::new(Code::PanicNotRetrieved, task);
         report.message = Some(message);
-        emit(&self.sink, &report);
-    }
-
-    fn report_slow(&self, task: TaskInfo, slow: &SlowPoll, threshold: Duration) {
-        let mut report = Report::new(Code::SlowPoll, task);
-        report.duration = Some(slow.elapsed);
-        report.threshold = Some(threshold);
-        report.times_reported = slow.times_reported;
-        emit(&self.sink, &report);
+        self.reporter.emit(&report);
     }
 
     /// `JoinHandle::poll`: moves the output into `out` (an `Option<Result<T, JoinError>>`)
@@ -667,15 +662,22 @@ impl Core {
                     format!("the default pool could not start its threads: {error}"),
                     Duration::ZERO,
                 );
-                emit(&self.sink, &report);
+                self.reporter.emit(&report);
                 None
             }
         }
     }
 
-    /// What debug mode attaches to offloaded jobs.
-    pub(crate) fn debug_job_watch(&self) -> Option<Arc<JobWatch>> {
-        self.debug.as_ref().map(Debug::job_watch)
+    /// What debug mode and tracing attach to offloaded jobs.
+    pub(crate) fn job_observer(&self) -> Option<Arc<dyn oneloop_pool::JobObserver>> {
+        self.instruments.as_ref().map(Instruments::job_observer)
+    }
+
+    /// The current task submitted job `job` (the trace draws the arrow from here).
+    pub(crate) fn job_submitted(&self, job: u64) {
+        if let Some(ins) = &self.instruments {
+            ins.submitted(self.current.get(), job);
+        }
     }
 
     // ---------------------------------------------------------------------------------
@@ -787,11 +789,11 @@ impl Core {
             if !report.is_clean() {
                 let report =
                     Report::about_pool(Code::PoolShutdownIncomplete, report.to_string(), timeout);
-                emit(&self.sink, &report);
+                self.reporter.emit(&report);
             }
         }
-        if let Some(debug) = &self.debug {
-            debug.stop();
+        if let Some(ins) = &self.instruments {
+            ins.finish();
         }
     }
 
@@ -806,7 +808,7 @@ impl Core {
             timers: self.timers.borrow().len(),
             timers_fired: self.counters.timers_fired.get(),
             io_sources: self.reactor.len(),
-            slow_polls: self.debug.as_ref().map_or(0, |d| d.slow_polls.get()),
+            slow_polls: self.instruments.as_ref().map_or(0, Instruments::slow_polls),
         }
     }
 }

@@ -1,23 +1,32 @@
-//! Debug mode: finds the code that blocks the loop, and says what to do about it.
+//! Debug mode and tracing: find the code that blocks the loop, say what to do about it, and
+//! draw the timeline.
 //!
 //! Turned on by [`Builder::debug`](crate::Builder::debug) or `ONELOOP_DEBUG=1`. The loop
 //! then times every poll (`watch.rs`, loop side) and a watchdog thread (`watch.rs`, thread
 //! side) reports a poll that is *still* running past the threshold, with a backtrace of the
-//! loop thread on Linux (`stack.rs`). Everything found is a [`Report`] with a stable
-//! [`Code`], handed to the sink set by [`Builder::on_report`](crate::Builder::on_report)
-//! (one line on stderr by default).
+//! loop thread on Linux (`stack.rs`); offloaded jobs are watched too (`jobs.rs`), and the
+//! runtime prints a profile when it drops (`summary.rs`). Tracing
+//! ([`Builder::trace_file`](crate::Builder::trace_file), `ONELOOP_TRACE`) writes every poll
+//! and job to a timeline file (`trace.rs`). Both hang off one `Instruments` value
+//! (`instruments.rs`): with neither on, a poll costs the loop one branch more.
 //!
+//! Everything found is a [`Report`] with a stable [`Code`], handed to the sink set by
+//! [`Builder::on_report`](crate::Builder::on_report) (one line on stderr by default).
 //! Two reports do not need debug mode, because they cost nothing until they happen: a
 //! task that panicked with nobody left to retrieve the panic (`OL003`), and a loop that can
 //! never make progress again (a panic, see `Core::check_deadlock`).
 
+pub(crate) mod instruments;
 pub(crate) mod jobs;
 pub(crate) mod stack;
+mod summary;
+pub(crate) mod trace;
 pub(crate) mod watch;
 
 use std::fmt;
 use std::io::Write;
 use std::panic::Location;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -48,6 +57,10 @@ pub enum Code {
     /// `OL007`: the runtime's default pool still had jobs running when the runtime was
     /// dropped and its shutdown timeout ran out; their threads are left to finish alone.
     PoolShutdownIncomplete,
+    /// `OL008`: the exit summary of debug mode, printed when the runtime drops: the
+    /// slowest polls by task, the longest job waits and runs by submit site, and the count
+    /// of each report. Nothing to fix: a map of where the time went.
+    Summary,
 }
 
 impl Code {
@@ -61,7 +74,24 @@ impl Code {
             Code::JobStillRunning => "OL005",
             Code::JobPanicNotRetrieved => "OL006",
             Code::PoolShutdownIncomplete => "OL007",
+            Code::Summary => "OL008",
         }
+    }
+
+    /// Every code, in order.
+    pub const ALL: [Code; 8] = [
+        Code::SlowPoll,
+        Code::StillBlocking,
+        Code::PanicNotRetrieved,
+        Code::JobWaited,
+        Code::JobStillRunning,
+        Code::JobPanicNotRetrieved,
+        Code::PoolShutdownIncomplete,
+        Code::Summary,
+    ];
+
+    fn index(self) -> usize {
+        Code::ALL.iter().position(|&c| c == self).unwrap_or(0)
     }
 }
 
@@ -190,7 +220,7 @@ impl Report {
         }
     }
 
-    fn empty(code: Code) -> Self {
+    pub(crate) fn empty(code: Code) -> Self {
         Report {
             code,
             task: None,
@@ -217,7 +247,10 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", Headline(self))?;
         if let Some(backtrace) = &self.backtrace {
-            write!(f, "\n{backtrace}")?;
+            write!(
+                f,
+                "\n  loop thread backtrace (innermost first):\n{backtrace}"
+            )?;
         }
         Ok(())
     }
@@ -280,6 +313,11 @@ impl fmt::Display for Headline<'_> {
                 "the default pool did not finish within {threshold} of the runtime's drop: {}",
                 report.message.as_deref().unwrap_or("<no details>"),
             ),
+            Code::Summary => write!(
+                f,
+                "exit summary (debug mode):\n{}",
+                report.message.as_deref().unwrap_or("  nothing recorded"),
+            ),
         }
     }
 }
@@ -318,14 +356,58 @@ pub(crate) fn stderr_sink() -> Sink {
         let _ = writeln!(std::io::stderr().lock(), "{}", report.headline());
         if let Some(backtrace) = &report.backtrace {
             let text = backtrace.to_string();
-            let _ = writeln!(std::io::stderr().lock(), "{text}");
+            let about = report
+                .task
+                .as_ref()
+                .map(|task| task.to_string())
+                .unwrap_or_default();
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "  loop thread backtrace for the {} above, {about} (innermost first):\n{text}",
+                report.code
+            );
         }
     })
 }
 
+/// Where every report goes: counted (for the exit summary), drawn in the trace if there is
+/// one, then handed to the sink. Shared by the loop, the watchdog and the job observer.
+pub(crate) struct Reporter {
+    sink: Sink,
+    counts: [AtomicU64; Code::ALL.len()],
+    pub(crate) trace: Option<Arc<trace::Tracer>>,
+}
+
+impl Reporter {
+    pub(crate) fn new(sink: Sink, trace: Option<Arc<trace::Tracer>>) -> Self {
+        Reporter {
+            sink,
+            counts: Default::default(),
+            trace,
+        }
+    }
+
+    pub(crate) fn emit(&self, report: &Report) {
+        self.counts[report.code.index()].fetch_add(1, Ordering::Relaxed);
+        if let Some(trace) = &self.trace {
+            trace.report(report);
+        }
+        emit(&self.sink, report);
+    }
+
+    /// How many reports of each code were made so far.
+    pub(crate) fn counts(&self) -> Vec<(Code, u64)> {
+        Code::ALL
+            .iter()
+            .map(|&code| (code, self.counts[code.index()].load(Ordering::Relaxed)))
+            .filter(|&(_, n)| n > 0)
+            .collect()
+    }
+}
+
 /// Hands `report` to `sink`, containing a panic in the sink: a broken sink must not take
 /// the loop or the watchdog down with it.
-pub(crate) fn emit(sink: &Sink, report: &Report) {
+fn emit(sink: &Sink, report: &Report) {
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sink(report)));
     if result.is_err() {
         let _ = writeln!(
@@ -333,6 +415,16 @@ pub(crate) fn emit(sink: &Sink, report: &Report) {
             "oneloop: the report sink panicked while handling {}",
             report.code
         );
+    }
+}
+
+impl TaskInfo {
+    pub(crate) fn new(id: u64, name: Option<&str>, location: &'static Location<'static>) -> Self {
+        TaskInfo {
+            id: Id(id),
+            name: name.map(str::to_owned),
+            location,
+        }
     }
 }
 

@@ -239,12 +239,12 @@ mod imp {
     }
 
     fn finish(frames: Vec<String>) -> String {
-        let mut out = String::from("  loop thread backtrace (innermost first):");
+        let mut out = String::new();
         if frames.is_empty() {
-            out.push_str("\n    <no frames: build with debug info to see symbols>");
+            out.push_str("    <no frames: build with debug info to see symbols>");
         }
-        for frame in frames {
-            let _ = write!(out, "\n{frame}");
+        for (i, frame) in frames.iter().enumerate() {
+            let _ = write!(out, "{}{frame}", if i == 0 { "" } else { "\n" });
         }
         out
     }

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use super::jobs::JobWatch;
-use super::{Backtrace, Code, DebugConfig, Report, Sink, TaskInfo, emit, stack};
+use super::{Backtrace, Code, DebugConfig, Report, Reporter, TaskInfo, stack};
 use crate::task::Id;
 
 /// A task name and spawn site, shared with the watchdog.
@@ -51,7 +51,7 @@ pub(crate) struct Watch {
     sites: Mutex<Vec<Site>>,
     threshold: Duration,
     backtraces: bool,
-    sink: Sink,
+    reporter: Arc<Reporter>,
     /// The loop thread, for the backtrace signal.
     #[cfg(target_os = "linux")]
     loop_thread: libc::pthread_t,
@@ -84,6 +84,11 @@ impl Watch {
             location: site.location,
         }
     }
+
+    /// The name and location of every interned site, by index.
+    fn sites(&self) -> Vec<Site> {
+        self.sites.lock().clone()
+    }
 }
 
 /// A spawn site as the loop interns it: the location's address and the task name.
@@ -100,6 +105,16 @@ pub(crate) struct Debug {
     seq: Cell<u64>,
     /// Slow polls seen so far (for `Metrics`).
     pub(crate) slow_polls: Cell<u64>,
+    /// Per-site poll statistics for the exit summary, indexed by site (loop-only).
+    site_stats: RefCell<Vec<SiteStats>>,
+}
+
+/// Polls of one spawn site, for the exit summary.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct SiteStats {
+    pub(crate) polls: u64,
+    pub(crate) slow: u64,
+    pub(crate) longest: Duration,
 }
 
 /// A poll in progress, from `begin_poll` to `end_poll`.
@@ -116,7 +131,11 @@ pub(crate) struct SlowPoll {
 
 impl Debug {
     /// Starts debug mode for a loop running on the current thread, with its watchdog.
-    pub(crate) fn start(config: DebugConfig, sink: Sink) -> std::io::Result<Self> {
+    pub(crate) fn start(
+        config: DebugConfig,
+        reporter: Arc<Reporter>,
+        jobs: Arc<JobWatch>,
+    ) -> std::io::Result<Self> {
         let watch = Arc::new(Watch {
             base: Instant::now(),
             seq: AtomicU64::new(0),
@@ -128,8 +147,8 @@ impl Debug {
             sites: Mutex::new(Vec::new()),
             threshold: config.threshold,
             backtraces: config.backtraces && stack::install(),
-            jobs: Arc::new(JobWatch::new(config.threshold, config.job_limit, sink.clone())),
-            sink,
+            jobs,
+            reporter,
             #[cfg(target_os = "linux")]
             // SAFETY: pthread_self has no preconditions and always succeeds.
             loop_thread: unsafe { libc::pthread_self() },
@@ -149,6 +168,7 @@ impl Debug {
             site_index: RefCell::new(HashMap::new()),
             seq: Cell::new(0),
             slow_polls: Cell::new(0),
+            site_stats: RefCell::new(Vec::new()),
         })
     }
 
@@ -172,9 +192,9 @@ impl Debug {
         site
     }
 
-    /// Publishes that the loop is about to poll task `task_id` (spawned at `site`).
-    pub(crate) fn begin_poll(&self, task_id: u64, site: u32) -> PollTimer {
-        let start = Instant::now();
+    /// Publishes that the loop, at `start`, is about to poll task `task_id` (spawned at
+    /// `site`).
+    pub(crate) fn begin_poll(&self, task_id: u64, site: u32, start: Instant) -> PollTimer {
         let seq = self.seq.get() + 1;
         self.seq.set(seq);
         let watch = &self.watch;
@@ -188,13 +208,26 @@ impl Debug {
         PollTimer { start, seq }
     }
 
-    /// Publishes that the poll has returned; says whether it was slow.
-    pub(crate) fn end_poll(&self, timer: PollTimer) -> Option<SlowPoll> {
-        let elapsed = timer.start.elapsed();
+    /// Publishes that the poll of a task from `site` has returned, at `end`; says whether it
+    /// was slow.
+    pub(crate) fn end_poll(&self, timer: PollTimer, site: u32, end: Instant) -> Option<SlowPoll> {
+        let elapsed = end.saturating_duration_since(timer.start);
         let seq = timer.seq + 1;
         self.seq.set(seq);
         self.watch.seq.store(seq, Ordering::Release);
-        if elapsed < self.threshold {
+        let slow = elapsed >= self.threshold;
+        {
+            let mut stats = self.site_stats.borrow_mut();
+            let site = site as usize;
+            if stats.len() <= site {
+                stats.resize(site + 1, SiteStats::default());
+            }
+            let entry = &mut stats[site];
+            entry.polls += 1;
+            entry.slow += u64::from(slow);
+            entry.longest = entry.longest.max(elapsed);
+        }
+        if !slow {
             return None;
         }
         self.slow_polls.set(self.slow_polls.get() + 1);
@@ -209,9 +242,21 @@ impl Debug {
         })
     }
 
-    /// The observer `run_in_executor` attaches to offloaded jobs.
-    pub(crate) fn job_watch(&self) -> Arc<JobWatch> {
-        self.watch.jobs.clone()
+    /// Per-site poll statistics, with each site's name and location.
+    pub(crate) fn site_stats(&self) -> Vec<(TaskInfo, SiteStats)> {
+        let sites = self.watch.sites();
+        self.site_stats
+            .borrow()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, stats)| {
+                let site = sites.get(i)?;
+                Some((
+                    TaskInfo::new(0, site.name.as_deref(), site.location),
+                    *stats,
+                ))
+            })
+            .collect()
     }
 
     /// Stops the watchdog and waits for it (the runtime is dropping).
@@ -312,6 +357,6 @@ fn report_still_blocking(
     report.duration = Some(running_for);
     report.threshold = Some(watch.threshold);
     report.backtrace = ips.map(Backtrace::new);
-    emit(&watch.sink, &report);
+    watch.reporter.emit(&report);
     true
 }
