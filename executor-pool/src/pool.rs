@@ -20,6 +20,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
+use crossbeam_utils::CachePadded;
 use parking_lot::{Condvar, Mutex};
 
 use crate::executor::Executor;
@@ -176,14 +177,14 @@ impl Builder {
             },
             injector: Injector::new(),
             stealers: deques.iter().map(Worker::stealer).collect(),
-            queued: AtomicUsize::new(0),
-            running: (0..workers).map(|_| Mutex::new(None)).collect(),
+            pushed: CachePadded::new(AtomicU64::new(0)),
+            slots: (0..workers).map(|_| CachePadded::default()).collect(),
             admission: self
                 .capacity
                 .map(|capacity| Arc::new(Semaphore::new(capacity.min(Semaphore::MAX_PERMITS)))),
-            gate: AtomicUsize::new(0),
+            gate: CachePadded::new(AtomicUsize::new(0)),
             sealed: AtomicBool::new(false),
-            idle: AtomicUsize::new(0),
+            idle: CachePadded::new(AtomicUsize::new(0)),
             sleep: Mutex::new(()),
             wake: Condvar::new(),
             broken: AtomicBool::new(false),
@@ -191,6 +192,7 @@ impl Builder {
             life: Mutex::new(Life::default()),
             exited: Condvar::new(),
             counters: Counters::default(),
+            drained: AtomicU64::new(0),
         });
         let pool = ThreadPool {
             owner: Arc::new(Owner {
@@ -597,20 +599,22 @@ pub(crate) struct Shared {
     pub(crate) injector: Injector<Job>,
     /// One per worker, in worker order: how others steal from its deque.
     pub(crate) stealers: Box<[Stealer<Job>]>,
-    /// Jobs pushed and not yet taken by a worker.
-    pub(crate) queued: AtomicUsize,
-    /// The job each worker is running, so shutdown can set its token and name it.
-    running: Box<[Mutex<Option<JobRef>>]>,
+    /// Jobs pushed so far. Jobs queued = pushed - taken by workers - drained. Each side
+    /// counts on its own cache line: a counter that submitters increment and workers
+    /// decrement would bounce between their cores on every job.
+    pushed: CachePadded<AtomicU64>,
+    /// Per worker: the job it runs and its counters (`Slot`).
+    slots: Box<[CachePadded<Slot>]>,
     /// Free slots of a bounded queue.
     admission: Option<Arc<Semaphore>>,
     /// `CLOSED` bit + submissions in progress (see `enter`).
-    gate: AtomicUsize,
+    gate: CachePadded<AtomicUsize>,
     /// Set by shutdown once the gate is closed *and* empty: from then on no job can
     /// arrive, so a worker with nothing to do may leave. (The gate's count alone cannot
     /// say so: a refused submitter counts itself in for an instant before backing out.)
     sealed: AtomicBool,
     /// Workers parked or about to park; written under `sleep`, read by submitters.
-    idle: AtomicUsize,
+    idle: CachePadded<AtomicUsize>,
     sleep: Mutex<()>,
     wake: Condvar,
     broken: AtomicBool,
@@ -619,7 +623,30 @@ pub(crate) struct Shared {
     life: Mutex<Life>,
     /// Signalled when a worker thread leaves its loop.
     exited: Condvar,
+    /// Outcomes not counted by a worker (jobs run by the caller, jobs drained at
+    /// shutdown), and rejections.
     counters: Counters,
+    /// Jobs taken off the queues by shutdown (`drain`).
+    drained: AtomicU64,
+}
+
+/// One worker's own state. Only that worker writes its counters (with a plain load and
+/// store, no locked instruction), and the slot has a cache line to itself.
+#[derive(Default)]
+struct Slot {
+    /// The job it is running, so shutdown can set its token and name it.
+    running: Mutex<Option<JobRef>>,
+    /// Jobs it took off a queue.
+    taken: AtomicU64,
+    completed: AtomicU64,
+    panicked: AtomicU64,
+    cancelled: AtomicU64,
+    expired: AtomicU64,
+}
+
+/// Adds one to a counter only the calling thread writes.
+fn bump(counter: &AtomicU64) {
+    counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
 }
 
 /// Worker threads' lives, under `Shared::life`.
@@ -637,7 +664,6 @@ struct Life {
 
 #[derive(Default)]
 struct Counters {
-    running: AtomicUsize,
     completed: AtomicU64,
     panicked: AtomicU64,
     cancelled: AtomicU64,
@@ -723,7 +749,7 @@ impl Shared {
     /// Queues an admitted job: on this worker's own deque when a job submits from inside
     /// the pool, else on the injector; then wakes a worker if one sleeps.
     pub(crate) fn push(&self, job: Job) {
-        self.queued.fetch_add(1, Ordering::AcqRel);
+        self.pushed.fetch_add(1, Ordering::Relaxed);
         if let Some(job) = worker::push_local(self.id, job) {
             self.injector.push(job);
         }
@@ -753,7 +779,7 @@ impl Shared {
         self.idle.fetch_sub(1, Ordering::SeqCst);
     }
 
-    fn has_work(&self) -> bool {
+    pub(crate) fn has_work(&self) -> bool {
         !self.injector.is_empty() || self.stealers.iter().any(|s| !s.is_empty())
     }
 
@@ -777,8 +803,7 @@ impl Shared {
         impl Running<'_> {
             fn end(&self) {
                 if !self.ended.replace(true) {
-                    *self.shared.running[self.index].lock() = None;
-                    self.shared.counters.running.fetch_sub(1, Ordering::AcqRel);
+                    *self.shared.slots[self.index].running.lock() = None;
                 }
             }
         }
@@ -787,8 +812,8 @@ impl Shared {
                 self.end();
             }
         }
-        *self.running[index].lock() = Some(job.share());
-        self.counters.running.fetch_add(1, Ordering::AcqRel);
+        let slot = &self.slots[index];
+        *slot.running.lock() = Some(job.share());
         let running = Running {
             shared: self,
             index,
@@ -796,8 +821,18 @@ impl Shared {
         };
         job.run_recorded(&|outcome| {
             running.end();
-            self.count(outcome);
+            bump(match outcome {
+                Outcome::Completed => &slot.completed,
+                Outcome::Panicked => &slot.panicked,
+                Outcome::Skipped => &slot.cancelled,
+                Outcome::Expired => &slot.expired,
+            });
         });
+    }
+
+    /// Worker `index` took a job off a queue.
+    pub(crate) fn took_job(&self, index: usize) {
+        bump(&self.slots[index].taken);
     }
 
     fn count(&self, outcome: Outcome) {
@@ -895,7 +930,7 @@ impl Shared {
     fn drain(&self, error: JobError) -> usize {
         let mut drained = 0;
         let mut resolve = |job: Job| {
-            self.queued.fetch_sub(1, Ordering::AcqRel);
+            self.drained.fetch_add(1, Ordering::Relaxed);
             job.resolve_counted(error.clone());
             drained += 1;
         };
@@ -992,31 +1027,43 @@ impl Shared {
     }
 
     fn set_running_tokens(&self) {
-        for slot in self.running.iter() {
-            if let Some(job) = &*slot.lock() {
+        for slot in self.slots.iter() {
+            if let Some(job) = &*slot.running.lock() {
                 job.set_token();
             }
         }
     }
 
     fn running_jobs(&self) -> Vec<JobInfo> {
-        self.running
+        self.slots
             .iter()
-            .filter_map(|slot| slot.lock().as_ref().map(JobRef::info))
+            .filter_map(|slot| slot.running.lock().as_ref().map(JobRef::info))
             .collect()
     }
 
     fn stats(&self) -> Stats {
         let counters = &self.counters;
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let sum = |field: fn(&Slot) -> &AtomicU64| -> u64 {
+            self.slots.iter().map(|slot| load(field(slot))).sum()
+        };
+        // Read what was taken before what was pushed, so that a job pushed and taken
+        // meanwhile never makes the difference negative.
+        let taken = sum(|slot| &slot.taken) + load(&self.drained);
+        let pushed = load(&self.pushed);
         Stats {
             workers: self.life.lock().live,
-            queued: self.queued.load(Ordering::Acquire),
-            running: counters.running.load(Ordering::Acquire),
-            completed: counters.completed.load(Ordering::Relaxed),
-            panicked: counters.panicked.load(Ordering::Relaxed),
-            cancelled: counters.cancelled.load(Ordering::Relaxed),
-            expired: counters.expired.load(Ordering::Relaxed),
-            rejected: counters.rejected.load(Ordering::Relaxed),
+            queued: usize::try_from(pushed.saturating_sub(taken)).unwrap_or(usize::MAX),
+            running: self
+                .slots
+                .iter()
+                .filter(|slot| slot.running.lock().is_some())
+                .count(),
+            completed: load(&counters.completed) + sum(|slot| &slot.completed),
+            panicked: load(&counters.panicked) + sum(|slot| &slot.panicked),
+            cancelled: load(&counters.cancelled) + sum(|slot| &slot.cancelled),
+            expired: load(&counters.expired) + sum(|slot| &slot.expired),
+            rejected: load(&counters.rejected),
         }
     }
 }

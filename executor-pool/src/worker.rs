@@ -5,7 +5,8 @@
 //! other workers' deques (stealing). crossbeam's `Steal::Retry` means "lost a race, look
 //! again", never "empty".
 //!
-//! Parking (`Shared::park`) cannot lose a wake-up: a worker announces it is idle *before*
+//! A worker with nothing to do watches the queues for a few microseconds before it parks
+//! (`spin_for_work`). Parking (`Shared::park`) cannot lose a wake-up: a worker announces it is idle *before*
 //! its last look at the queues, and a submitter checks for idle workers *after* pushing,
 //! each side separated by a `SeqCst` fence. Whatever the interleaving, either the worker
 //! sees the job or the submitter sees the idle worker and signals the condvar (under the
@@ -19,7 +20,6 @@ use std::cell::RefCell;
 use std::fmt;
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::thread;
 
 use crossbeam_deque::{Steal, Worker};
@@ -141,11 +141,40 @@ fn run(shared: Arc<Shared>, index: usize, deque: Worker<Job>) {
                 Some(job) => shared.run_job(index, job),
                 None => break,
             }
-        } else {
+        } else if !spin_for_work(&shared) {
             shared.park();
         }
     }
     drop(exit);
+}
+
+/// Spin-then-yield rounds a worker with nothing to do waits for a job before it parks.
+const SPIN_ROUNDS: u32 = 10;
+/// Of those, the rounds that spin (1, 2, 4 … 64 pauses); the rest yield the CPU.
+const SPIN_ONLY_ROUNDS: u32 = 7;
+
+/// Waits briefly for a job to appear; true if one did.
+///
+/// Parking costs the next submitter a futex wake (a system call, microseconds) and this
+/// worker a trip through the scheduler. When jobs are small and come in a stream, the
+/// next one is usually less than a microsecond away, so a worker first watches the queues
+/// for a few microseconds: about 127 pause instructions, then a few `yield_now`s that hand
+/// the CPU to anyone who needs it (the event loop, on a machine with few cores). Benchmark
+/// W2 (`runtime/benches`) measures what this buys.
+fn spin_for_work(shared: &Shared) -> bool {
+    for round in 0..SPIN_ROUNDS {
+        if round < SPIN_ONLY_ROUNDS {
+            for _ in 0..1u32 << round {
+                std::hint::spin_loop();
+            }
+        } else {
+            thread::yield_now();
+        }
+        if shared.has_work() || shared.may_exit() {
+            return true;
+        }
+    }
+    false
 }
 
 /// Runs when a worker thread leaves its loop: normally (the pool shut down), or unwinding
@@ -203,7 +232,7 @@ fn find_job(shared: &Shared, index: usize) -> Option<Job> {
         })
     });
     if local.is_some() {
-        shared.queued.fetch_sub(1, Ordering::AcqRel);
+        shared.took_job(index);
     }
     local
 }

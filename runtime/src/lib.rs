@@ -100,6 +100,7 @@ mod offload;
 mod park;
 mod reactor;
 mod runtime;
+mod spin;
 pub mod sync;
 pub mod task;
 pub mod time;

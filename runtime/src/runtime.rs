@@ -34,6 +34,7 @@ use crate::context;
 use crate::debug::instruments::Instruments;
 use crate::debug::{Code, Report, Reporter, TaskInfo};
 use crate::reactor::Reactor;
+use crate::spin::Spin;
 use crate::task::cell::{Header, TaskCell};
 use crate::task::table::{Cell as TaskCellBox, TaskTable};
 use crate::task::{Id, JoinHandle};
@@ -234,6 +235,8 @@ pub(crate) struct Core {
     /// Scratch buffers reused every tick, so a tick allocates nothing.
     wake_buffer: Cell<Vec<Waker>>,
     remote_buffer: Cell<Vec<RemoteOp>>,
+    /// How long to spin before sleeping, learned from recent wakes (`spin.rs`).
+    spin: Spin,
     counters: Counters,
 }
 
@@ -278,6 +281,7 @@ impl Core {
             default_pool_shutdown: config.default_pool_shutdown,
             wake_buffer: Cell::default(),
             remote_buffer: Cell::default(),
+            spin: Spin::default(),
             counters: Counters::default(),
         })
     }
@@ -334,11 +338,19 @@ impl Core {
             self.check_deadlock(main_waker);
             None
         };
+        let (timeout, blocking_since) = match timeout {
+            Some(t) if t.is_zero() => (timeout, None),
+            _ if self.spin.wait_for(&self.remote, timeout) => (Some(Duration::ZERO), None),
+            _ => (timeout, Some(Instant::now())),
+        };
         let mut wakers = self.wake_buffer.take();
         let remote = self
             .reactor
             .poll(timeout, &mut wakers)
             .unwrap_or_else(|e| panic!("oneloop: the OS poller failed: {e}"));
+        if let Some(since) = blocking_since {
+            self.spin.learn(remote, since.elapsed());
+        }
         bump(&self.counters.ticks, 1);
         if remote {
             self.drain_remote();
@@ -393,7 +405,10 @@ impl Core {
         let mut cx = Context::from_waker(&waker_ref);
         bump(&self.counters.polls, 1);
         self.current.set(Some(0));
-        let probe = self.instruments.as_ref().map(|ins| ins.begin_poll(0, site));
+        let probe = self.instruments.as_ref().map(|ins| {
+            ins.mark();
+            ins.begin_poll(0, site)
+        });
         let result = catch_unwind(AssertUnwindSafe(|| future.poll(&mut cx)));
         self.current.set(None);
         if let (Some(ins), Some(probe)) = (&self.instruments, probe) {
@@ -406,6 +421,11 @@ impl Core {
     /// the batch wait for the next tick, after the reactor and timers have had a look.
     fn run_ready(&self) {
         let ready = self.run_queue.borrow().len().min(MAX_BATCH);
+        if ready > 0
+            && let Some(ins) = &self.instruments
+        {
+            ins.mark(); // the polls below chain their timings from here
+        }
         for _ in 0..ready {
             let Some(task) = self.run_queue.borrow_mut().pop_front() else {
                 break;
@@ -500,6 +520,15 @@ impl Core {
     fn cancel(&self, task: TaskRef, mut cell: TaskCellBox) {
         cell.as_mut().cancel();
         self.finish(task, cell);
+        self.restart_poll_timing();
+    }
+
+    /// User code (a destructor) ran between two polls: the next poll's timing starts
+    /// after it, not before (`debug/instruments.rs`).
+    fn restart_poll_timing(&self) {
+        if let Some(ins) = &self.instruments {
+            ins.mark();
+        }
     }
 
     /// The task is done: wake whoever awaits its handle; if nobody can ever read its
@@ -511,6 +540,7 @@ impl Core {
         }
         if let Some(cell) = finished.orphan {
             self.drop_unobserved(task, cell);
+            self.restart_poll_timing();
         }
     }
 
@@ -669,6 +699,16 @@ impl Core {
     }
 
     /// What debug mode and tracing attach to offloaded jobs.
+    /// When the loop's current turn began (its timers were checked then).
+    pub(crate) fn now(&self) -> Instant {
+        self.now.get()
+    }
+
+    /// Whether debug mode or tracing is on.
+    pub(crate) fn is_instrumented(&self) -> bool {
+        self.instruments.is_some()
+    }
+
     pub(crate) fn job_observer(&self) -> Option<Arc<dyn oneloop_pool::JobObserver>> {
         self.instruments.as_ref().map(Instruments::job_observer)
     }

@@ -168,6 +168,12 @@ impl Remote {
         std::mem::take(&mut queue.ops)
     }
 
+    /// True when a push since the loop's last drain has written (or is writing) the
+    /// eventfd: what the loop watches while it spins before sleeping.
+    pub(crate) fn is_notified(&self) -> bool {
+        self.notified.load(Ordering::Acquire)
+    }
+
     /// True when ops are queued that the loop has not drained yet.
     pub(crate) fn has_pending(&self) -> bool {
         !self.queue.lock().ops.is_empty()

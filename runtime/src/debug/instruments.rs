@@ -2,8 +2,16 @@
 //!
 //! The core holds one `Option<Instruments>`: with neither debug mode nor tracing on, a poll
 //! costs the loop one branch more, nothing else. With either on, each poll is timed once
-//! (a single clock read at each end) and the result serves both.
+//! and the result serves both.
+//!
+//! Timing costs one clock read per poll, not two: within a batch of polls the end of one
+//! poll is the start of the next (the loop's work between them, taking the next task off
+//! the queue, is a few nanoseconds). `mark` starts a chain with a fresh reading; the loop
+//! calls it before each batch and after anything between polls that runs user code (the
+//! drop of an unretrieved output). With tracing on, every poll reads the clock at both
+//! ends, as the trace draws exact slices.
 
+use std::cell::Cell;
 use std::io;
 use std::panic::Location;
 use std::path::Path;
@@ -12,6 +20,7 @@ use std::time::Instant;
 
 use oneloop_pool::JobObserver;
 
+use super::clock::Clock;
 use super::jobs::{JobLimits, JobWatch};
 use super::trace::Tracer;
 use super::watch::{Debug, PollTimer};
@@ -23,11 +32,15 @@ pub(crate) struct Instruments {
     reporter: Arc<Reporter>,
     /// Attached to offloaded jobs (debug mode and/or the trace).
     jobs: Arc<JobWatch>,
+    clock: Clock,
+    /// The latest clock reading: the start of the next poll.
+    last: Cell<u64>,
 }
 
 /// A poll in progress.
 pub(crate) struct Probe {
-    start: Instant,
+    /// With tracing on: the start as an `Instant` (the trace's other events use it).
+    traced: Option<Instant>,
     timer: Option<PollTimer>,
 }
 
@@ -46,8 +59,9 @@ impl Instruments {
             limit: config.job_limit,
         });
         let jobs = Arc::new(JobWatch::new(limits, trace.clone(), reporter.clone()));
+        let clock = Clock::new();
         let debug = match debug {
-            Some(config) => Some(Debug::start(config, reporter.clone(), jobs.clone())?),
+            Some(config) => Some(Debug::start(config, clock, reporter.clone(), jobs.clone())?),
             None => None,
         };
         Ok(Some(Instruments {
@@ -55,6 +69,8 @@ impl Instruments {
             trace,
             reporter,
             jobs,
+            clock,
+            last: Cell::new(clock.now()),
         }))
     }
 
@@ -70,14 +86,25 @@ impl Instruments {
             .map_or(0, |debug| debug.intern(location, name))
     }
 
+    /// Starts a chain of polls with a fresh clock reading.
+    #[inline]
+    pub(crate) fn mark(&self) {
+        self.last.set(self.clock.now());
+    }
+
     /// The loop is about to poll `task` (spawned at `site`).
+    #[inline]
     pub(crate) fn begin_poll(&self, task: u64, site: u32) -> Probe {
-        let start = Instant::now();
-        if let Some(trace) = &self.trace {
-            trace.resuming(task, start, false);
-        }
+        let (start, traced) = match &self.trace {
+            None => (self.last.get(), None),
+            Some(trace) => {
+                let at = Instant::now();
+                trace.resuming(task, at, false);
+                (self.clock.now(), Some(at))
+            }
+        };
         Probe {
-            start,
+            traced,
             timer: self
                 .debug
                 .as_ref()
@@ -94,12 +121,14 @@ impl Instruments {
         name: Option<&str>,
         location: &'static Location<'static>,
     ) {
-        let end = Instant::now();
-        if let Some(trace) = &self.trace {
+        let end = self.clock.now();
+        self.last.set(end);
+        if let (Some(trace), Some(start)) = (&self.trace, probe.traced) {
             // A job that finished during this poll may have been awaited in it already
             // (the task then has no later poll to draw the arrow's end on).
+            let end = Instant::now();
             trace.resuming(task, end, true);
-            trace.poll(task, name, probe.start, end);
+            trace.poll(task, name, start, end);
         }
         let (Some(debug), Some(timer)) = (&self.debug, probe.timer) else {
             return;

@@ -16,6 +16,7 @@
 //! task that panicked with nobody left to retrieve the panic (`OL003`), and a loop that can
 //! never make progress again (a panic, see `Core::check_deadlock`).
 
+mod clock;
 pub(crate) mod instruments;
 pub(crate) mod jobs;
 pub(crate) mod stack;

@@ -17,10 +17,11 @@ use std::panic::Location;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
+use super::clock::Clock;
 use super::jobs::JobWatch;
 use super::{Backtrace, Code, DebugConfig, Report, Reporter, TaskInfo, stack};
 use crate::task::Id;
@@ -34,13 +35,13 @@ struct Site {
 
 /// State shared between the loop and its watchdog thread.
 pub(crate) struct Watch {
-    /// Time zero for `start_ns`.
-    base: Instant,
+    /// The clock polls are timed with (ticks; see `clock.rs`).
+    clock: Clock,
     /// Poll sequence: odd while a poll runs, even between polls. Written only by the loop
     /// (Release, publishing the fields below); read by the watchdog (Acquire).
     seq: AtomicU64,
-    /// When the running poll started, in ns since `base`; which task; which site.
-    start_ns: AtomicU64,
+    /// When the running poll started, in clock ticks; which task; which site.
+    start_ticks: AtomicU64,
     task_id: AtomicU64,
     site: AtomicU32,
     /// The `seq` of the last poll the watchdog reported, and how many times it did:
@@ -70,7 +71,9 @@ impl Watch {
         if seq.is_multiple_of(2) {
             return None;
         }
-        let start = Duration::from_nanos(self.start_ns.load(Ordering::Acquire));
+        let start = self
+            .clock
+            .duration(self.start_ticks.load(Ordering::Acquire));
         let task = self.task_id.load(Ordering::Acquire);
         let site = self.site.load(Ordering::Acquire);
         (self.seq.load(Ordering::Acquire) == seq).then_some((seq, start, task, site))
@@ -97,16 +100,22 @@ type SiteKey = (usize, Option<Box<str>>);
 /// The loop's half of debug mode, owned by the runtime's core.
 pub(crate) struct Debug {
     pub(crate) threshold: Duration,
+    /// `threshold` in clock ticks.
+    threshold_ticks: u64,
+    pub(crate) clock: Clock,
     watch: Arc<Watch>,
     watchdog: RefCell<Option<thread::JoinHandle<()>>>,
     /// Site -> index; loop-only, so interning takes no lock.
     site_index: RefCell<HashMap<SiteKey, u32>>,
+    /// The last unnamed site interned (its location's address and index): tasks spawned
+    /// in a loop skip the hash lookup.
+    last_site: Cell<(usize, u32)>,
     /// The loop's own copy of `Watch::seq`.
     seq: Cell<u64>,
     /// Slow polls seen so far (for `Metrics`).
     pub(crate) slow_polls: Cell<u64>,
     /// Per-site poll statistics for the exit summary, indexed by site (loop-only).
-    site_stats: RefCell<Vec<SiteStats>>,
+    site_stats: RefCell<Vec<SiteCounts>>,
 }
 
 /// Polls of one spawn site, for the exit summary.
@@ -117,9 +126,17 @@ pub(crate) struct SiteStats {
     pub(crate) longest: Duration,
 }
 
+/// `SiteStats` as the loop keeps them, with the longest poll in clock ticks.
+#[derive(Clone, Copy, Default)]
+struct SiteCounts {
+    polls: u64,
+    slow: u64,
+    longest: u64,
+}
+
 /// A poll in progress, from `begin_poll` to `end_poll`.
 pub(crate) struct PollTimer {
-    start: Instant,
+    start: u64,
     seq: u64,
 }
 
@@ -133,13 +150,14 @@ impl Debug {
     /// Starts debug mode for a loop running on the current thread, with its watchdog.
     pub(crate) fn start(
         config: DebugConfig,
+        clock: Clock,
         reporter: Arc<Reporter>,
         jobs: Arc<JobWatch>,
     ) -> std::io::Result<Self> {
         let watch = Arc::new(Watch {
-            base: Instant::now(),
+            clock,
             seq: AtomicU64::new(0),
-            start_ns: AtomicU64::new(0),
+            start_ticks: AtomicU64::new(0),
             task_id: AtomicU64::new(0),
             site: AtomicU32::new(0),
             flagged_seq: AtomicU64::new(0),
@@ -163,9 +181,12 @@ impl Debug {
         };
         Ok(Debug {
             threshold: config.threshold,
+            threshold_ticks: clock.ticks(config.threshold),
+            clock,
             watch,
             watchdog: RefCell::new(Some(watchdog)),
             site_index: RefCell::new(HashMap::new()),
+            last_site: Cell::new((0, 0)),
             seq: Cell::new(0),
             slow_polls: Cell::new(0),
             site_stats: RefCell::new(Vec::new()),
@@ -174,55 +195,60 @@ impl Debug {
 
     /// The site index for a task spawned at `location` with `name`.
     pub(crate) fn intern(&self, location: &'static Location<'static>, name: Option<&str>) -> u32 {
-        let key = (
-            location as *const Location<'static> as usize,
-            name.map(Box::from),
-        );
-        let mut index = self.site_index.borrow_mut();
-        if let Some(&site) = index.get(&key) {
-            return site;
+        let address = location as *const Location<'static> as usize;
+        let (last_address, last_site) = self.last_site.get();
+        if name.is_none() && address == last_address {
+            return last_site;
         }
-        let mut sites = self.watch.sites.lock();
-        let site = u32::try_from(sites.len()).expect("oneloop: more than 4 billion spawn sites");
-        sites.push(Site {
-            name: name.map(str::to_owned),
-            location,
-        });
-        index.insert(key, site);
+        let key = (address, name.map(Box::from));
+        let mut index = self.site_index.borrow_mut();
+        let site = match index.get(&key) {
+            Some(&site) => site,
+            None => {
+                let mut sites = self.watch.sites.lock();
+                let site =
+                    u32::try_from(sites.len()).expect("oneloop: more than 4 billion spawn sites");
+                sites.push(Site {
+                    name: name.map(str::to_owned),
+                    location,
+                });
+                self.site_stats
+                    .borrow_mut()
+                    .resize(site as usize + 1, SiteCounts::default());
+                index.insert(key, site);
+                site
+            }
+        };
+        if name.is_none() {
+            self.last_site.set((address, site));
+        }
         site
     }
 
-    /// Publishes that the loop, at `start`, is about to poll task `task_id` (spawned at
-    /// `site`).
-    pub(crate) fn begin_poll(&self, task_id: u64, site: u32, start: Instant) -> PollTimer {
+    /// Publishes that the loop, at `start` (clock ticks), is about to poll task `task_id`
+    /// (spawned at `site`).
+    #[inline]
+    pub(crate) fn begin_poll(&self, task_id: u64, site: u32, start: u64) -> PollTimer {
         let seq = self.seq.get() + 1;
         self.seq.set(seq);
         let watch = &self.watch;
-        let since_base = start.saturating_duration_since(watch.base).as_nanos();
-        watch
-            .start_ns
-            .store(since_base.try_into().unwrap_or(u64::MAX), Ordering::Release);
+        watch.start_ticks.store(start, Ordering::Release);
         watch.task_id.store(task_id, Ordering::Release);
         watch.site.store(site, Ordering::Release);
         watch.seq.store(seq, Ordering::Release);
         PollTimer { start, seq }
     }
 
-    /// Publishes that the poll of a task from `site` has returned, at `end`; says whether it
-    /// was slow.
-    pub(crate) fn end_poll(&self, timer: PollTimer, site: u32, end: Instant) -> Option<SlowPoll> {
-        let elapsed = end.saturating_duration_since(timer.start);
+    /// Publishes that the poll of a task from `site` has returned, at `end` (clock ticks);
+    /// says whether it was slow.
+    #[inline]
+    pub(crate) fn end_poll(&self, timer: PollTimer, site: u32, end: u64) -> Option<SlowPoll> {
+        let elapsed = end.saturating_sub(timer.start);
         let seq = timer.seq + 1;
         self.seq.set(seq);
         self.watch.seq.store(seq, Ordering::Release);
-        let slow = elapsed >= self.threshold;
-        {
-            let mut stats = self.site_stats.borrow_mut();
-            let site = site as usize;
-            if stats.len() <= site {
-                stats.resize(site + 1, SiteStats::default());
-            }
-            let entry = &mut stats[site];
+        let slow = elapsed >= self.threshold_ticks;
+        if let Some(entry) = self.site_stats.borrow_mut().get_mut(site as usize) {
             entry.polls += 1;
             entry.slow += u64::from(slow);
             entry.longest = entry.longest.max(elapsed);
@@ -237,7 +263,7 @@ impl Debug {
             0
         };
         Some(SlowPoll {
-            elapsed,
+            elapsed: self.clock.duration(elapsed),
             times_reported,
         })
     }
@@ -251,10 +277,12 @@ impl Debug {
             .enumerate()
             .filter_map(|(i, stats)| {
                 let site = sites.get(i)?;
-                Some((
-                    TaskInfo::new(0, site.name.as_deref(), site.location),
-                    *stats,
-                ))
+                let stats = SiteStats {
+                    polls: stats.polls,
+                    slow: stats.slow,
+                    longest: self.clock.duration(stats.longest),
+                };
+                Some((TaskInfo::new(0, site.name.as_deref(), site.location), stats))
             })
             .collect()
     }
@@ -281,7 +309,7 @@ fn run_watchdog(watch: &Watch) {
     let mut watching: Option<(u64, Duration, u32)> = None;
     let mut stop = watch.stop.lock();
     loop {
-        let now = watch.base.elapsed();
+        let now = watch.clock.elapsed();
         let wait = match (watching, watch.running_poll()) {
             (Some((seq, due, _)), Some((running, start, ..))) if seq == running => {
                 (start + due).saturating_sub(now).min(idle_wait)
@@ -303,7 +331,7 @@ fn run_watchdog(watch: &Watch) {
             Some((watched, due, reports)) if watched == seq => (due, reports),
             _ => (watch.threshold, 0),
         };
-        let running_for = watch.base.elapsed().saturating_sub(start);
+        let running_for = watch.clock.elapsed().saturating_sub(start);
         if running_for < due {
             watching = Some((seq, due, reports));
             continue;
@@ -316,7 +344,7 @@ fn run_watchdog(watch: &Watch) {
         // Backoff: the next report is due at the first doubling of the threshold past the
         // time already spent, so a report that took a while never triggers a burst.
         let mut next = due.saturating_mul(2);
-        let so_far = watch.base.elapsed().saturating_sub(start);
+        let so_far = watch.clock.elapsed().saturating_sub(start);
         while next <= so_far {
             next = next.saturating_mul(2);
         }

@@ -1,0 +1,341 @@
+//! oneloop vs tokio, side by side: every workload (see `workloads/mod.rs`) runs on both
+//! runtimes in the same run, alternating, and the medians' ratios (oneloop ÷ tokio) are
+//! printed as one table and written to `benches/RESULTS.md`.
+//!
+//! Full run: `cargo bench --bench compare` (5 rounds). Quick run, under 5 minutes on 2
+//! cores: `cargo bench --bench compare -- --quick` (1 round).
+
+#[path = "workloads/mod.rs"]
+mod workloads;
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use workloads::*;
+
+/// One line of the table.
+struct Row {
+    workload: &'static str,
+    measure: &'static str,
+    oneloop: f64,
+    tokio: f64,
+    /// oneloop ÷ tokio (or oneloop's own value, when `tokio` is NaN).
+    ratio: f64,
+    target: &'static str,
+    met: bool,
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn main() {
+    maybe_run_echo_client();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    // Names (`W1` … `W8`) to run only those; none runs all. cargo passes `--bench` too.
+    let only: Vec<&str> = args
+        .iter()
+        .filter(|a| !a.starts_with("--"))
+        .map(String::as_str)
+        .collect();
+    let want = |name: &str| only.is_empty() || only.iter().any(|o| o.eq_ignore_ascii_case(name));
+    let rounds = if quick { 1 } else { 5 };
+    let cores = cores();
+    println!("oneloop vs tokio: {rounds} round(s) per workload, alternating; {cores} cores");
+    let mut rows = Vec::new();
+    let kernel = Kernel::calibrated(Duration::from_millis(2));
+
+    // W1 and its floor.
+    if want("W1") {
+        // Each round runs the 20,000 round trips as 5 chunks of 4,000 per contender,
+        // interleaved, each chunk with fresh threads: a wake-up's cost depends on where the
+        // scheduler puts the two threads (same core or not; on a VM, a halted virtual CPU
+        // costs tens of µs to wake), and interleaving gives every contender the same luck.
+        let (mut o_med, mut o_p99, mut t_med, mut t_p99, mut floor) =
+            (vec![], vec![], vec![], vec![], vec![]);
+        for _ in 0..rounds * 5 {
+            let mut o = w1_oneloop(4_000);
+            let mut t = w1_tokio(4_000);
+            let mut p = ping_pong(4_000);
+            o_med.push(micros(percentile(&mut o, 0.5)));
+            o_p99.push(micros(percentile(&mut o, 0.99)));
+            t_med.push(micros(percentile(&mut t, 0.5)));
+            t_p99.push(micros(percentile(&mut t, 0.99)));
+            floor.push(micros(percentile(&mut p, 0.5)));
+        }
+        let (om, tm, fm) = (median(&mut o_med), median(&mut t_med), median(&mut floor));
+        rows.push(row(
+            "W1 offload round trip",
+            "median µs",
+            om,
+            tm,
+            "≤ 0.8",
+            |r| r <= 0.8,
+        ));
+        rows.push(row(
+            "W1 offload round trip",
+            "p99 µs",
+            median(&mut o_p99),
+            median(&mut t_p99),
+            "-",
+            |_| true,
+        ));
+        rows.push(Row {
+            workload: "W1 vs raw mio::Waker ping-pong",
+            measure: "median µs",
+            oneloop: om,
+            tokio: fm,
+            ratio: om / fm,
+            target: "≤ 1.5 (vs floor)",
+            met: om / fm <= 1.5,
+        });
+        println!("  W1 done");
+    }
+
+    // W2.
+    if want("W2") {
+        let (mut o, mut t) = (vec![], vec![]);
+        for _ in 0..rounds {
+            o.push(w2_oneloop(200_000, 1024));
+            t.push(w2_tokio(200_000, 1024));
+        }
+        rows.push(row(
+            "W2 offload throughput",
+            "jobs/s",
+            median(&mut o),
+            median(&mut t),
+            "≥ 1.5",
+            |r| r >= 1.5,
+        ));
+        println!("  W2 done");
+    }
+
+    // W3.
+    if want("W3") {
+        let one = kernel.time(21);
+        let ideal = one * 64_usize.div_ceil(cores) as u32;
+        let (mut o, mut t) = (vec![], vec![]);
+        for _ in 0..rounds {
+            o.push(ideal.as_secs_f64() / w3_oneloop(64, cores, kernel).as_secs_f64());
+            t.push(ideal.as_secs_f64() / w3_tokio(64, cores, kernel).as_secs_f64());
+        }
+        let (oe, te) = (median(&mut o), median(&mut t));
+        rows.push(Row {
+            workload: "W3 CPU scaling (64 × 2 ms)",
+            measure: "efficiency",
+            oneloop: oe,
+            tokio: te,
+            ratio: oe,
+            target: "≥ 0.95 (oneloop's own)",
+            met: oe >= 0.95,
+        });
+        println!("  W3 done");
+    }
+
+    // W4.
+    if want("W4") {
+        let run_for = Duration::from_secs(2);
+        let (mut o99, mut t99, mut omax, mut tmax, mut o50, mut t50) =
+            (vec![], vec![], vec![], vec![], vec![], vec![]);
+        for _ in 0..rounds {
+            let mut o = w4_oneloop(false, run_for, kernel, cores);
+            let mut t = w4_tokio(false, run_for, kernel, cores);
+            o50.push(micros(percentile(&mut o, 0.5)));
+            t50.push(micros(percentile(&mut t, 0.5)));
+            o99.push(micros(percentile(&mut o, 0.99)));
+            t99.push(micros(percentile(&mut t, 0.99)));
+            omax.push(micros(percentile(&mut o, 1.0)));
+            tmax.push(micros(percentile(&mut t, 1.0)));
+        }
+        rows.push(row(
+            "W4 heartbeat, offloaded",
+            "p50 late µs",
+            median(&mut o50),
+            median(&mut t50),
+            "-",
+            |_| true,
+        ));
+        rows.push(row(
+            "W4 heartbeat, offloaded",
+            "p99 late µs",
+            median(&mut o99),
+            median(&mut t99),
+            "≤ 1.0",
+            |r| r <= 1.0,
+        ));
+        rows.push(row(
+            "W4 heartbeat, offloaded",
+            "max late µs",
+            median(&mut omax),
+            median(&mut tmax),
+            "-",
+            |_| true,
+        ));
+        let mut oi = w4_oneloop(true, run_for, kernel, cores);
+        let mut ti = w4_tokio(true, run_for, kernel, cores);
+        rows.push(row(
+            "W4 heartbeat, inline (the problem)",
+            "p99 late µs",
+            micros(percentile(&mut oi, 0.99)),
+            micros(percentile(&mut ti, 0.99)),
+            "-",
+            |_| true,
+        ));
+        println!("  W4 done");
+    }
+
+    // W5 and W8.
+    if want("W5") || want("W8") {
+        let tasks = 1_000_000;
+        let (mut o, mut t, mut d) = (vec![], vec![], vec![]);
+        for _ in 0..rounds {
+            o.push(tasks as f64 / w5_oneloop(tasks, false).as_secs_f64());
+            t.push(tasks as f64 / w5_tokio(tasks).as_secs_f64());
+            d.push(tasks as f64 / w5_oneloop(tasks, true).as_secs_f64());
+        }
+        let plain = median(&mut o);
+        rows.push(row(
+            "W5 spawn + poll (1M tasks)",
+            "tasks/s",
+            plain,
+            median(&mut t),
+            "≥ 1.0",
+            |r| r >= 1.0,
+        ));
+        let debug = median(&mut d);
+        rows.push(Row {
+            workload: "W8 debug mode's cost (W5)",
+            measure: "tasks/s, on vs off",
+            oneloop: debug,
+            tokio: plain,
+            ratio: plain / debug - 1.0,
+            target: "≤ 0.05 extra time",
+            met: plain / debug - 1.0 <= 0.05,
+        });
+        println!("  W5, W8 done");
+    }
+
+    // W6.
+    if want("W6") {
+        let (mut ow, mut tw, mut ol, mut tl, mut early) = (vec![], vec![], vec![], vec![], 0);
+        for _ in 0..rounds {
+            let o = w6_oneloop(100_000);
+            let t = w6_tokio(100_000);
+            ow.push(micros(o.wall) / 1e3);
+            tw.push(micros(t.wall) / 1e3);
+            ol.push(micros(o.mean_lateness));
+            tl.push(micros(t.mean_lateness));
+            early += o.early;
+        }
+        rows.push(row(
+            "W6 100k timers",
+            "wall ms",
+            median(&mut ow),
+            median(&mut tw),
+            "≤ 1.1",
+            |r| r <= 1.1,
+        ));
+        rows.push(row(
+            "W6 100k timers",
+            "mean late µs",
+            median(&mut ol),
+            median(&mut tl),
+            "-",
+            |_| true,
+        ));
+        rows.push(Row {
+            workload: "W6 100k timers",
+            measure: "fired early",
+            oneloop: early as f64,
+            tokio: f64::NAN,
+            ratio: early as f64,
+            target: "0",
+            met: early == 0,
+        });
+        println!("  W6 done");
+    }
+
+    // W7.
+    if want("W7") {
+        let echo_for = Duration::from_secs(3);
+        let (mut o, mut t) = (vec![], vec![]);
+        for _ in 0..rounds {
+            o.push(w7(echo_server_oneloop, echo_for));
+            t.push(w7(echo_server_tokio, echo_for));
+        }
+        rows.push(row(
+            "W7 TCP echo (50 conns, 64 B)",
+            "round trips/s",
+            median(&mut o),
+            median(&mut t),
+            "≥ 0.95",
+            |r| r >= 0.95,
+        ));
+        println!("  W7 done");
+    }
+
+    let table = render(&rows);
+    println!("\n{table}");
+    let page = format!(
+        "# oneloop vs tokio\n\nMeasured by `cargo bench --bench compare{}` on a {cores}-core machine \
+         ({rounds} round(s) per workload, alternating the runtimes; medians). Ratios are \
+         oneloop ÷ tokio. Workloads are defined in `benches/workloads/mod.rs`.\n\n{table}",
+        if quick { " -- --quick" } else { "" }
+    );
+    if !only.is_empty() {
+        return; // a partial run does not replace the recorded table
+    }
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/RESULTS.md");
+    std::fs::write(path, page).expect("write RESULTS.md");
+    println!("written to {path}");
+}
+
+fn row(
+    workload: &'static str,
+    measure: &'static str,
+    oneloop: f64,
+    tokio: f64,
+    target: &'static str,
+    ok: fn(f64) -> bool,
+) -> Row {
+    let ratio = oneloop / tokio;
+    Row {
+        workload,
+        measure,
+        oneloop,
+        tokio,
+        ratio,
+        target,
+        met: ok(ratio),
+    }
+}
+
+fn render(rows: &[Row]) -> String {
+    let mut out = String::from(
+        "| workload | measure | oneloop | tokio | ratio | target | met |\n|---|---|---:|---:|---:|---|:-:|\n",
+    );
+    for r in rows {
+        let num = |v: f64| {
+            if v.is_nan() {
+                "-".to_owned()
+            } else if v.abs() >= 1000.0 {
+                format!("{v:.0}")
+            } else {
+                format!("{v:.2}")
+            }
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {:.2} | {} | {} |",
+            r.workload,
+            r.measure,
+            num(r.oneloop),
+            num(r.tokio),
+            r.ratio,
+            r.target,
+            if r.met { "yes" } else { "**no**" }
+        );
+    }
+    out
+}
