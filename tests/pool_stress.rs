@@ -60,7 +60,7 @@ fn a_million_tiny_jobs_from_the_loop_all_resolve() {
 fn panics_cancellations_and_drops_at_random_lose_nothing() {
     quiet_stress_panics();
     hang_guard(|| {
-        const JOBS: usize = 200_000;
+        const JOBS: usize = 1_000_000;
         let pool = ThreadPool::new(2).unwrap();
         let unseen = Arc::new(UnseenPanics::default());
         let ran: Arc<Vec<AtomicU8>> = Arc::new((0..JOBS).map(|_| AtomicU8::new(0)).collect());

@@ -185,6 +185,18 @@ impl Semaphore {
         })
     }
 
+    /// Like [`try_acquire_many`](Self::try_acquire_many) for a shared semaphore.
+    pub fn try_acquire_many_owned(
+        self: Arc<Self>,
+        n: usize,
+    ) -> Result<OwnedSemaphorePermit, TryAcquireError> {
+        self.try_take(n)?;
+        Ok(OwnedSemaphorePermit {
+            semaphore: self,
+            permits: n,
+        })
+    }
+
     fn try_take(&self, n: usize) -> Result<(), TryAcquireError> {
         let mut state = self.state.lock();
         if state.closed {

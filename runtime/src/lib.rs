@@ -33,8 +33,9 @@
 //! Offloading ([`to_thread`], [`run_in_executor`]) is the cure for blocking: the closure
 //! runs on a worker thread of a pool (`oneloop-pool`), the task awaits its result without
 //! holding the loop, and the worker wakes the task through the remote path below when the
-//! result is in. A round trip costs tens of microseconds, so very small work is cheaper
-//! inline (lesson `10_offload_cost`).
+//! result is in. A round trip costs microseconds (a few in a stream of small jobs, tens
+//! when threads must wake from sleep), so very small work is cheaper inline (lesson
+//! `10_offload_cost`).
 //!
 //! # How it works
 //!
@@ -53,7 +54,8 @@
 //! One tick of the loop (`runtime.rs`, read top-down):
 //!
 //! 1. **Park.** Work out how long the loop may sleep: not at all if tasks are queued, else
-//!    until the nearest timer, else until something happens. Sleep in `epoll_wait` (mio).
+//!    until the nearest timer, else until something happens. Sleep in `epoll_wait` (mio),
+//!    after spinning a few µs when recent remote wakes came that fast (`spin.rs`).
 //!    Readiness events wake the tasks waiting on those sockets; the eventfd's event means
 //!    other threads woke tasks, so their remote queue is drained into the run queue.
 //! 2. **Timers.** Every timer whose deadline has passed wakes its task. Never early.
@@ -86,6 +88,70 @@
 //! - `debug/`: reports ([`debug::Report`]); poll timing, the watchdog and backtraces; the
 //!   job observer; the exit summary; the trace file; `instruments.rs` ties them to the loop.
 //! - `park.rs`: waiting on a future from a plain thread.
+//! - `spin.rs`: the learned spin before the loop sleeps.
+//!
+//! # What oneloop promises
+//!
+//! Each promise names the tests that prove it (in the workspace's `tests/` package unless
+//! a path says otherwise). Cross-thread hand-offs are model-checked with loom
+//! (`tests/loom.rs`, each with a negative control that must fail); the rest is tested
+//! adversarially, under a hang guard, without timing thresholds.
+//!
+//! - **Every spawned task resolves exactly once, and its future is dropped exactly once,
+//!   on the loop thread**: whether it finishes, panics while polled or panics in its
+//!   `Drop`; whether its handle is dropped at once, after a poll, after it finished, or
+//!   awaited; whether it is aborted before it runs, after it finished, or never.
+//!   `reliability::every_task_ending_meets_every_handle_fate_and_abort`;
+//!   `tasks::dropping_the_runtime_cancels_pending_tasks_and_drops_their_futures`.
+//! - **A panic comes back as a value**: a task's as [`JoinError::Panicked`], a job's as
+//!   `JobError::Panicked`; one nobody retrieves is reported (`OL003`), never lost and
+//!   never an abort. `tasks::a_panic_in_a_task_reaches_its_handle_and_the_loop_carries_on`,
+//!   `tasks::a_panic_nobody_retrieves_is_reported_with_the_task_s_name_and_site`,
+//!   `pool_stress::panics_cancellations_and_drops_at_random_lose_nothing` (1,000,000 jobs,
+//!   10 % panicking, 30 % of handles dropped or cancelled: every job that was not cancelled
+//!   ran once, cancelled ones never ran, the counters add up, no worker is lost).
+//! - **No wake-up is lost, and wakes are coalesced**: a task woken any number of times is
+//!   polled after the last wake; cross-thread wakes cost one eventfd write per drain.
+//!   `loom::remote_wakes_are_never_stranded`;
+//!   `wakers::eight_threads_waking_a_thousand_tasks_a_hundred_thousand_times_each_lose_no_wake`
+//!   (800,000 wakes: a few hundred eventfd writes);
+//!   `wakers::a_thousand_remote_wakes_while_the_loop_is_busy_cost_one_eventfd_write`.
+//! - **No job is stranded**: a submit always reaches a parking worker, jobs submitted from
+//!   inside jobs run once, and shutdown runs or cancels every accepted job.
+//!   `loom::a_submit_always_reaches_a_parking_worker`, `loom::shutdown_runs_every_accepted_job`,
+//!   `pool::jobs_spawned_from_inside_jobs_all_run_once`,
+//!   `pool_stress::shutdown_racing_four_submitting_threads_loses_nothing`,
+//!   `pool_stress::submitting_from_inside_a_job_while_the_pool_shuts_down_loses_nothing`.
+//! - **Cancellation is honest**: a job cancelled before it starts never runs; a running
+//!   job is told through its token. `loom::a_job_resolves_once_and_a_cancelled_job_never_runs`,
+//!   `pool::cancelling_a_queued_job_means_it_never_runs`,
+//!   `pool::a_running_job_cannot_be_cancelled_but_its_token_is_set`.
+//! - **The Semaphore is fair and loses no permit**: grants in request order, a cancelled
+//!   waiter hands on permits granted to it. `loom::a_permit_granted_to_a_cancelled_waiter_is_handed_on`,
+//!   `properties::the_semaphore_grants_what_the_model_grants_in_the_same_order` (proptest
+//!   against a reference model).
+//! - **Timers never fire early, fire in deadline order, and the loop does not spin while
+//!   it waits for them.** `reliability::a_hundred_thousand_timers_fire_in_order_never_early_and_the_loop_does_not_spin`,
+//!   `timers::the_loop_sleeps_until_a_timer_instead_of_spinning`, and the timer queue's
+//!   proptest in `runtime/src/time/timers.rs`.
+//! - **No task starves the loop's other work**: a task that wakes itself forever still
+//!   lets sockets and timers through. `reliability::a_busy_self_waking_task_starves_neither_a_socket_nor_a_timer`.
+//! - **Nothing calls into a dead loop**: a waker, handle or timer used after its runtime is
+//!   gone does nothing or fails with a clear error. `wakers::a_waker_used_after_its_runtime_is_dropped_does_nothing`,
+//!   `handle::remote_handles_resolve_as_cancelled_when_the_runtime_is_dropped`.
+//! - **Shutdown terminates and names what it leaves**: a pool's `shutdown_timeout` names
+//!   the jobs still running; a runtime drops its pending tasks. `pool::shutdown_timeout_names_the_job_that_does_not_return`,
+//!   `pool::shutdown_now_cancels_the_queue_and_lets_the_running_job_finish`.
+//! - **Resources return to baseline**: threads, descriptors and memory.
+//!   `pool_stress::pools_created_and_dropped_leave_no_thread_behind`,
+//!   `net_resources::a_thousand_connect_accept_drop_cycles_leak_no_descriptor`,
+//!   `net_resources::accept_without_descriptors_fails_backs_off_and_recovers`; and
+//!   `.ci/leaks` runs the create/drop and million-job tests under valgrind (no definite
+//!   leak).
+//! - **A thread that cannot be created is an error, not a hang**: `build()` returns the OS
+//!   error, a failed replacement is retried at a bounded rate and the pool recovers.
+//!   `pool::a_pool_whose_threads_cannot_start_reports_the_os_error`,
+//!   `pool::a_failed_replacement_is_retried_and_the_pool_recovers`.
 
 #![deny(missing_docs)]
 #![doc(test(attr(deny(warnings))))]

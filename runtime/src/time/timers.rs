@@ -85,3 +85,102 @@ impl TimerQueue {
         std::mem::take(&mut self.entries)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The queue against a reference model (a plain list, sorted when fired): random
+    //! sequences of inserts, removals and firings give the same timers fired, in the same
+    //! order, and the same nearest deadline.
+    use std::sync::{Arc, Mutex};
+    use std::task::Wake;
+    use std::time::Duration;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    struct Record {
+        id: usize,
+        fired: Arc<Mutex<Vec<usize>>>,
+    }
+
+    impl Wake for Record {
+        fn wake(self: Arc<Self>) {
+            self.fired.lock().unwrap().push(self.id);
+        }
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        /// A timer `ms` after the current time.
+        Insert(u64),
+        /// Remove the n-th timer inserted so far (modulo), fired or not.
+        Remove(usize),
+        /// Advance the time by `ms` and fire what is due.
+        Fire(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0u64..50).prop_map(Op::Insert),
+            2 => any::<usize>().prop_map(Op::Remove),
+            2 => (0u64..30).prop_map(Op::Fire),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn the_queue_fires_what_the_model_fires_in_the_same_order(
+            ops in proptest::collection::vec(op(), 1..200)
+        ) {
+            let base = Instant::now();
+            let fired = Arc::new(Mutex::new(Vec::new()));
+            let mut queue = TimerQueue::default();
+            let mut keys = Vec::new();
+            // The model: (deadline, id, armed), in insertion order.
+            let mut model: Vec<(Instant, usize, bool)> = Vec::new();
+            let mut now = base;
+            for op in ops {
+                match op {
+                    Op::Insert(ms) => {
+                        let id = keys.len();
+                        let deadline = now + Duration::from_millis(ms);
+                        let waker = Waker::from(Arc::new(Record { id, fired: fired.clone() }));
+                        keys.push(queue.insert(deadline, waker));
+                        model.push((deadline, id, true));
+                    }
+                    Op::Remove(n) if !keys.is_empty() => {
+                        let i = n % keys.len();
+                        let was_armed = model[i].2;
+                        prop_assert_eq!(queue.remove(keys[i]).is_some(), was_armed);
+                        model[i].2 = false;
+                    }
+                    Op::Remove(_) => {}
+                    Op::Fire(ms) => {
+                        now += Duration::from_millis(ms);
+                        let mut wakers = Vec::new();
+                        let count = queue.fire_due(now, &mut wakers);
+                        wakers.into_iter().for_each(Waker::wake);
+                        let mut due: Vec<(Instant, usize)> = model
+                            .iter_mut()
+                            .filter(|(deadline, _, armed)| *armed && *deadline <= now)
+                            .map(|entry| {
+                                entry.2 = false;
+                                (entry.0, entry.1)
+                            })
+                            .collect();
+                        // Earliest deadline first; ties in insertion order.
+                        due.sort();
+                        let expected: Vec<usize> = due.into_iter().map(|(_, id)| id).collect();
+                        let got = std::mem::take(&mut *fired.lock().unwrap());
+                        prop_assert_eq!(count, expected.len());
+                        prop_assert_eq!(got, expected);
+                    }
+                }
+                let armed = model.iter().filter(|entry| entry.2);
+                prop_assert_eq!(queue.next_deadline(), armed.clone().map(|entry| entry.0).min());
+                prop_assert_eq!(queue.len(), armed.count());
+            }
+        }
+    }
+}
