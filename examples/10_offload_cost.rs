@@ -1,8 +1,9 @@
 //! 10: When not to offload.
 //!
 //! Offloading is not free: the job travels to a worker, the worker wakes, runs it, stores
-//! the result, and wakes the loop, which resumes the task. That round trip costs tens of
-//! microseconds. Work shorter than that is cheaper inline: it blocks the loop for less
+//! the result, and wakes the loop, which resumes the task. That round trip costs a few
+//! microseconds while both threads are awake (both spin briefly before they sleep), and
+//! tens when one must be woken from sleep. Work shorter than that is cheaper inline: it blocks the loop for less
 //! time than the offload would make the request wait. This lesson measures the round trip
 //! of a trivial function and the crossover, so the threshold is a number, not a guess.
 //!

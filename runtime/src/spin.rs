@@ -7,9 +7,11 @@
 //! `notified` flag for a short while, and skip the sleep when a wake arrives.
 //!
 //! How long it watches is learned, like the kernel's halt polling: after a sleep that a
-//! remote wake ended within `MAX`, the budget doubles (from `MIN`, up to `MAX`); after a
-//! longer sleep, or one ended by something else (I/O, a timer), it halves, and under `MIN`
-//! it drops to zero. A loop whose wakes come from far away (sockets, timers, long jobs)
+//! remote wake ended within `GROW_WITHIN`, the budget doubles (from `MIN`, up to `MAX`);
+//! after a longer sleep, or one ended by something else (I/O, a timer), it halves, and
+//! under `MIN` it drops to zero. `GROW_WITHIN` is twice `MAX` because a measured sleep
+//! includes the wake-up itself (tens of µs on a VM): a job of 10 µs shows up as a sleep
+//! of ~55 µs there, and spinning would have caught it. A loop whose wakes come from far away (sockets, timers, long jobs)
 //! therefore never spins; one that awaits a stream of short jobs spins at most `MAX` per
 //! sleep, and only while that pays. Benchmark W1 (`benches/`) measures it.
 
@@ -22,6 +24,8 @@ use crate::waker::Remote;
 const MAX: Duration = Duration::from_micros(50);
 /// The shortest non-zero spin.
 const MIN: Duration = Duration::from_micros(4);
+/// Sleeps that a remote wake ended within this make the budget grow.
+const GROW_WITHIN: Duration = Duration::from_micros(100);
 
 /// The loop's spin budget (loop thread only).
 #[derive(Default)]
@@ -54,7 +58,7 @@ impl Spin {
     /// Called after a sleep of `slept`, which a remote wake ended (`remote`) or not.
     pub(crate) fn learn(&self, remote: bool, slept: Duration) {
         let budget = self.budget.get();
-        self.budget.set(if remote && slept <= MAX {
+        self.budget.set(if remote && slept <= GROW_WITHIN {
             (budget * 2).clamp(MIN, MAX)
         } else if budget / 2 < MIN {
             Duration::ZERO
