@@ -312,3 +312,69 @@ fn a_hundred_thousand_timers_fire_in_order_never_early_and_the_loop_does_not_spi
         assert!(ticks < 20_000, "the loop turned {ticks} times: it spun");
     });
 }
+
+// -------------------------------------------------------------------------------------
+// Jobs from jobs at shutdown.
+// -------------------------------------------------------------------------------------
+
+#[test]
+fn jobs_submitted_from_jobs_are_never_stranded_on_a_worker_deque_at_shutdown() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use oneloop_pool::{JobError, ThreadPool};
+
+    hang_guard(|| {
+        for round in 0..20 {
+            let pool = ThreadPool::new(2).expect("pool");
+            let (parents_ran, children_ran) =
+                (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+            let parents: Vec<_> = (0..50)
+                .map(|_| {
+                    let (inner, parents_ran, children_ran) =
+                        (pool.clone(), parents_ran.clone(), children_ran.clone());
+                    pool.spawn(move || {
+                        parents_ran.fetch_add(1, Ordering::SeqCst);
+                        // Children go on this worker's own deque; whoever runs them (this
+                        // worker, or one that steals them), shutdown must wait for them.
+                        (0..20)
+                            .map(|_| {
+                                let children_ran = children_ran.clone();
+                                inner.spawn(move || {
+                                    children_ran.fetch_add(1, Ordering::SeqCst);
+                                })
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            // Shut down while parents are submitting children.
+            util::wait_until(|| parents_ran.load(Ordering::SeqCst) > 5);
+            pool.shutdown();
+            let ran_by_shutdown = children_ran.load(Ordering::SeqCst);
+            let (mut accepted, mut refused) = (0, 0);
+            for parent in parents {
+                for child in parent.join().expect("parents run: they were queued") {
+                    match child.join() {
+                        Ok(()) => accepted += 1,
+                        Err(JobError::Shutdown) => refused += 1,
+                        Err(other) => panic!("round {round}: {other:?}"),
+                    }
+                }
+            }
+            assert_eq!(
+                accepted + refused,
+                50 * 20,
+                "round {round}: every child resolved"
+            );
+            assert!(
+                accepted > 0,
+                "round {round}: some children got in before shutdown"
+            );
+            assert_eq!(
+                ran_by_shutdown, accepted,
+                "round {round}: an accepted child was still queued when shutdown returned"
+            );
+        }
+    });
+}

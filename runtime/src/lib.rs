@@ -120,6 +120,7 @@
 //!   inside jobs run once, and shutdown runs or cancels every accepted job.
 //!   `loom::a_submit_always_reaches_a_parking_worker`, `loom::shutdown_runs_every_accepted_job`,
 //!   `pool::jobs_spawned_from_inside_jobs_all_run_once`,
+//!   `reliability::jobs_submitted_from_jobs_are_never_stranded_on_a_worker_deque_at_shutdown`,
 //!   `pool_stress::shutdown_racing_four_submitting_threads_loses_nothing`,
 //!   `pool_stress::submitting_from_inside_a_job_while_the_pool_shuts_down_loses_nothing`.
 //! - **Cancellation is honest**: a job cancelled before it starts never runs; a running
