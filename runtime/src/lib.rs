@@ -89,6 +89,7 @@
 //!   job observer; the exit summary; the trace file; `instruments.rs` ties them to the loop.
 //! - `park.rs`: waiting on a future from a plain thread.
 //! - `spin.rs`: the learned spin before the loop sleeps.
+//! - `timerfd.rs`: waking on a timer's exact deadline, not on the next millisecond.
 //!
 //! # What oneloop promises
 //!
@@ -171,6 +172,7 @@ mod spin;
 pub mod sync;
 pub mod task;
 pub mod time;
+mod timerfd;
 mod waker;
 
 /// The worker pools (`oneloop-pool`): [`ThreadPool`], the [`Executor`] trait, jobs.

@@ -17,11 +17,16 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use mio::event::Source;
+
+use crate::timerfd::TimerFd;
 use mio::{Events, Interest, Token};
 use slab::Slab;
 
 /// The token of the remote-wake `mio::Waker`.
 pub(crate) const WAKER_TOKEN: Token = Token(usize::MAX);
+
+/// The token of the timerfd that ends a sleep on a timer's exact deadline (`timerfd.rs`).
+const TIMER_TOKEN: Token = Token(usize::MAX - 1);
 
 /// How many events one `epoll_wait` may return. 1024 matches mio's examples and tokio:
 /// large enough that a busy server rarely needs a second call, small enough to stay in cache.
@@ -77,17 +82,21 @@ pub(crate) struct Reactor {
     /// a later issue's sockets can deregister from any thread.
     registry: mio::Registry,
     slots: RefCell<Slab<IoSlot>>,
+    /// Precise timer wake-ups where the platform has them (`None`: rounded timeouts only).
+    timer: Option<TimerFd>,
 }
 
 impl Reactor {
     pub(crate) fn new() -> io::Result<Self> {
         let poll = mio::Poll::new()?;
         let registry = poll.registry().try_clone()?;
+        let timer = TimerFd::new(&registry, TIMER_TOKEN).ok();
         Ok(Reactor {
             poll: RefCell::new(poll),
             events: RefCell::new(Events::with_capacity(EVENTS_CAPACITY)),
             registry,
             slots: RefCell::new(Slab::new()),
+            timer,
         })
     }
 
@@ -167,6 +176,11 @@ impl Reactor {
         wake: &mut Vec<Waker>,
     ) -> io::Result<bool> {
         let mut events = self.events.borrow_mut();
+        if let Some(timer) = &self.timer {
+            // A blocking wait for a timer: the timerfd ends it on the deadline itself, not
+            // on the millisecond mio rounds the timeout up to.
+            timer.set(timeout.filter(|t| !t.is_zero()));
+        }
         match self.poll.borrow_mut().poll(&mut events, timeout) {
             Ok(()) => {}
             // A signal (the debug watchdog's, or the user's) interrupted epoll_wait: treat it
@@ -179,6 +193,12 @@ impl Reactor {
         for event in events.iter() {
             if event.token() == WAKER_TOKEN {
                 remote = true;
+                continue;
+            }
+            if event.token() == TIMER_TOKEN {
+                if let Some(timer) = &self.timer {
+                    timer.fired();
+                }
                 continue;
             }
             let Some(slot) = slots.get_mut(event.token().0) else {

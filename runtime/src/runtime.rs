@@ -329,10 +329,12 @@ impl Core {
     /// Step 1: sleep in the reactor until something is ready, then take in what woke us:
     /// I/O readiness (wakes the tasks waiting on it) and remote wakes.
     fn park(&self, main_waker: &Arc<TaskWaker>) {
+        let next_timer = self.timers.borrow().next_deadline();
         let timeout = if self.main_woken.get() || !self.run_queue.borrow().is_empty() {
             Some(Duration::ZERO)
-        } else if let Some(deadline) = self.timers.borrow().next_deadline() {
-            // mio rounds this up to whole milliseconds, so the sleep never ends early.
+        } else if let Some(deadline) = next_timer {
+            // mio rounds this up to whole milliseconds, so the sleep never ends early; on
+            // Linux a timerfd ends it on the deadline itself (`timerfd.rs`).
             Some(deadline.saturating_duration_since(Instant::now()))
         } else {
             self.check_deadlock(main_waker);
@@ -341,7 +343,13 @@ impl Core {
         let (timeout, blocking_since) = match timeout {
             Some(t) if t.is_zero() => (timeout, None),
             _ if self.spin.wait_for(&self.remote, timeout) => (Some(Duration::ZERO), None),
-            _ => (timeout, Some(Instant::now())),
+            _ => {
+                // The spin used part of the wait: sleep only what is left until the timer
+                // (and not a whole rounded-up millisecond past a deadline it reached).
+                let now = Instant::now();
+                let left = next_timer.map(|deadline| deadline.saturating_duration_since(now));
+                (left, Some(now))
+            }
         };
         let mut wakers = self.wake_buffer.take();
         let remote = self
