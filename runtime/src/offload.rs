@@ -160,10 +160,8 @@ fn note_submitted<T>(core: Option<&Core>, handle: &JobHandle<T>)
 where
     T: Send + 'static,
 {
-    if let Some(core) = core
-        && core.is_instrumented()
-    {
-        core.job_submitted(handle.info().id);
+    if let Some(core) = core {
+        core.job_submitted(|| handle.info().id);
     }
 }
 

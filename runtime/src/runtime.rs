@@ -329,8 +329,13 @@ impl Core {
     /// Step 1: sleep in the reactor until something is ready, then take in what woke us:
     /// I/O readiness (wakes the tasks waiting on it) and remote wakes.
     fn park(&self, main_waker: &Arc<TaskWaker>) {
-        let next_timer = self.timers.borrow().next_deadline();
-        let timeout = if self.main_woken.get() || !self.run_queue.borrow().is_empty() {
+        let busy = self.main_woken.get() || !self.run_queue.borrow().is_empty();
+        let next_timer = if busy {
+            None
+        } else {
+            self.timers.borrow().next_deadline()
+        };
+        let timeout = if busy {
             Some(Duration::ZERO)
         } else if let Some(deadline) = next_timer {
             // mio rounds this up to whole milliseconds, so the sleep never ends early; on
@@ -712,19 +717,15 @@ impl Core {
         self.now.get()
     }
 
-    /// Whether debug mode or tracing is on.
-    pub(crate) fn is_instrumented(&self) -> bool {
-        self.instruments.is_some()
-    }
-
     pub(crate) fn job_observer(&self) -> Option<Arc<dyn oneloop_pool::JobObserver>> {
         self.instruments.as_ref().map(Instruments::job_observer)
     }
 
-    /// The current task submitted job `job` (the trace draws the arrow from here).
-    pub(crate) fn job_submitted(&self, job: u64) {
+    /// The current task submitted the job `job` names (the trace draws the arrow from
+    /// here). `job` is only called with debug mode or tracing on.
+    pub(crate) fn job_submitted(&self, job: impl FnOnce() -> u64) {
         if let Some(ins) = &self.instruments {
-            ins.submitted(self.current.get(), job);
+            ins.submitted(self.current.get(), job());
         }
     }
 

@@ -1,14 +1,14 @@
 //! Timing polls on the loop, and the watchdog thread that reports a poll still running.
 //!
-//! The loop side ([`Debug`]) reads the clock around each poll and reports `OL001` when a
-//! poll ran past the threshold. Before each poll it also publishes, in a few atomics of
+//! The loop side ([`Debug`]) is given each poll's start and end (clock ticks, read by the
+//! instruments, `clock.rs`) and reports `OL001` when a poll ran past the threshold. Before each poll it also publishes, in a few atomics of
 //! [`Watch`], which task is running and since when. The watchdog thread reads them: a poll
 //! whose sequence number has not moved for longer than the threshold is reported (`OL002`)
 //! while it is still running, then again at doubling intervals, the first time with a
 //! backtrace of the loop thread (`stack.rs`). When that poll finally returns, the loop's
 //! `OL001` says "unblocked after ..." and how many times it was reported.
 //!
-//! Publishing costs the loop three plain stores per poll and no lock: task names and spawn
+//! Publishing costs the loop a few plain stores per poll and no lock: task names and spawn
 //! sites are interned once per site (`SiteTable`), so a poll publishes only two numbers.
 
 use std::cell::{Cell, RefCell};
@@ -102,7 +102,6 @@ pub(crate) struct Debug {
     pub(crate) threshold: Duration,
     /// `threshold` in clock ticks.
     threshold_ticks: u64,
-    pub(crate) clock: Clock,
     watch: Arc<Watch>,
     watchdog: RefCell<Option<thread::JoinHandle<()>>>,
     /// Site -> index; loop-only, so interning takes no lock.
@@ -182,7 +181,6 @@ impl Debug {
         Ok(Debug {
             threshold: config.threshold,
             threshold_ticks: clock.ticks(config.threshold),
-            clock,
             watch,
             watchdog: RefCell::new(Some(watchdog)),
             site_index: RefCell::new(HashMap::new()),
@@ -263,7 +261,7 @@ impl Debug {
             0
         };
         Some(SlowPoll {
-            elapsed: self.clock.duration(elapsed),
+            elapsed: self.watch.clock.duration(elapsed),
             times_reported,
         })
     }
@@ -280,7 +278,7 @@ impl Debug {
                 let stats = SiteStats {
                     polls: stats.polls,
                     slow: stats.slow,
-                    longest: self.clock.duration(stats.longest),
+                    longest: self.watch.clock.duration(stats.longest),
                 };
                 Some((TaskInfo::new(0, site.name.as_deref(), site.location), stats))
             })
