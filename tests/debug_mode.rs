@@ -85,6 +85,40 @@ fn a_slow_poll_is_reported_with_the_task_s_id_name_and_spawn_site() {
 }
 
 #[test]
+fn a_slow_poll_among_thousands_of_quick_ones_is_named_alone() {
+    // Debug mode reads the clock once per window of up to 64 quick polls; the watchdog's
+    // look into the slow poll makes the loop time that one alone.
+    let (rt, reports) = debug_runtime(30);
+    rt.block_on(async {
+        let mut handles = Vec::new();
+        for round in 0..3 {
+            for _ in 0..2_000 {
+                handles.push(oneloop::spawn(async { yield_now().await }));
+            }
+            if round == 1 {
+                handles.push(
+                    task::Builder::new()
+                        .name("blocker")
+                        .spawn(async { block_the_loop_for(90) }),
+                );
+            }
+        }
+        for handle in handles {
+            handle.await.unwrap();
+        }
+    });
+    let slow = reports.with_code(Code::SlowPoll);
+    assert_eq!(slow.len(), 1, "{:?}", reports.all());
+    let task = slow[0]
+        .task
+        .as_ref()
+        .expect("named alone, not with the quick polls");
+    assert_eq!(task.name.as_deref(), Some("blocker"));
+    assert!(slow[0].duration.unwrap() >= Duration::from_millis(90));
+    assert_eq!(rt.metrics().slow_polls, 1);
+}
+
+#[test]
 fn the_block_on_future_is_reported_as_main() {
     let (rt, reports) = debug_runtime(20);
     let line = line!() + 1;

@@ -190,11 +190,10 @@ fn main() {
     // W5 and W8.
     if want("W5") || want("W8") {
         let tasks = 1_000_000;
-        let (mut o, mut t, mut d) = (vec![], vec![], vec![]);
+        let (mut o, mut t) = (vec![], vec![]);
         for _ in 0..rounds {
             o.push(tasks as f64 / w5_oneloop(tasks, false).as_secs_f64());
             t.push(tasks as f64 / w5_tokio(tasks).as_secs_f64());
-            d.push(tasks as f64 / w5_oneloop(tasks, true).as_secs_f64());
         }
         let plain = median(&mut o);
         rows.push(row(
@@ -205,15 +204,31 @@ fn main() {
             "≥ 1.0",
             |r| r >= 1.0,
         ));
-        let debug = median(&mut d);
+        // W8 looks for a few percent on a machine whose speed drifts by more than that from
+        // one second to the next: it compares runs in adjacent pairs (off then on, then on
+        // then off) and takes the median of the pairs' ratios, over three times the rounds.
+        let (mut extra, mut on, mut off) = (vec![], vec![], vec![]);
+        for pair in 0..rounds * 3 {
+            let (plain_time, debug_time) = if pair % 2 == 0 {
+                let plain_time = w5_oneloop(tasks, false);
+                (plain_time, w5_oneloop(tasks, true))
+            } else {
+                let debug_time = w5_oneloop(tasks, true);
+                (w5_oneloop(tasks, false), debug_time)
+            };
+            extra.push(debug_time.as_secs_f64() / plain_time.as_secs_f64() - 1.0);
+            on.push(tasks as f64 / debug_time.as_secs_f64());
+            off.push(tasks as f64 / plain_time.as_secs_f64());
+        }
+        let extra = median(&mut extra);
         rows.push(Row {
             workload: "W8 debug mode's cost (W5)",
             measure: "tasks/s, on vs off",
-            oneloop: debug,
-            tokio: plain,
-            ratio: plain / debug - 1.0,
+            oneloop: median(&mut on),
+            tokio: median(&mut off),
+            ratio: extra,
             target: "≤ 0.05 extra time",
-            met: plain / debug - 1.0 <= 0.05,
+            met: extra <= 0.05,
         });
         println!("  W5, W8 done");
     }

@@ -79,8 +79,10 @@ impl Builder {
     }
 
     /// Turns debug mode on or off (default: off, unless `ONELOOP_DEBUG=1`). In debug mode
-    /// the loop times every poll and reports slow ones (`OL001`), and a watchdog thread
-    /// reports a poll that is still blocking (`OL002`).
+    /// the loop times polls and reports slow ones (`OL001`), and a watchdog thread reports
+    /// a poll that is still blocking (`OL002`). Quick polls are timed in groups that share
+    /// one clock reading, so debug mode costs a program of tiny tasks about 2 %; a poll the
+    /// watchdog finds running is always timed alone (`debug/watch.rs`).
     pub fn debug(mut self, on: bool) -> Self {
         self.debug = Some(on);
         self

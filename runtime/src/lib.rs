@@ -47,7 +47,7 @@
 //! │    │ wake             ▼                   │
 //! │ reactor (mio::Poll) ◀── mio::Waker ◀──────┼──── Waker::wake(), Handle::spawn
 //! │ timers (deadline → waker)                 │     (remote queue + one eventfd
-//! │ debug: time every poll, watchdog thread   │      write per drain)
+//! │ debug: time polls, watchdog thread        │      write per drain)
 //! └──────────────────────────────────────────┘
 //! ```
 //!

@@ -317,8 +317,7 @@ impl Core {
             self.park(&main_waker);
             self.fire_timers();
             if self.main_woken.replace(false)
-                && let Poll::Ready(output) =
-                    self.poll_main(future.as_mut(), &main_waker, location, main_site)
+                && let Poll::Ready(output) = self.poll_main(future.as_mut(), &main_waker, main_site)
             {
                 return output;
             }
@@ -410,7 +409,6 @@ impl Core {
         &self,
         future: Pin<&mut F>,
         waker: &Arc<TaskWaker>,
-        location: &'static Location<'static>,
         site: u32,
     ) -> Poll<F::Output> {
         waker.begin_poll();
@@ -425,7 +423,8 @@ impl Core {
         let result = catch_unwind(AssertUnwindSafe(|| future.poll(&mut cx)));
         self.current.set(None);
         if let (Some(ins), Some(probe)) = (&self.instruments, probe) {
-            ins.end_poll(probe, 0, site, Some("main"), location);
+            ins.end_poll(probe, 0, site, || Some("main"));
+            ins.end_batch();
         }
         result.unwrap_or_else(|payload| resume_unwind(payload))
     }
@@ -437,7 +436,7 @@ impl Core {
         if ready > 0
             && let Some(ins) = &self.instruments
         {
-            ins.mark(); // the polls below chain their timings from here
+            ins.mark(); // the polls below are timed from here
         }
         for _ in 0..ready {
             let Some(task) = self.run_queue.borrow_mut().pop_front() else {
@@ -445,11 +444,16 @@ impl Core {
             };
             self.run_task(task);
         }
+        if ready > 0
+            && let Some(ins) = &self.instruments
+        {
+            ins.end_batch();
+        }
     }
 
     /// Polls one task, with no borrow of the task table held while its code runs.
     fn run_task(&self, task: TaskRef) {
-        let Some(mut cell) = self.tasks.borrow_mut().take_for_poll(task) else {
+        let Some((mut cell, site)) = self.tasks.borrow_mut().take_for_poll(task) else {
             return; // stale wake, or the task finished (aborted) while queued
         };
         bump(&self.counters.polls, 1);
@@ -457,17 +461,9 @@ impl Core {
         let finished = match &self.instruments {
             None => cell.as_mut().poll(),
             Some(ins) => {
-                let site = cell.header().site;
                 let probe = ins.begin_poll(task.id, site);
                 let finished = cell.as_mut().poll();
-                let header = cell.header();
-                ins.end_poll(
-                    probe,
-                    task.id,
-                    site,
-                    header.name.as_deref(),
-                    header.location,
-                );
+                ins.end_poll(probe, task.id, site, || cell.header().name.as_deref());
                 finished
             }
         };
@@ -511,12 +507,11 @@ impl Core {
             .as_ref()
             .map_or(0, |ins| ins.intern(location, name.as_deref()));
         let remote = &self.remote;
-        let task = self.tasks.borrow_mut().insert(|task| {
+        let task = self.tasks.borrow_mut().insert(site, |task| {
             let header = Header {
                 waker: TaskWaker::new(task, remote.clone()),
                 name,
                 location,
-                site,
             };
             Box::pin(TaskCell::new(header, future))
         });

@@ -1,7 +1,7 @@
 //! The clock debug mode times polls with.
 //!
-//! Debug mode reads a clock once per poll, so the clock's own cost is most of what debug
-//! mode costs a program of many small tasks (benchmark W8). `Instant::now()` costs 25-30 ns
+//! Debug mode reads a clock once per window of polls (`watch.rs`), and on every look of its
+//! watchdog, so the clock's cost still matters (benchmark W8). `Instant::now()` costs 25-30 ns
 //! where the kernel's clock source is the CPU's time-stamp counter (it reads the counter
 //! and then scales it); reading the counter directly costs about half that. So on x86_64,
 //! when the kernel itself trusts the counter (its clock source is `tsc`, which Linux
@@ -54,11 +54,6 @@ impl Clock {
             Some((ns_per_tick, _)) => (duration.as_nanos() as f64 / ns_per_tick).ceil() as u64,
             None => nanos(duration),
         }
-    }
-
-    /// Time since the clock was created.
-    pub(crate) fn elapsed(&self) -> Duration {
-        self.duration(self.now())
     }
 }
 

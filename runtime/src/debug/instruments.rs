@@ -1,17 +1,12 @@
 //! The loop's instruments: what debug mode and tracing do around each poll.
 //!
 //! The core holds one `Option<Instruments>`: with neither debug mode nor tracing on, a poll
-//! costs the loop one branch more, nothing else. With either on, each poll is timed once
-//! and the result serves both.
+//! costs the loop one branch more, nothing else.
 //!
-//! Timing costs one clock read per poll, not two: within a batch of polls the end of one
-//! poll is the start of the next (the loop's work between them, taking the next task off
-//! the queue, is a few nanoseconds). `mark` starts a chain with a fresh reading; the loop
-//! calls it before each batch and after anything between polls that runs user code (the
-//! drop of an unretrieved output). With tracing on, every poll reads the clock at both
-//! ends, as the trace draws exact slices.
+//! Debug mode times polls in windows (`watch.rs`): most polls cost it no clock reading at
+//! all. Tracing reads the clock at both ends of every poll, as the trace draws exact
+//! slices.
 
-use std::cell::Cell;
 use std::io;
 use std::panic::Location;
 use std::path::Path;
@@ -23,8 +18,8 @@ use oneloop_pool::JobObserver;
 use super::clock::Clock;
 use super::jobs::{JobLimits, JobWatch};
 use super::trace::Tracer;
-use super::watch::{Debug, PollTimer};
-use super::{Code, DebugConfig, Report, Reporter, TaskInfo, summary};
+use super::watch::{Debug, Finding, PollTimer};
+use super::{Code, DebugConfig, Report, Reporter, summary};
 
 pub(crate) struct Instruments {
     debug: Option<Debug>,
@@ -32,9 +27,6 @@ pub(crate) struct Instruments {
     reporter: Arc<Reporter>,
     /// Attached to offloaded jobs (debug mode and/or the trace).
     jobs: Arc<JobWatch>,
-    clock: Clock,
-    /// The latest clock reading: the start of the next poll.
-    last: Cell<u64>,
 }
 
 /// A poll in progress.
@@ -69,8 +61,6 @@ impl Instruments {
             trace,
             reporter,
             jobs,
-            clock,
-            last: Cell::new(clock.now()),
         }))
     }
 
@@ -80,66 +70,101 @@ impl Instruments {
     }
 
     /// The debug-mode site of a task spawned at `location` with `name` (0 without debug).
+    #[inline]
     pub(crate) fn intern(&self, location: &'static Location<'static>, name: Option<&str>) -> u32 {
         self.debug
             .as_ref()
             .map_or(0, |debug| debug.intern(location, name))
     }
 
-    /// Starts a chain of polls with a fresh clock reading.
+    /// A batch of polls begins (the loop may have slept since the last one), or user code
+    /// ran between two polls (a destructor): a window of polls starts here.
     #[inline]
     pub(crate) fn mark(&self) {
-        self.last.set(self.clock.now());
+        if let Some(debug) = &self.debug {
+            debug.restart_window();
+        }
     }
 
     /// The loop is about to poll `task` (spawned at `site`).
     #[inline]
     pub(crate) fn begin_poll(&self, task: u64, site: u32) -> Probe {
-        let (start, traced) = match &self.trace {
-            None => (self.last.get(), None),
-            Some(trace) => {
-                let at = Instant::now();
-                trace.resuming(task, at, false);
-                (self.clock.now(), Some(at))
-            }
-        };
+        let traced = self.trace.as_ref().map(|trace| {
+            let at = Instant::now();
+            trace.resuming(task, at, false);
+            at
+        });
         Probe {
             traced,
             timer: self
                 .debug
                 .as_ref()
-                .map(|debug| debug.begin_poll(task, site, start)),
+                .map(|debug| debug.begin_poll(task, site)),
         }
     }
 
-    /// The poll returned: draw it, and report it if it was slow.
-    pub(crate) fn end_poll(
+    /// The poll returned: draw it (with the task's `name`, asked only when tracing), and
+    /// report it if it was slow.
+    #[inline]
+    pub(crate) fn end_poll<'a>(
         &self,
         probe: Probe,
         task: u64,
         site: u32,
-        name: Option<&str>,
-        location: &'static Location<'static>,
+        name: impl FnOnce() -> Option<&'a str>,
     ) {
-        let end = self.clock.now();
-        self.last.set(end);
         if let (Some(trace), Some(start)) = (&self.trace, probe.traced) {
+            let name = name();
             // A job that finished during this poll may have been awaited in it already
             // (the task then has no later poll to draw the arrow's end on).
             let end = Instant::now();
             trace.resuming(task, end, true);
             trace.poll(task, name, start, end);
         }
-        let (Some(debug), Some(timer)) = (&self.debug, probe.timer) else {
-            return;
-        };
-        if let Some(slow) = debug.end_poll(timer, site, end) {
-            let mut report = Report::new(Code::SlowPoll, TaskInfo::new(task, name, location));
-            report.duration = Some(slow.elapsed);
-            report.threshold = Some(debug.threshold);
-            report.times_reported = slow.times_reported;
-            self.reporter.emit(&report);
+        if let (Some(debug), Some(timer)) = (&self.debug, probe.timer)
+            && let Some(finding) = debug.end_poll(timer, site)
+        {
+            self.report(debug, finding);
         }
+    }
+
+    /// The batch of polls is over.
+    #[inline]
+    pub(crate) fn end_batch(&self) {
+        if let Some(debug) = &self.debug
+            && let Some(finding) = debug.end_batch()
+        {
+            self.report(debug, finding);
+        }
+    }
+
+    #[cold]
+    fn report(&self, debug: &Debug, finding: Finding) {
+        let mut report = match finding {
+            Finding::Slow(slow) => {
+                let mut report = Report::new(Code::SlowPoll, slow.task);
+                report.duration = Some(slow.elapsed);
+                report.times_reported = slow.times_reported;
+                report
+            }
+            Finding::Unseen(unseen) => {
+                let mut report = Report::empty(Code::SlowPoll);
+                let polls: usize = unseen.sites.iter().map(|(_, n)| n).sum();
+                let sites: Vec<String> = unseen
+                    .sites
+                    .iter()
+                    .map(|(site, n)| match &site.name {
+                        Some(name) => format!("{n} of \"{name}\" spawned at {}", site.location),
+                        None => format!("{n} of tasks spawned at {}", site.location),
+                    })
+                    .collect();
+                report.message = Some(format!("{polls} polls: {}", sites.join(", ")));
+                report.duration = Some(unseen.elapsed);
+                report
+            }
+        };
+        report.threshold = Some(debug.threshold);
+        self.reporter.emit(&report);
     }
 
     /// The observer for offloaded jobs.

@@ -2,9 +2,10 @@
 //! draw the timeline.
 //!
 //! Turned on by [`Builder::debug`](crate::Builder::debug) or `ONELOOP_DEBUG=1`. The loop
-//! then times every poll (`watch.rs`, loop side) and a watchdog thread (`watch.rs`, thread
-//! side) reports a poll that is *still* running past the threshold, with a backtrace of the
-//! loop thread on Linux (`stack.rs`); offloaded jobs are watched too (`jobs.rs`), and the
+//! then times polls, quick ones in groups that share a clock reading (`watch.rs`, loop
+//! side), and a watchdog thread (`watch.rs`, thread side) looks at them: any poll it finds
+//! running is timed alone, and one *still* running past the threshold is reported, with a
+//! backtrace of the loop thread on Linux (`stack.rs`); offloaded jobs are watched too (`jobs.rs`), and the
 //! runtime prints a profile when it drops (`summary.rs`). Tracing
 //! ([`Builder::trace_file`](crate::Builder::trace_file), `ONELOOP_TRACE`) writes every poll
 //! and job to a timeline file (`trace.rs`). Both hang off one `Instruments` value
@@ -39,7 +40,10 @@ pub use oneloop_pool::JobInfo;
 #[non_exhaustive]
 pub enum Code {
     /// `OL001`: one poll of a task ran longer than the slow-task threshold, blocking every
-    /// other task meanwhile. Reported when the poll returns.
+    /// other task meanwhile. Reported when the poll returns. If the watchdog thread could
+    /// not run for half a threshold, the polls of that gap could not be timed one by one:
+    /// they are reported together, with no [`Report::task`] and the tasks and spawn sites
+    /// listed in [`Report::message`].
     SlowPoll,
     /// `OL002`: a poll is *still* running past the threshold (reported by the watchdog while
     /// it runs, again at doubling intervals, with a backtrace of the loop thread on Linux).
@@ -134,7 +138,7 @@ impl fmt::Display for TaskInfo {
 pub struct Report {
     /// What kind of report this is.
     pub code: Code,
-    /// The task concerned (`OL001` to `OL003`).
+    /// The task concerned (`OL001` to `OL003`; `None` for polls reported together).
     pub task: Option<TaskInfo>,
     /// The offloaded job concerned (`OL004` to `OL006`).
     pub job: Option<JobInfo>,
@@ -146,7 +150,8 @@ pub struct Report {
     /// For `OL001`: how many `OL002` reports the watchdog made while this poll ran (so the
     /// report closes them: "unblocked after ..."). Zero otherwise.
     pub times_reported: u32,
-    /// For `OL003`: the panic message.
+    /// For `OL003`: the panic message. For `OL001` about polls timed together: how many
+    /// polls of which tasks.
     pub message: Option<String>,
     /// For `OL002`: the loop thread's stack at the moment of the report (Linux only, first
     /// report of each blocking poll).
@@ -279,6 +284,13 @@ impl fmt::Display for Headline<'_> {
                 "slow {task} unblocked after {duration} (threshold {threshold}; reported {times} \
                  time{} while blocking): {offload}",
                 if times == 1 { "" } else { "s" },
+            ),
+            Code::SlowPoll if report.task.is_none() => write!(
+                f,
+                "slow polls blocked the loop for up to {duration} (threshold {threshold}) while \
+                 the watchdog thread could not run, so they were timed together and which one \
+                 was slow is unknown; they were {}: {offload}",
+                report.message.as_deref().unwrap_or("<no details>"),
             ),
             Code::SlowPoll => write!(
                 f,
@@ -482,6 +494,25 @@ mod tests {
         );
         assert_eq!(Millis(Duration::from_millis(50)).to_string(), "50 ms");
         assert_eq!(Millis(Duration::from_millis(1_200)).to_string(), "1.2 s");
+    }
+
+    #[test]
+    fn polls_reported_together_say_so_and_list_their_tasks() {
+        let mut report = Report::empty(Code::SlowPoll);
+        report.duration = Some(Duration::from_millis(130));
+        report.threshold = Some(Duration::from_millis(100));
+        report.message = Some("4 polls: 3 of \"a\" spawned at a.rs:1:1".to_owned());
+        let text = report.to_string();
+        assert!(
+            text.starts_with("oneloop: OL001 slow polls blocked the loop for up to 130 ms"),
+            "{text}"
+        );
+        assert!(text.contains("could not run"), "{text}");
+        assert!(
+            text.contains("4 polls: 3 of \"a\" spawned at a.rs:1:1"),
+            "{text}"
+        );
+        assert!(text.contains("to_thread or run_in_executor"), "{text}");
     }
 
     #[test]

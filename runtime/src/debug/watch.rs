@@ -1,15 +1,36 @@
-//! Timing polls on the loop, and the watchdog thread that reports a poll still running.
+//! Timing polls on the loop, and the watchdog thread that looks at them.
 //!
-//! The loop side ([`Debug`]) is given each poll's start and end (clock ticks, read by the
-//! instruments, `clock.rs`) and reports `OL001` when a poll ran past the threshold. Before each poll it also publishes, in a few atomics of
-//! [`Watch`], which task is running and since when. The watchdog thread reads them: a poll
-//! whose sequence number has not moved for longer than the threshold is reported (`OL002`)
-//! while it is still running, then again at doubling intervals, the first time with a
-//! backtrace of the loop thread (`stack.rs`). When that poll finally returns, the loop's
-//! `OL001` says "unblocked after ..." and how many times it was reported.
+//! Reading a clock costs 10-30 ns, as much as a small task's whole poll, so the loop does
+//! not read it around every poll. It times polls in *windows*: it reads the clock when a
+//! window starts and when it closes, and a window closes after `limit` polls, at the end
+//! of a batch, or after a poll during which the watchdog looked. The watchdog thread looks
+//! every eighth of the threshold and stores the time of each look in `Watch::looked_at`;
+//! the loop loads that value after each poll (one load, no clock) and compares it with the
+//! value it saw last. So:
 //!
-//! Publishing costs the loop a few plain stores per poll and no lock: task names and spawn
-//! sites are interned once per site (`SiteTable`), so a poll publishes only two numbers.
+//! - a poll the watchdog looked into closes its window when it returns, and is timed from
+//!   the later of the window's start and the look before the one that closed it. A poll
+//!   long enough to matter is always timed alone, from a reading taken at most a few quick
+//!   polls before it began (windows close on every look and every `limit` polls), never
+//!   more than two look intervals (a quarter of the threshold) before it;
+//! - a poll nobody looked into fits between two looks, so it is shorter than the gap
+//!   between them: an eighth of the threshold when the watchdog keeps time. The watchdog
+//!   publishes any gap of half a threshold or more (`blind_until`); a window that lasted a
+//!   threshold while the watchdog was away is reported for what it is: polls that could not
+//!   be told apart (`Finding::Unseen`), and the next polls are timed alone;
+//! - `limit` adapts: it doubles (up to 64) while full windows take under 1/64 of the
+//!   threshold and halves when one takes over 1/16, so programs of tiny polls read the
+//!   clock once per 64 polls and programs of long ones time each poll alone.
+//!
+//! While a poll runs, the loop also publishes which task it is and its sequence number.
+//! A poll the watchdog sees running past the threshold is reported (`OL002`) while it is
+//! still running, then again at doubling intervals, the first time with a backtrace of the
+//! loop thread (`stack.rs`). When that poll finally returns, the loop's `OL001` says
+//! "unblocked after ..." and how many times it was reported.
+//!
+//! Per poll, the loop's side costs a few plain stores, one load and no lock: task names
+//! and spawn sites are interned once per site (`Debug::intern`), so a poll publishes only
+//! two numbers; each site's polls are counted when their window closes.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -26,6 +47,9 @@ use super::jobs::JobWatch;
 use super::{Backtrace, Code, DebugConfig, Report, Reporter, TaskInfo, stack};
 use crate::task::Id;
 
+/// The most polls one window holds: the loop reads the clock at least once per this many.
+const MAX_WINDOW: usize = 64;
+
 /// A task name and spawn site, shared with the watchdog.
 #[derive(Clone)]
 struct Site {
@@ -40,10 +64,17 @@ pub(crate) struct Watch {
     /// Poll sequence: odd while a poll runs, even between polls. Written only by the loop
     /// (Release, publishing the fields below); read by the watchdog (Acquire).
     seq: AtomicU64,
-    /// When the running poll started, in clock ticks; which task; which site.
-    start_ticks: AtomicU64,
+    /// When the loop's current window of polls started, in clock ticks; which task is
+    /// being polled; its site.
+    window_start: AtomicU64,
     task_id: AtomicU64,
     site: AtomicU32,
+    /// When the watchdog last looked (clock ticks, strictly increasing). The loop loads it
+    /// after each poll: a change means the watchdog looked since the previous poll ended.
+    looked_at: AtomicU64,
+    /// The end of the latest gap of half a threshold or more between two looks (the
+    /// watchdog was not scheduled in time): polls in such a gap were not looked into.
+    blind_until: AtomicU64,
     /// The `seq` of the last poll the watchdog reported, and how many times it did:
     /// written by the watchdog, read by the loop when that poll returns.
     flagged_seq: AtomicU64,
@@ -56,7 +87,7 @@ pub(crate) struct Watch {
     /// The loop thread, for the backtrace signal.
     #[cfg(target_os = "linux")]
     loop_thread: libc::pthread_t,
-    /// Offloaded jobs being watched (scanned on every wake-up of the watchdog).
+    /// Offloaded jobs being watched (scanned by the watchdog every half threshold).
     jobs: Arc<JobWatch>,
     /// Set when the runtime drops; the watchdog exits.
     stop: Mutex<bool>,
@@ -64,19 +95,48 @@ pub(crate) struct Watch {
 }
 
 impl Watch {
-    /// The running poll, if one is running: its seq, start, task id and site. A
-    /// seqlock-style read: the fields are trusted only if `seq` did not move meanwhile.
-    fn running_poll(&self) -> Option<(u64, Duration, u64, u32)> {
+    fn new(
+        config: DebugConfig,
+        clock: Clock,
+        reporter: Arc<Reporter>,
+        jobs: Arc<JobWatch>,
+    ) -> Watch {
+        let now = clock.now();
+        Watch {
+            clock,
+            seq: AtomicU64::new(0),
+            window_start: AtomicU64::new(now),
+            task_id: AtomicU64::new(0),
+            site: AtomicU32::new(0),
+            looked_at: AtomicU64::new(now),
+            blind_until: AtomicU64::new(0),
+            flagged_seq: AtomicU64::new(0),
+            flagged_count: AtomicU32::new(0),
+            sites: Mutex::new(Vec::new()),
+            threshold: config.threshold,
+            backtraces: config.backtraces && stack::install(),
+            jobs,
+            reporter,
+            #[cfg(target_os = "linux")]
+            // SAFETY: pthread_self has no preconditions and always succeeds.
+            loop_thread: unsafe { libc::pthread_self() },
+            stop: Mutex::new(false),
+            stop_signal: Condvar::new(),
+        }
+    }
+
+    /// The running poll, if one is running: its seq, the start of its window (ticks), task
+    /// id and site. A seqlock-style read: the fields are trusted only if `seq` did not move
+    /// meanwhile.
+    fn running_poll(&self) -> Option<(u64, u64, u64, u32)> {
         let seq = self.seq.load(Ordering::Acquire);
         if seq.is_multiple_of(2) {
             return None;
         }
-        let start = self
-            .clock
-            .duration(self.start_ticks.load(Ordering::Acquire));
+        let window_start = self.window_start.load(Ordering::Acquire);
         let task = self.task_id.load(Ordering::Acquire);
         let site = self.site.load(Ordering::Acquire);
-        (self.seq.load(Ordering::Acquire) == seq).then_some((seq, start, task, site))
+        (self.seq.load(Ordering::Acquire) == seq).then_some((seq, window_start, task, site))
     }
 
     fn task_info(&self, id: u64, site: u32) -> TaskInfo {
@@ -102,6 +162,7 @@ pub(crate) struct Debug {
     pub(crate) threshold: Duration,
     /// `threshold` in clock ticks.
     threshold_ticks: u64,
+    clock: Clock,
     watch: Arc<Watch>,
     watchdog: RefCell<Option<thread::JoinHandle<()>>>,
     /// Site -> index; loop-only, so interning takes no lock.
@@ -111,10 +172,24 @@ pub(crate) struct Debug {
     last_site: Cell<(usize, u32)>,
     /// The loop's own copy of `Watch::seq`.
     seq: Cell<u64>,
+    /// `Watch::looked_at` as the loop last read it, after a poll.
+    last_look: Cell<u64>,
+    window: Window,
     /// Slow polls seen so far (for `Metrics`).
     pub(crate) slow_polls: Cell<u64>,
     /// Per-site poll statistics for the exit summary, indexed by site (loop-only).
     site_stats: RefCell<Vec<SiteCounts>>,
+}
+
+/// The polls timed together since the last clock reading.
+struct Window {
+    /// The clock reading the window started at (ticks).
+    start: Cell<u64>,
+    /// Polls in the window so far, and the most it may hold before it closes.
+    polls: Cell<usize>,
+    limit: Cell<usize>,
+    /// The site of each poll in the window.
+    sites: [Cell<u32>; MAX_WINDOW],
 }
 
 /// Polls of one spawn site, for the exit summary.
@@ -122,27 +197,49 @@ pub(crate) struct Debug {
 pub(crate) struct SiteStats {
     pub(crate) polls: u64,
     pub(crate) slow: u64,
+    /// The longest poll timed alone.
     pub(crate) longest: Duration,
+    /// The longest window this site's polls were timed in together: each of them took
+    /// at most that long.
+    pub(crate) longest_group: Duration,
 }
 
-/// `SiteStats` as the loop keeps them, with the longest poll in clock ticks.
+/// `SiteStats` as the loop keeps them, in clock ticks.
 #[derive(Clone, Copy, Default)]
 struct SiteCounts {
     polls: u64,
     slow: u64,
     longest: u64,
+    longest_group: u64,
 }
 
 /// A poll in progress, from `begin_poll` to `end_poll`.
 pub(crate) struct PollTimer {
-    start: u64,
     seq: u64,
+}
+
+/// What closing a window found.
+pub(crate) enum Finding {
+    /// The window's last poll, timed alone, ran past the threshold.
+    Slow(SlowPoll),
+    /// Polls timed together, in a window that lasted past the threshold while the watchdog
+    /// could not look: one of them may have been slow, which one is unknown.
+    Unseen(UnseenPolls),
 }
 
 /// A poll that ran past the threshold.
 pub(crate) struct SlowPoll {
+    pub(crate) task: TaskInfo,
     pub(crate) elapsed: Duration,
     pub(crate) times_reported: u32,
+}
+
+/// Polls that may have blocked the loop, timed together.
+pub(crate) struct UnseenPolls {
+    /// How long the polls (and the loop's work between them) took together.
+    pub(crate) elapsed: Duration,
+    /// Each site among them (name and location) and its number of polls.
+    pub(crate) sites: Vec<(TaskInfo, usize)>,
 }
 
 impl Debug {
@@ -153,51 +250,65 @@ impl Debug {
         reporter: Arc<Reporter>,
         jobs: Arc<JobWatch>,
     ) -> std::io::Result<Self> {
-        let watch = Arc::new(Watch {
-            clock,
-            seq: AtomicU64::new(0),
-            start_ticks: AtomicU64::new(0),
-            task_id: AtomicU64::new(0),
-            site: AtomicU32::new(0),
-            flagged_seq: AtomicU64::new(0),
-            flagged_count: AtomicU32::new(0),
-            sites: Mutex::new(Vec::new()),
-            threshold: config.threshold,
-            backtraces: config.backtraces && stack::install(),
-            jobs,
-            reporter,
-            #[cfg(target_os = "linux")]
-            // SAFETY: pthread_self has no preconditions and always succeeds.
-            loop_thread: unsafe { libc::pthread_self() },
-            stop: Mutex::new(false),
-            stop_signal: Condvar::new(),
-        });
+        let debug = Debug::without_watchdog(config, clock, reporter, jobs);
         let watchdog = {
-            let watch = watch.clone();
+            let watch = debug.watch.clone();
             thread::Builder::new()
                 .name("oneloop-watchdog".into())
                 .spawn(move || run_watchdog(&watch))?
         };
-        Ok(Debug {
+        *debug.watchdog.borrow_mut() = Some(watchdog);
+        Ok(debug)
+    }
+
+    /// The loop's side alone (its tests play the watchdog's part).
+    fn without_watchdog(
+        config: DebugConfig,
+        clock: Clock,
+        reporter: Arc<Reporter>,
+        jobs: Arc<JobWatch>,
+    ) -> Self {
+        let watch = Arc::new(Watch::new(config, clock, reporter, jobs));
+        let watch_look = watch.looked_at.load(Ordering::Relaxed);
+        Debug {
             threshold: config.threshold,
             threshold_ticks: clock.ticks(config.threshold),
+            clock,
+            window: Window {
+                start: Cell::new(watch.window_start.load(Ordering::Relaxed)),
+                polls: Cell::new(0),
+                limit: Cell::new(1),
+                sites: std::array::from_fn(|_| Cell::new(0)),
+            },
             watch,
-            watchdog: RefCell::new(Some(watchdog)),
+            watchdog: RefCell::new(None),
             site_index: RefCell::new(HashMap::new()),
             last_site: Cell::new((0, 0)),
             seq: Cell::new(0),
+            last_look: Cell::new(watch_look),
             slow_polls: Cell::new(0),
             site_stats: RefCell::new(Vec::new()),
-        })
+        }
     }
 
     /// The site index for a task spawned at `location` with `name`.
+    #[inline]
     pub(crate) fn intern(&self, location: &'static Location<'static>, name: Option<&str>) -> u32 {
         let address = location as *const Location<'static> as usize;
         let (last_address, last_site) = self.last_site.get();
         if name.is_none() && address == last_address {
             return last_site;
         }
+        self.intern_new(address, location, name)
+    }
+
+    #[inline(never)]
+    fn intern_new(
+        &self,
+        address: usize,
+        location: &'static Location<'static>,
+        name: Option<&str>,
+    ) -> u32 {
         let key = (address, name.map(Box::from));
         let mut index = self.site_index.borrow_mut();
         let site = match index.get(&key) {
@@ -223,46 +334,168 @@ impl Debug {
         site
     }
 
-    /// Publishes that the loop, at `start` (clock ticks), is about to poll task `task_id`
-    /// (spawned at `site`).
+    /// Starts a window with a fresh clock reading, if none is open: before a batch of
+    /// polls (the loop may have slept since the last one), and after user code that ran
+    /// between polls (a destructor), so a poll timed alone is timed alone.
     #[inline]
-    pub(crate) fn begin_poll(&self, task_id: u64, site: u32, start: u64) -> PollTimer {
+    pub(crate) fn restart_window(&self) {
+        if self.window.polls.get() == 0 {
+            let now = self.clock.now();
+            self.window.start.set(now);
+            self.watch.window_start.store(now, Ordering::Release);
+        }
+    }
+
+    /// Publishes that the loop is about to poll task `task_id` (spawned at `site`).
+    #[inline]
+    pub(crate) fn begin_poll(&self, task_id: u64, site: u32) -> PollTimer {
         let seq = self.seq.get() + 1;
         self.seq.set(seq);
         let watch = &self.watch;
-        watch.start_ticks.store(start, Ordering::Release);
-        watch.task_id.store(task_id, Ordering::Release);
-        watch.site.store(site, Ordering::Release);
+        watch.task_id.store(task_id, Ordering::Relaxed);
+        watch.site.store(site, Ordering::Relaxed);
         watch.seq.store(seq, Ordering::Release);
-        PollTimer { start, seq }
+        PollTimer { seq }
     }
 
-    /// Publishes that the poll of a task from `site` has returned, at `end` (clock ticks);
-    /// says whether it was slow.
+    /// Publishes that the poll of a task spawned at `site` has returned; closes the window
+    /// if it is full or the watchdog looked during the poll.
     #[inline]
-    pub(crate) fn end_poll(&self, timer: PollTimer, site: u32, end: u64) -> Option<SlowPoll> {
-        let elapsed = end.saturating_sub(timer.start);
+    pub(crate) fn end_poll(&self, timer: PollTimer, site: u32) -> Option<Finding> {
         let seq = timer.seq + 1;
         self.seq.set(seq);
         self.watch.seq.store(seq, Ordering::Release);
-        let slow = elapsed >= self.threshold_ticks;
-        if let Some(entry) = self.site_stats.borrow_mut().get_mut(site as usize) {
-            entry.polls += 1;
-            entry.slow += u64::from(slow);
-            entry.longest = entry.longest.max(elapsed);
-        }
-        if !slow {
+        let window = &self.window;
+        let polls = window.polls.get();
+        window.sites[polls].set(site);
+        let polls = polls + 1;
+        // One load tells whether the watchdog looked since the previous poll ended, so
+        // perhaps during this one.
+        let look = self.watch.looked_at.load(Ordering::Acquire);
+        let seen = self.last_look.get();
+        if look == seen && polls < window.limit.get() {
+            window.polls.set(polls);
             return None;
         }
-        self.slow_polls.set(self.slow_polls.get() + 1);
-        let times_reported = if self.watch.flagged_seq.load(Ordering::Acquire) == timer.seq {
-            self.watch.flagged_count.load(Ordering::Acquire)
-        } else {
-            0
+        self.last_look.set(look);
+        self.close_window(polls, (look != seen).then_some((seen, timer.seq)))
+    }
+
+    /// The batch of polls is over: closes the open window, if any.
+    pub(crate) fn end_batch(&self) -> Option<Finding> {
+        match self.window.polls.get() {
+            0 => None,
+            polls => self.close_window(polls, None),
+        }
+    }
+
+    /// Reads the clock and accounts for the window's `polls`. `looked` is set when the
+    /// watchdog looked since the poll before the last one ended (so perhaps during the
+    /// last one): the look before that, and the last poll's seq.
+    #[inline(never)]
+    fn close_window(&self, polls: usize, looked: Option<(u64, u64)>) -> Option<Finding> {
+        let now = self.clock.now();
+        let window = &self.window;
+        let start = window.start.replace(now);
+        window.polls.set(0);
+        self.watch.window_start.store(now, Ordering::Release);
+        let elapsed = now.saturating_sub(start);
+        // The last poll is timed alone if it is the only one, or if the watchdog looked
+        // during it: it began after both the window's start and the look before it.
+        let last_alone = match looked {
+            Some((look, _)) => Some(now.saturating_sub(start.max(look))),
+            None if polls == 1 => Some(elapsed),
+            None => None,
         };
-        Some(SlowPoll {
-            elapsed: self.watch.clock.duration(elapsed),
-            times_reported,
+        let together = polls - usize::from(last_alone.is_some());
+        let mut finding = None;
+        {
+            let mut stats = self.site_stats.borrow_mut();
+            // Runs of one site are the common case (tasks spawned in a loop).
+            let mut rest = &window.sites[..together];
+            while let Some(first) = rest.first() {
+                let site = first.get();
+                let run = rest.iter().take_while(|cell| cell.get() == site).count();
+                if let Some(entry) = stats.get_mut(site as usize) {
+                    entry.polls += run as u64;
+                    entry.longest_group = entry.longest_group.max(elapsed);
+                }
+                rest = &rest[run..];
+            }
+            if let Some(alone) = last_alone {
+                let site = window.sites[polls - 1].get();
+                let slow = alone >= self.threshold_ticks;
+                if let Some(entry) = stats.get_mut(site as usize) {
+                    entry.polls += 1;
+                    entry.slow += u64::from(slow);
+                    entry.longest = entry.longest.max(alone);
+                }
+                if slow {
+                    self.slow_polls.set(self.slow_polls.get() + 1);
+                    let seq = looked.map_or(self.seq.get() - 1, |(_, seq)| seq);
+                    let times_reported = if self.watch.flagged_seq.load(Ordering::Acquire) == seq {
+                        self.watch.flagged_count.load(Ordering::Acquire)
+                    } else {
+                        0
+                    };
+                    finding = Some(Finding::Slow(SlowPoll {
+                        // The last poll's task is still published (`begin_poll`).
+                        task: self
+                            .watch
+                            .task_info(self.watch.task_id.load(Ordering::Relaxed), site),
+                        elapsed: self.clock.duration(alone),
+                        times_reported,
+                    }));
+                }
+            }
+        }
+        if together > 0 && elapsed >= self.threshold_ticks && self.watchdog_was_away(start, now) {
+            // The watchdog could not look into these polls, so they cannot be told apart;
+            // time the next ones alone (the limit grows back while windows stay short).
+            window.limit.set(1);
+            return finding.or_else(|| Some(self.unseen(together, elapsed)));
+        }
+        self.adapt_limit(polls, elapsed);
+        finding
+    }
+
+    /// Whether the watchdog went half a threshold or more without looking at some time
+    /// between `start` and `now`.
+    fn watchdog_was_away(&self, start: u64, now: u64) -> bool {
+        let half = self.threshold_ticks / 2;
+        self.watch.blind_until.load(Ordering::Acquire) >= start
+            || now.saturating_sub(self.watch.looked_at.load(Ordering::Acquire)) >= half
+    }
+
+    /// Doubles the window while windows of polls take under 1/64 of the threshold; halves
+    /// it when one takes over 1/16.
+    fn adapt_limit(&self, polls: usize, elapsed: u64) {
+        let limit = self.window.limit.get();
+        if elapsed.saturating_mul(16) > self.threshold_ticks {
+            self.window.limit.set((limit / 2).max(1));
+        } else if polls == limit && elapsed.saturating_mul(64) < self.threshold_ticks {
+            self.window.limit.set((limit * 2).min(MAX_WINDOW));
+        }
+    }
+
+    fn unseen(&self, together: usize, elapsed: u64) -> Finding {
+        let mut counts: Vec<(u32, usize)> = Vec::new();
+        for cell in &self.window.sites[..together] {
+            match counts.iter_mut().find(|(site, _)| *site == cell.get()) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((cell.get(), 1)),
+            }
+        }
+        let sites = self.watch.sites();
+        Finding::Unseen(UnseenPolls {
+            elapsed: self.clock.duration(elapsed),
+            sites: counts
+                .into_iter()
+                .filter_map(|(site, n)| {
+                    let site = sites.get(site as usize)?;
+                    Some((TaskInfo::new(0, site.name.as_deref(), site.location), n))
+                })
+                .collect(),
         })
     }
 
@@ -278,7 +511,8 @@ impl Debug {
                 let stats = SiteStats {
                     polls: stats.polls,
                     slow: stats.slow,
-                    longest: self.watch.clock.duration(stats.longest),
+                    longest: self.clock.duration(stats.longest),
+                    longest_group: self.clock.duration(stats.longest_group),
                 };
                 Some((TaskInfo::new(0, site.name.as_deref(), site.location), stats))
             })
@@ -295,24 +529,36 @@ impl Debug {
     }
 }
 
+/// How often the watchdog looks: an eighth of the threshold (so a poll it did not look
+/// into is shorter than that), but not more than 20,000 times a second.
+fn look_interval(threshold: Duration) -> Duration {
+    (threshold / 8).max(Duration::from_micros(50))
+}
+
 /// The watchdog thread.
 ///
-/// Between polls it looks every half threshold, so any poll that lasts a whole threshold
-/// is seen while it runs; once it sees a poll it sleeps until that poll's own deadline
-/// (start + threshold, then doubling), so reports come on time rather than on a tick. Each
-/// look also scans the running offloaded jobs.
+/// It looks every eighth of the threshold (`look_interval`); once it sees a poll running,
+/// it also wakes on that poll's own deadline (start + threshold, then doubling), so reports
+/// come on time rather than on a tick. Every half threshold, a look also scans the running
+/// offloaded jobs.
 fn run_watchdog(watch: &Watch) {
-    let idle_wait = watch.threshold / 2;
-    // The poll being watched: (its seq, when the next report is due, reports so far).
-    let mut watching: Option<(u64, Duration, u32)> = None;
+    let every = look_interval(watch.threshold);
+    let half = watch.clock.ticks(watch.threshold) / 2;
+    let mut last_look = watch.looked_at.load(Ordering::Relaxed);
+    let mut last_scan = last_look;
+    // The poll being watched: its seq, when it began at the earliest (ticks), when the
+    // next report is due (time since it began), and reports so far.
+    let mut watching: Option<(u64, u64, Duration, u32)> = None;
     let mut stop = watch.stop.lock();
     loop {
-        let now = watch.clock.elapsed();
-        let wait = match (watching, watch.running_poll()) {
-            (Some((seq, due, _)), Some((running, start, ..))) if seq == running => {
-                (start + due).saturating_sub(now).min(idle_wait)
+        let wait = match watching {
+            Some((_, began, due, _)) => {
+                let running = watch
+                    .clock
+                    .duration(watch.clock.now().saturating_sub(began));
+                due.saturating_sub(running).min(every)
             }
-            _ => idle_wait,
+            None => every,
         };
         if !wait.is_zero() {
             watch.stop_signal.wait_for(&mut stop, wait);
@@ -320,18 +566,35 @@ fn run_watchdog(watch: &Watch) {
         if *stop {
             return;
         }
-        MutexGuard::unlocked(&mut stop, || watch.jobs.scan());
-        let Some((seq, start, task, site)) = watch.running_poll() else {
+        // The look: publish its time (a gap of half a threshold first, so a loop that sees
+        // the new look also sees the gap), then see what is running.
+        let now = watch.clock.now().max(last_look + 1);
+        if now - last_look >= half {
+            watch.blind_until.store(now, Ordering::Release);
+        }
+        watch.looked_at.store(now, Ordering::Release);
+        let previous_look = std::mem::replace(&mut last_look, now);
+        // Jobs are reported after seconds, not milliseconds: every half threshold will do
+        // (the scan takes the lock the workers take per job).
+        if now.saturating_sub(last_scan) >= half {
+            last_scan = now;
+            MutexGuard::unlocked(&mut stop, || watch.jobs.scan());
+        }
+        let Some((seq, window_start, task, site)) = watch.running_poll() else {
             watching = None;
             continue;
         };
-        let (due, reports) = match watching {
-            Some((watched, due, reports)) if watched == seq => (due, reports),
-            _ => (watch.threshold, 0),
+        let (began, due, reports) = match watching {
+            Some((watched, began, due, reports)) if watched == seq => (began, due, reports),
+            // First seen now: it began after the previous look (which saw another poll or
+            // none) and after its window started.
+            _ => (window_start.max(previous_look), watch.threshold, 0),
         };
-        let running_for = watch.clock.elapsed().saturating_sub(start);
+        let running_for = watch
+            .clock
+            .duration(watch.clock.now().saturating_sub(began));
         if running_for < due {
-            watching = Some((seq, due, reports));
+            watching = Some((seq, began, due, reports));
             continue;
         }
         // Report outside the stop lock: the sink is user code and may take its time.
@@ -342,14 +605,15 @@ fn run_watchdog(watch: &Watch) {
         // Backoff: the next report is due at the first doubling of the threshold past the
         // time already spent, so a report that took a while never triggers a burst.
         let mut next = due.saturating_mul(2);
-        let so_far = watch.clock.elapsed().saturating_sub(start);
+        let so_far = watch
+            .clock
+            .duration(watch.clock.now().saturating_sub(began));
         while next <= so_far {
             next = next.saturating_mul(2);
         }
-        watching = Some((seq, next, reports));
+        watching = Some((seq, began, next, reports));
     }
 }
-
 /// Reports poll `seq` as still blocking; returns false if it returned meanwhile.
 fn report_still_blocking(
     watch: &Watch,
@@ -385,4 +649,159 @@ fn report_still_blocking(
     report.backtrace = ips.map(Backtrace::new);
     watch.reporter.emit(&report);
     true
+}
+
+#[cfg(test)]
+mod tests {
+    //! The loop's side of poll timing, with the test playing the watchdog: it stores
+    //! `looked_at` when a look should land, or never looks at all (a starved watchdog).
+
+    use super::*;
+    use crate::debug::{DEFAULT_SLOW_JOB_LIMIT, stderr_sink};
+
+    const THRESHOLD: Duration = Duration::from_millis(40);
+
+    fn debug() -> Debug {
+        let reporter = Arc::new(Reporter::new(stderr_sink(), None));
+        let jobs = Arc::new(JobWatch::new(None, None, reporter.clone()));
+        let config = DebugConfig {
+            threshold: THRESHOLD,
+            backtraces: false,
+            job_limit: DEFAULT_SLOW_JOB_LIMIT,
+        };
+        Debug::without_watchdog(config, Clock::new(), reporter, jobs)
+    }
+
+    /// One poll of task `task` from `site`, running `body`.
+    fn poll(debug: &Debug, task: u64, site: u32, body: impl FnOnce()) -> Option<Finding> {
+        let timer = debug.begin_poll(task, site);
+        body();
+        debug.end_poll(timer, site)
+    }
+
+    /// What the watchdog does when it looks.
+    fn look(debug: &Debug) {
+        let watch = &debug.watch;
+        let now = watch
+            .clock
+            .now()
+            .max(watch.looked_at.load(Ordering::Relaxed) + 1);
+        watch.looked_at.store(now, Ordering::Release);
+    }
+
+    fn sites(debug: &Debug) -> (u32, u32) {
+        let quick = debug.intern(Location::caller(), Some("quick"));
+        let slow = debug.intern(Location::caller(), Some("slow"));
+        (quick, slow)
+    }
+
+    /// Quick polls until the window holds the most it can.
+    fn grow_window(debug: &Debug, site: u32) {
+        debug.restart_window();
+        for task in 0..1_000 {
+            assert!(poll(debug, task, site, || ()).is_none());
+        }
+        assert!(debug.end_batch().is_none());
+        assert_eq!(debug.window.limit.get(), MAX_WINDOW);
+    }
+
+    #[test]
+    fn tiny_polls_share_a_clock_reading_and_long_windows_shrink_the_window() {
+        let debug = debug();
+        let (quick, slow) = sites(&debug);
+        grow_window(&debug, quick);
+        debug.restart_window();
+        // 5 ms is over 1/16 of the threshold: the next windows hold fewer polls.
+        assert!(poll(&debug, 1, slow, || thread::sleep(Duration::from_millis(5))).is_none());
+        assert!(debug.end_batch().is_none());
+        assert_eq!(debug.window.limit.get(), MAX_WINDOW / 2);
+        let stats = debug.site_stats();
+        assert_eq!(stats[quick as usize].1.polls, 1_000);
+        assert_eq!(stats[slow as usize].1.polls, 1);
+        assert!(stats[slow as usize].1.longest >= Duration::from_millis(5));
+    }
+
+    #[test]
+    fn a_poll_the_watchdog_looked_into_is_timed_alone_and_named() {
+        let debug = debug();
+        let (quick, slow) = sites(&debug);
+        grow_window(&debug, quick);
+        debug.restart_window();
+        for task in 0..3 {
+            assert!(poll(&debug, task, quick, || ()).is_none());
+        }
+        let finding = poll(&debug, 7, slow, || {
+            thread::sleep(Duration::from_millis(30));
+            look(&debug);
+            thread::sleep(Duration::from_millis(30));
+        });
+        let Some(Finding::Slow(slow_poll)) = finding else {
+            panic!("the slow poll was not reported alone");
+        };
+        assert_eq!(slow_poll.task.id, Id(7));
+        assert_eq!(slow_poll.task.name.as_deref(), Some("slow"));
+        assert!(slow_poll.elapsed >= Duration::from_millis(60));
+        assert_eq!(debug.slow_polls.get(), 1);
+        // The quick polls before it were accounted for together, not reported.
+        assert!(debug.end_batch().is_none());
+        assert_eq!(debug.site_stats()[quick as usize].1.polls, 1_003);
+    }
+
+    #[test]
+    fn short_polls_the_watchdog_keeps_looking_into_are_never_reported() {
+        let debug = debug();
+        let (_, slow) = sites(&debug);
+        debug.restart_window();
+        // 20 polls of 4 ms: 80 ms in all, twice the threshold, but none of them slow.
+        for task in 0..20 {
+            let finding = poll(&debug, task, slow, || {
+                look(&debug);
+                thread::sleep(Duration::from_millis(4));
+            });
+            assert!(finding.is_none());
+        }
+        assert!(debug.end_batch().is_none());
+        assert_eq!(debug.slow_polls.get(), 0);
+    }
+
+    #[test]
+    fn polls_a_starved_watchdog_never_looked_into_are_reported_together() {
+        let debug = debug();
+        let (quick, slow) = sites(&debug);
+        grow_window(&debug, quick);
+        debug.restart_window();
+        for task in 0..3 {
+            assert!(poll(&debug, task, quick, || ()).is_none());
+        }
+        // Nobody looks during this one: which of the four polls was slow is unknown.
+        assert!(poll(&debug, 9, slow, || thread::sleep(Duration::from_millis(60))).is_none());
+        let Some(Finding::Unseen(unseen)) = debug.end_batch() else {
+            panic!("a window past the threshold went unreported");
+        };
+        assert!(unseen.elapsed >= Duration::from_millis(60));
+        let named: Vec<_> = unseen
+            .sites
+            .iter()
+            .map(|(site, n)| (site.name.clone().unwrap(), *n))
+            .collect();
+        assert_eq!(named, [("quick".to_owned(), 3), ("slow".to_owned(), 1)]);
+        // The next polls are timed alone until windows are short again.
+        assert_eq!(debug.window.limit.get(), 1);
+        assert_eq!(debug.slow_polls.get(), 0, "nothing was proven slow");
+    }
+
+    #[test]
+    fn a_slow_poll_alone_in_its_window_is_timed_exactly() {
+        let debug = debug();
+        let (_, slow) = sites(&debug);
+        debug.restart_window();
+        // The window holds one poll (the limit starts at 1): nobody needs to look.
+        let Some(Finding::Slow(slow_poll)) =
+            poll(&debug, 4, slow, || thread::sleep(Duration::from_millis(50)))
+        else {
+            panic!("a poll timed alone went unreported");
+        };
+        assert!(slow_poll.elapsed >= Duration::from_millis(50));
+        assert_eq!(slow_poll.task.id, Id(4));
+    }
 }

@@ -29,8 +29,6 @@ pub(crate) struct Header {
     pub(crate) name: Option<Box<str>>,
     /// Where `spawn` was called (`#[track_caller]`).
     pub(crate) location: &'static Location<'static>,
-    /// The debug-mode spawn-site index (see `debug/watch.rs`); 0 when debug is off.
-    pub(crate) site: u32,
 }
 
 /// A task with its type erased.

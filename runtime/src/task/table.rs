@@ -31,6 +31,9 @@ pub(crate) struct Slot {
     pub(crate) join_waker: Option<Waker>,
     /// `abort()` was called while the task was being polled: cancel it when the poll ends.
     abort_requested: bool,
+    /// The debug-mode spawn-site index (`debug/watch.rs`); 0 when debug is off. Kept here,
+    /// beside the cell, so a poll reads it without a call into the task.
+    site: u32,
 }
 
 /// What the caller must do after a task finished, outside the table's borrow.
@@ -50,7 +53,7 @@ pub(crate) struct TaskTable {
 
 impl TaskTable {
     /// Inserts a task; `make` builds its cell from the `TaskRef` it will have.
-    pub(crate) fn insert(&mut self, make: impl FnOnce(TaskRef) -> Cell) -> TaskRef {
+    pub(crate) fn insert(&mut self, site: u32, make: impl FnOnce(TaskRef) -> Cell) -> TaskRef {
         // Id 0 is the `block_on` future's, so tasks count from 1.
         self.next_id += 1;
         let entry = self.slab.vacant_entry();
@@ -65,6 +68,7 @@ impl TaskTable {
             has_handle: true,
             join_waker: None,
             abort_requested: false,
+            site,
         });
         task
     }
@@ -79,13 +83,14 @@ impl TaskTable {
             .filter(|slot| slot.id == task.id)
     }
 
-    /// Takes the cell out for a poll, unless the task is stale, finished or already out.
-    pub(crate) fn take_for_poll(&mut self, task: TaskRef) -> Option<Cell> {
+    /// Takes the cell out for a poll, with the task's debug-mode site, unless the task is
+    /// stale, finished or already out.
+    pub(crate) fn take_for_poll(&mut self, task: TaskRef) -> Option<(Cell, u32)> {
         let slot = self.get_mut(task)?;
         if slot.finished {
             return None;
         }
-        slot.cell.take()
+        Some((slot.cell.take()?, slot.site))
     }
 
     /// Puts a polled, still-pending cell back. Hands it back instead if `abort()` was
