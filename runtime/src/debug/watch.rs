@@ -705,6 +705,15 @@ mod tests {
         assert_eq!(debug.window.limit.get(), MAX_WINDOW);
     }
 
+    /// A window that may hold 64 polls, opened with three quick ones.
+    fn three_quick_polls_in_a_full_window(debug: &Debug, site: u32) {
+        grow_window(debug, site);
+        debug.restart_window();
+        for task in 0..3 {
+            assert!(poll(debug, task, site, || ()).is_none());
+        }
+    }
+
     #[test]
     fn tiny_polls_share_a_clock_reading_and_long_windows_shrink_the_window() {
         let debug = debug();
@@ -725,11 +734,7 @@ mod tests {
     fn a_poll_the_watchdog_looked_into_is_timed_alone_and_named() {
         let debug = debug();
         let (quick, slow) = sites(&debug);
-        grow_window(&debug, quick);
-        debug.restart_window();
-        for task in 0..3 {
-            assert!(poll(&debug, task, quick, || ()).is_none());
-        }
+        three_quick_polls_in_a_full_window(&debug, quick);
         let finding = poll(&debug, 7, slow, || {
             thread::sleep(Duration::from_millis(30));
             look(&debug);
@@ -768,11 +773,7 @@ mod tests {
     fn polls_a_starved_watchdog_never_looked_into_are_reported_together() {
         let debug = debug();
         let (quick, slow) = sites(&debug);
-        grow_window(&debug, quick);
-        debug.restart_window();
-        for task in 0..3 {
-            assert!(poll(&debug, task, quick, || ()).is_none());
-        }
+        three_quick_polls_in_a_full_window(&debug, quick);
         // Nobody looks during this one: which of the four polls was slow is unknown.
         assert!(poll(&debug, 9, slow, || thread::sleep(Duration::from_millis(60))).is_none());
         let Some(Finding::Unseen(unseen)) = debug.end_batch() else {
