@@ -64,8 +64,8 @@ pub(crate) struct Watch {
     /// Poll sequence: odd while a poll runs, even between polls. Written only by the loop
     /// (Release, publishing the fields below); read by the watchdog (Acquire).
     seq: AtomicU64,
-    /// When the loop's current window of polls started, in clock ticks; which task is
-    /// being polled; its site.
+    /// When the loop's current window of polls started, in clock ticks (the loop's own
+    /// record too: it alone writes it); which task is being polled; its site.
     window_start: AtomicU64,
     task_id: AtomicU64,
     site: AtomicU32,
@@ -162,7 +162,6 @@ pub(crate) struct Debug {
     pub(crate) threshold: Duration,
     /// `threshold` in clock ticks.
     threshold_ticks: u64,
-    clock: Clock,
     watch: Arc<Watch>,
     watchdog: RefCell<Option<thread::JoinHandle<()>>>,
     /// Site -> index; loop-only, so interning takes no lock.
@@ -183,8 +182,6 @@ pub(crate) struct Debug {
 
 /// The polls timed together since the last clock reading.
 struct Window {
-    /// The clock reading the window started at (ticks).
-    start: Cell<u64>,
     /// Polls in the window so far, and the most it may hold before it closes.
     polls: Cell<usize>,
     limit: Cell<usize>,
@@ -273,9 +270,7 @@ impl Debug {
         Debug {
             threshold: config.threshold,
             threshold_ticks: clock.ticks(config.threshold),
-            clock,
             window: Window {
-                start: Cell::new(watch.window_start.load(Ordering::Relaxed)),
                 polls: Cell::new(0),
                 limit: Cell::new(1),
                 sites: std::array::from_fn(|_| Cell::new(0)),
@@ -340,8 +335,7 @@ impl Debug {
     #[inline]
     pub(crate) fn restart_window(&self) {
         if self.window.polls.get() == 0 {
-            let now = self.clock.now();
-            self.window.start.set(now);
+            let now = self.watch.clock.now();
             self.watch.window_start.store(now, Ordering::Release);
         }
     }
@@ -394,11 +388,12 @@ impl Debug {
     /// last one): the look before that, and the last poll's seq.
     #[inline(never)]
     fn close_window(&self, polls: usize, looked: Option<(u64, u64)>) -> Option<Finding> {
-        let now = self.clock.now();
+        let now = self.watch.clock.now();
         let window = &self.window;
-        let start = window.start.replace(now);
-        window.polls.set(0);
+        // Only the loop writes it: a plain load and store, no read-modify-write.
+        let start = self.watch.window_start.load(Ordering::Relaxed);
         self.watch.window_start.store(now, Ordering::Release);
+        window.polls.set(0);
         let elapsed = now.saturating_sub(start);
         // The last poll is timed alone if it is the only one, or if the watchdog looked
         // during it: it began after both the window's start and the look before it.
@@ -443,7 +438,7 @@ impl Debug {
                         task: self
                             .watch
                             .task_info(self.watch.task_id.load(Ordering::Relaxed), site),
-                        elapsed: self.clock.duration(alone),
+                        elapsed: self.watch.clock.duration(alone),
                         times_reported,
                     }));
                 }
@@ -488,7 +483,7 @@ impl Debug {
         }
         let sites = self.watch.sites();
         Finding::Unseen(UnseenPolls {
-            elapsed: self.clock.duration(elapsed),
+            elapsed: self.watch.clock.duration(elapsed),
             sites: counts
                 .into_iter()
                 .filter_map(|(site, n)| {
@@ -511,8 +506,8 @@ impl Debug {
                 let stats = SiteStats {
                     polls: stats.polls,
                     slow: stats.slow,
-                    longest: self.clock.duration(stats.longest),
-                    longest_group: self.clock.duration(stats.longest_group),
+                    longest: self.watch.clock.duration(stats.longest),
+                    longest_group: self.watch.clock.duration(stats.longest_group),
                 };
                 Some((TaskInfo::new(0, site.name.as_deref(), site.location), stats))
             })
@@ -695,37 +690,46 @@ mod tests {
         (quick, slow)
     }
 
-    /// Quick polls until the window holds the most it can.
-    fn grow_window(debug: &Debug, site: u32) {
-        debug.restart_window();
-        for task in 0..1_000 {
-            assert!(poll(debug, task, site, || ()).is_none());
+    /// Quick polls until the window holds the most it can; returns how many. (Windows of
+    /// quick polls double the limit; a preemption of this thread may halve it again, so
+    /// this polls until the limit is reached rather than a fixed number of times.)
+    fn grow_window(debug: &Debug, site: u32) -> u64 {
+        let mut polls = 0;
+        while debug.window.limit.get() < MAX_WINDOW {
+            assert!(polls < 10_000_000, "the window never grew");
+            debug.restart_window();
+            for task in 0..1_000 {
+                poll(debug, task, site, || ());
+            }
+            debug.end_batch();
+            polls += 1_000;
         }
-        assert!(debug.end_batch().is_none());
-        assert_eq!(debug.window.limit.get(), MAX_WINDOW);
+        polls
     }
 
-    /// A window that may hold 64 polls, opened with three quick ones.
-    fn three_quick_polls_in_a_full_window(debug: &Debug, site: u32) {
-        grow_window(debug, site);
+    /// A window that may hold 64 polls, opened with three quick ones; returns the number
+    /// of quick polls made.
+    fn three_quick_polls_in_a_full_window(debug: &Debug, site: u32) -> u64 {
+        let grown = grow_window(debug, site);
         debug.restart_window();
         for task in 0..3 {
             assert!(poll(debug, task, site, || ()).is_none());
         }
+        grown + 3
     }
 
     #[test]
     fn tiny_polls_share_a_clock_reading_and_long_windows_shrink_the_window() {
         let debug = debug();
         let (quick, slow) = sites(&debug);
-        grow_window(&debug, quick);
+        let grown = grow_window(&debug, quick);
         debug.restart_window();
         // 5 ms is over 1/16 of the threshold: the next windows hold fewer polls.
         assert!(poll(&debug, 1, slow, || thread::sleep(Duration::from_millis(5))).is_none());
         assert!(debug.end_batch().is_none());
         assert_eq!(debug.window.limit.get(), MAX_WINDOW / 2);
         let stats = debug.site_stats();
-        assert_eq!(stats[quick as usize].1.polls, 1_000);
+        assert_eq!(stats[quick as usize].1.polls, grown);
         assert_eq!(stats[slow as usize].1.polls, 1);
         assert!(stats[slow as usize].1.longest >= Duration::from_millis(5));
     }
@@ -734,7 +738,7 @@ mod tests {
     fn a_poll_the_watchdog_looked_into_is_timed_alone_and_named() {
         let debug = debug();
         let (quick, slow) = sites(&debug);
-        three_quick_polls_in_a_full_window(&debug, quick);
+        let quick_polls = three_quick_polls_in_a_full_window(&debug, quick);
         let finding = poll(&debug, 7, slow, || {
             thread::sleep(Duration::from_millis(30));
             look(&debug);
@@ -749,7 +753,7 @@ mod tests {
         assert_eq!(debug.slow_polls.get(), 1);
         // The quick polls before it were accounted for together, not reported.
         assert!(debug.end_batch().is_none());
-        assert_eq!(debug.site_stats()[quick as usize].1.polls, 1_003);
+        assert_eq!(debug.site_stats()[quick as usize].1.polls, quick_polls);
     }
 
     #[test]
@@ -757,16 +761,19 @@ mod tests {
         let debug = debug();
         let (_, slow) = sites(&debug);
         debug.restart_window();
-        // 20 polls of 4 ms: 80 ms in all, twice the threshold, but none of them slow.
+        // 20 polls of 4 ms: 80 ms in all, twice the threshold, but none of them slow. (A
+        // poll this thread's scheduler stretched past the threshold may be reported: only
+        // a report of a poll that was really shorter is a failure.)
         for task in 0..20 {
+            let began = std::time::Instant::now();
             let finding = poll(&debug, task, slow, || {
                 look(&debug);
                 thread::sleep(Duration::from_millis(4));
             });
-            assert!(finding.is_none());
+            let real = began.elapsed();
+            assert!(finding.is_none() || real >= THRESHOLD, "{real:?} reported");
         }
         assert!(debug.end_batch().is_none());
-        assert_eq!(debug.slow_polls.get(), 0);
     }
 
     #[test]
