@@ -11,8 +11,13 @@
 //!
 //! A job can be cancelled only while `Queued`; then it never runs. Once `Running` it runs to
 //! completion (threads cannot be killed): cancelling or dropping the handle sets its
-//! [`CancelToken`] and the result is discarded. Closures, results and wakers are dropped and
-//! called outside the mutex, and a panicking waker cannot take the worker down.
+//! [`CancelToken`] and the result is discarded.
+//!
+//! Closures, results, permits and wakers are dropped and called outside the mutex (wakers
+//! are cloned outside it too: `wake.rs`), once the state is final, and every piece of user
+//! code that runs on a worker or a shutdown path (a waker, a closure's destructor, the
+//! waker of a submitter woken by a freed slot) is contained: a panic there cannot take
+//! the worker down or leave a job unresolved.
 
 use std::fmt;
 use std::future::Future;
@@ -27,6 +32,7 @@ use parking_lot::Mutex;
 
 use crate::JobError;
 use crate::semaphore::OwnedSemaphorePermit;
+use crate::wake::{self, store_waker};
 
 /// Numbers jobs across all pools, for reports.
 static NEXT_JOB_ID: AtomicU64 = AtomicU64::new(1);
@@ -211,8 +217,8 @@ where
             }
         };
         if let Some(waker) = waker {
-            // A user waker may panic; the worker must survive it.
-            let _ = catch_unwind(AssertUnwindSafe(|| waker.wake()));
+            // A user waker may panic; whoever runs the job (a worker) must survive it.
+            wake::contain(wake::wake(waker));
         }
         unread
     }
@@ -240,13 +246,16 @@ where
                 other => {
                     state.stage = other; // resolved while queued: a tombstone
                     drop(state);
-                    drop(permit);
+                    release_permit(permit);
                     record(Outcome::Skipped);
                     return;
                 }
             }
         };
-        drop(permit); // it has left the queue: make room for the next submission
+        // It has left the queue: make room for the next submission. That wakes a waiting
+        // submitter, whose waker may panic: contained, or this worker would die with the
+        // job half-way through its state machine (`Running`, never resolved).
+        release_permit(permit);
         let header = &self.header;
         if header
             .deadline
@@ -254,7 +263,7 @@ where
         {
             record(Outcome::Expired);
             drop(self.finish(Err(JobError::DeadlineExpired)));
-            drop(job);
+            wake::contain(wake::catch(|| drop(job)));
             return;
         }
         let waited = header.submitted.elapsed();
@@ -288,7 +297,7 @@ where
                 self.observer().unobserved_panic(&header.info(), message);
             }
             // Nobody reads it: drop it here, containing a panic in its destructor.
-            let _ = catch_unwind(AssertUnwindSafe(|| drop(unread)));
+            wake::contain(wake::catch(|| drop(unread)));
         }
         // The panic payload is dropped last, after the handle has its answer. Its destructor
         // is user code too; if *that* panics, this worker thread dies and the pool replaces
@@ -313,17 +322,21 @@ where
             (job, state.permit.take(), state.waker.take())
         };
         self.header.cancelled.store(true, Ordering::Release);
-        drop(job);
-        drop(permit);
+        // The job is resolved; what follows is user code (the closure's destructor, the
+        // wakers of a submitter waiting for the freed slot and of the handle's task). It
+        // runs on whoever resolves: a shutdown, a worker, an executor. None of it may stop
+        // the others, or that caller.
+        wake::contain(wake::catch(|| drop(job)));
+        release_permit(permit);
         if let Some(waker) = waker {
-            let _ = catch_unwind(AssertUnwindSafe(|| waker.wake()));
+            wake::contain(wake::wake(waker));
         }
         true
     }
 
     fn attach_permit(&self, permit: OwnedSemaphorePermit) {
         let stale = self.state.lock().permit.replace(permit);
-        drop(stale);
+        release_permit(stale);
     }
 
     fn has_permit(&self) -> bool {
@@ -337,17 +350,31 @@ where
     T: Send + 'static,
 {
     fn poll_result(&self, cx: &mut Context<'_>) -> Poll<Result<T, JobError>> {
-        let mut state = self.state.lock();
-        match std::mem::replace(&mut state.stage, Stage::Taken) {
-            Stage::Done(result) => Poll::Ready(result),
-            Stage::Taken => panic!("oneloop-pool: JobHandle polled after it returned its result"),
-            pending => {
-                state.stage = pending;
-                match &mut state.waker {
-                    Some(waker) if waker.will_wake(cx.waker()) => {}
-                    slot => *slot = Some(cx.waker().clone()),
+        let mut fresh = None;
+        loop {
+            let mut state = self.state.lock();
+            match std::mem::replace(&mut state.stage, Stage::Taken) {
+                Stage::Done(result) => {
+                    drop(state);
+                    drop(fresh);
+                    return Poll::Ready(result);
                 }
-                Poll::Pending
+                Stage::Taken => {
+                    panic!("oneloop-pool: JobHandle polled after it returned its result")
+                }
+                pending => state.stage = pending,
+            }
+            // The waker is cloned, and the one it replaces dropped, outside the lock.
+            match store_waker(&mut state.waker, cx.waker(), &mut fresh) {
+                Ok(old) => {
+                    drop(state);
+                    drop((old, fresh));
+                    return Poll::Pending;
+                }
+                Err(_) => {
+                    drop(state);
+                    fresh = Some(cx.waker().clone());
+                }
             }
         }
     }
@@ -358,15 +385,15 @@ where
     }
 
     fn release(&self, detach: bool) {
-        let (job, permit, result) = {
+        let (job, permit, result, waker) = {
             let mut state = self.state.lock();
-            state.waker = None;
+            let waker = state.waker.take();
             state.handle = if detach {
                 HandleState::Detached
             } else {
                 HandleState::Dropped
             };
-            match &state.stage {
+            let (job, permit, result) = match &state.stage {
                 // Dropping the handle of a job that has not started cancels it.
                 Stage::Queued(_) if !detach => {
                     let Stage::Queued(job) = std::mem::replace(&mut state.stage, Stage::Taken)
@@ -383,20 +410,26 @@ where
                     (None, None, Some(result))
                 }
                 _ => (None, None, None),
-            }
+            };
+            (job, permit, result, waker)
         };
         if !detach {
             // A running job is told nobody wants its result any more.
             self.header.cancelled.store(true, Ordering::Release);
         }
-        drop(job);
-        drop(permit);
+        // The handle's owner drops it, so its own user code (the closure, the result) may
+        // panic back at it, unless it is already unwinding; another task's waker (woken by
+        // the freed slot) is contained.
+        wake::contain(wake::catch(|| drop(waker)));
+        release_permit(permit);
         // A panic stored for a handle that goes away unread was never seen by anyone.
         if let Some(Err(JobError::Panicked(message))) = &result {
             self.observer()
                 .unobserved_panic(&self.header.info(), message);
         }
-        drop(result);
+        let dropped = wake::catch(|| drop(job));
+        wake::resume(wake::catch(|| drop(result)));
+        wake::resume(dropped);
     }
 
     fn is_finished(&self) -> bool {
@@ -405,6 +438,15 @@ where
 
     fn info(&self) -> JobInfo {
         self.header.info()
+    }
+}
+
+/// Gives a bounded queue's slot back. That wakes whoever waits for room, and their wakers
+/// are user code: a panic there is contained, since the caller (a worker, a shutdown) must
+/// finish what it is doing. The permits are returned either way.
+fn release_permit(permit: Option<OwnedSemaphorePermit>) {
+    if let Some(permit) = permit {
+        wake::contain(wake::catch(|| drop(permit)));
     }
 }
 

@@ -48,6 +48,8 @@
 //! - `job.rs`: the job slot and its state machine, [`Job`], [`JobHandle`], [`CancelToken`].
 //! - `executor.rs`: the [`Executor`] trait any pool can implement.
 //! - `semaphore.rs`: the fair [`Semaphore`] behind bounded queues.
+//! - `wake.rs`: calling user wakers safely (collect under the lock, wake after it, each
+//!   panic contained): the rule every waiting structure here and in `oneloop` follows.
 //! - `block_on.rs`: waiting for a future on a plain thread.
 //! - `error.rs`: [`JobError`], [`TrySpawnError`], [`Rejected`].
 //! - `rayon.rs` (feature `rayon`): a rayon pool as an [`Executor`].
@@ -64,6 +66,7 @@ mod pool;
 #[cfg(feature = "rayon")]
 mod rayon;
 pub mod semaphore;
+pub mod wake;
 mod worker;
 
 pub use block_on::block_on;

@@ -26,6 +26,7 @@ use parking_lot::{Condvar, Mutex};
 use crate::executor::Executor;
 use crate::job::{CancelToken, Job, JobBuilder, JobHandle, JobInfo, JobRef, Outcome};
 use crate::semaphore::{Semaphore, TryAcquireError};
+use crate::wake;
 use crate::worker::{self, WorkerThread};
 use crate::{JobError, RejectReason, Rejected, TrySpawnError};
 
@@ -389,10 +390,10 @@ impl ThreadPool {
         T: Send + 'static,
     {
         let shared = &self.owner.shared;
-        if !shared.enter() {
+        let Some(_inside) = shared.enter() else {
             return Err(TrySpawnError::Shutdown(f));
-        }
-        let result = (|| {
+        };
+        (|| {
             if shared.broken.load(Ordering::Acquire) {
                 return Err(TrySpawnError::Broken(f));
             }
@@ -413,16 +414,25 @@ impl ThreadPool {
             }
             shared.push(job);
             Ok(handle)
-        })();
-        shared.leave();
-        result
+        })()
     }
 
     /// Submits `job`, blocking for room if the policy says wait; resolves it if refused.
+    ///
+    /// A job of this pool that submits to it while the queue is full runs the new job
+    /// itself, at once (as [`Overflow::CallerRuns`] would): waiting there would wait for
+    /// room that only a worker can free, and with every worker doing the same, the pool
+    /// would deadlock.
     fn submit_or_wait(&self, job: Job) {
         let shared = &self.owner.shared;
         match shared.submit(job) {
             Ok(()) => {}
+            Err(Rejected {
+                job,
+                reason: RejectReason::Busy,
+            }) if worker::is_worker_of(shared.id) => {
+                job.run_recorded(&|outcome| shared.count(outcome));
+            }
             Err(Rejected {
                 job,
                 reason: RejectReason::Busy,
@@ -671,6 +681,17 @@ struct Counters {
     rejected: AtomicU64,
 }
 
+/// One submission inside the gate (see `Shared::enter`); leaves it when dropped.
+pub(crate) struct Inside<'a> {
+    shared: &'a Shared,
+}
+
+impl Drop for Inside<'_> {
+    fn drop(&mut self) {
+        self.shared.gate.fetch_sub(SUBMISSION, Ordering::AcqRel);
+    }
+}
+
 /// What `admit` decided for a submission.
 enum Admission {
     Queued,
@@ -683,29 +704,28 @@ impl Shared {
     // Submitting.
     // ---------------------------------------------------------------------------------
 
-    /// Enters the submission gate; false once the pool is closed.
-    pub(crate) fn enter(&self) -> bool {
+    /// Enters the submission gate; `None` once the pool is closed. The submission is inside
+    /// until the returned guard drops, however it ends: a panic inside the gate (a spawn
+    /// handler retrying a worker is user code) must not leave it counted in, or shutdown
+    /// would wait for it forever.
+    pub(crate) fn enter(&self) -> Option<Inside<'_>> {
+        let inside = Inside { shared: self };
         let before = self.gate.fetch_add(SUBMISSION, Ordering::AcqRel);
         if before & CLOSED != 0 {
-            self.leave();
-            return false;
+            return None; // `inside` drops here and backs out
         }
-        true
-    }
-
-    pub(crate) fn leave(&self) {
-        self.gate.fetch_sub(SUBMISSION, Ordering::AcqRel);
+        Some(inside)
     }
 
     pub(crate) fn submit(self: &Arc<Self>, job: Job) -> Result<(), Rejected> {
-        if !self.enter() {
+        let Some(inside) = self.enter() else {
             return Err(Rejected {
                 job,
                 reason: RejectReason::Shutdown,
             });
-        }
+        };
         let admission = self.admit(job);
-        self.leave();
+        drop(inside);
         match admission {
             Admission::Queued => Ok(()),
             Admission::Refused(rejected) => Err(rejected),
@@ -855,15 +875,12 @@ impl Shared {
     /// started and no worker is left, the pool is broken. Runs during unwinding, so it
     /// must not panic.
     pub(crate) fn replace_worker(self: &Arc<Self>, index: usize, deque: Worker<Job>) {
-        // The spawn handler is user code: a panic in it here, during unwinding, would abort
-        // the process. Contain it and count it as a failed start (the deque goes back to
-        // the pool through `WorkerThread`'s drop).
-        let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            worker::spawn(self, index, deque)
-        }));
-        match started {
-            Ok(Ok(handle)) => self.life.lock().threads.push(handle),
-            Ok(Err(_)) | Err(_) => self.lose_worker(),
+        // The spawn handler is user code: `worker::spawn` turns a panic in it (here, during
+        // unwinding, it would abort the process) into a failed start, and the deque goes
+        // back to the pool through `WorkerThread`'s drop.
+        match worker::spawn(self, index, deque) {
+            Ok(handle) => self.life.lock().threads.push(handle),
+            Err(_) => self.lose_worker(),
         }
     }
 
@@ -918,7 +935,9 @@ impl Shared {
     fn break_pool(&self) {
         self.broken.store(true, Ordering::Release);
         if let Some(slots) = &self.admission {
-            slots.close();
+            // Every waiting submitter is woken even if one's waker panics; the panic is
+            // contained (this runs on a dying worker, or inside a submission).
+            wake::contain(wake::catch(|| slots.close()));
         }
         self.drain(JobError::Broken);
         let _sleep = self.sleep.lock();
@@ -974,7 +993,9 @@ impl Shared {
         // submissions drained above is visible to it (their exit happened-before this).
         self.sealed.store(true, Ordering::Release);
         if let Some(slots) = &self.admission {
-            slots.close(); // submitters waiting for room learn it is over (idempotent)
+            // Submitters waiting for room learn it is over (idempotent). Their wakers are
+            // user code: a panic in one is contained so the shutdown completes.
+            wake::contain(wake::catch(|| slots.close()));
         }
         let mut report = ShutdownReport::default();
         if matches!(mode, Mode::Now | Mode::Abandon) {

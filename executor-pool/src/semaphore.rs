@@ -19,6 +19,8 @@ use std::task::{Context, Poll, Waker};
 
 use parking_lot::Mutex;
 
+use crate::wake::{self, WakeList};
+
 /// An async semaphore: at most N permits out at once, granted in request order.
 ///
 /// Use it to bound concurrency: hold a permit while doing the limited thing (a connection,
@@ -58,16 +60,20 @@ struct Waiter {
 }
 
 impl State {
-    /// Grants the head of the queue if its request fits; returns its waker to call.
-    fn grant_head(&mut self) -> Option<Waker> {
-        let entry = self.waiters.first_entry()?;
-        if entry.get().needed > self.permits {
-            return None;
+    /// Grants permits to the head of the queue, then the next, for as long as each request
+    /// fits, collecting the wakers to call once the lock is released. Every grant is
+    /// decided here, under the lock: a waker that panics later cannot leave permits free
+    /// while the waiters they fit stay queued.
+    fn grant(&mut self, wake: &mut WakeList) {
+        while let Some(entry) = self.waiters.first_entry() {
+            if entry.get().needed > self.permits {
+                return;
+            }
+            let (ticket, waiter) = entry.remove_entry();
+            self.permits -= waiter.needed;
+            self.granted.insert(ticket);
+            wake.push(waiter.waker);
         }
-        let (ticket, waiter) = entry.remove_entry();
-        self.permits -= waiter.needed;
-        self.granted.insert(ticket);
-        Some(waiter.waker)
     }
 }
 
@@ -140,6 +146,12 @@ impl Semaphore {
     }
 
     /// Waits for `n` permits at once (granted together, in queue order).
+    ///
+    /// # Panics
+    ///
+    /// If `n` exceeds [`MAX_PERMITS`](Self::MAX_PERMITS): no semaphore can ever hold that
+    /// many, so the wait could never end.
+    #[track_caller]
     pub fn acquire_many(&self, n: usize) -> Acquire<'_> {
         Acquire {
             semaphore: self,
@@ -154,6 +166,11 @@ impl Semaphore {
     }
 
     /// Like [`acquire_many`](Self::acquire_many) for a shared semaphore.
+    ///
+    /// # Panics
+    ///
+    /// If `n` exceeds [`MAX_PERMITS`](Self::MAX_PERMITS).
+    #[track_caller]
     pub fn acquire_many_owned(self: Arc<Self>, n: usize) -> AcquireOwned {
         AcquireOwned {
             semaphore: self,
@@ -211,35 +228,42 @@ impl Semaphore {
 
     /// Adds `n` permits, waking waiters they satisfy.
     ///
+    /// The waiters' wakers run after the semaphore's lock is released, all of them even if
+    /// one panics; the first panic is then re-raised here (or contained, if this thread is
+    /// already unwinding). The permits are granted either way.
+    ///
     /// # Panics
     ///
-    /// If the total would exceed [`MAX_PERMITS`](Self::MAX_PERMITS).
+    /// If the total would exceed [`MAX_PERMITS`](Self::MAX_PERMITS), or, after every
+    /// waiter was woken, if a waiter's waker panicked.
     pub fn add_permits(&self, n: usize) {
-        let mut state = self.state.lock();
-        state.permits = state
-            .permits
-            .checked_add(n)
-            .filter(|&total| total <= Self::MAX_PERMITS)
-            .expect("Semaphore::add_permits would exceed Semaphore::MAX_PERMITS");
-        // Wake one at a time, outside the lock: a waker is arbitrary code.
-        while let Some(waker) = state.grant_head() {
-            drop(state);
-            waker.wake();
-            state = self.state.lock();
+        let mut wake = WakeList::new();
+        {
+            let mut state = self.state.lock();
+            state.permits = state
+                .permits
+                .checked_add(n)
+                .filter(|&total| total <= Self::MAX_PERMITS)
+                .expect("Semaphore::add_permits would exceed Semaphore::MAX_PERMITS");
+            state.grant(&mut wake);
         }
+        wake::resume(wake.wake_all());
     }
 
     /// Closes the semaphore: waiting and future `acquire`s fail with [`AcquireError`].
     /// Permits already held stay valid and are returned as usual.
+    ///
+    /// Every waiter is woken, after the lock is released, even if some wakers panic; the
+    /// first panic is then re-raised (or contained while unwinding).
     pub fn close(&self) {
+        let mut wake = WakeList::new();
         let waiters = {
             let mut state = self.state.lock();
             state.closed = true;
             std::mem::take(&mut state.waiters)
         };
-        for (_, waiter) in waiters {
-            waiter.waker.wake();
-        }
+        wake.extend(waiters.into_values().map(|waiter| waiter.waker));
+        wake::resume(wake.wake_all());
     }
 
     /// True once [`close`](Self::close) was called.
@@ -256,42 +280,67 @@ impl Semaphore {
             !request.done,
             "oneloop: semaphore acquire polled after it completed"
         );
-        let mut state = self.state.lock();
-        let result = match request.ticket {
-            Some(ticket) if state.granted.remove(&ticket) => Ok(()),
-            Some(ticket) if state.closed => {
-                state.waiters.remove(&ticket);
-                Err(AcquireError(()))
-            }
-            Some(ticket) => {
-                if let Some(waiter) = state.waiters.get_mut(&ticket)
-                    && !waiter.waker.will_wake(cx.waker())
-                {
-                    waiter.waker.clone_from(cx.waker());
+        // Waker code (clone, drop) never runs under the lock: a clone is made before taking
+        // it when one is needed, and a replaced waker is dropped after releasing it.
+        let mut fresh: Option<Waker> = None;
+        loop {
+            let mut state = self.state.lock();
+            let mut removed = None;
+            let result = match request.ticket {
+                Some(ticket) if state.granted.remove(&ticket) => Ok(()),
+                Some(ticket) if state.closed => {
+                    removed = state.waiters.remove(&ticket);
+                    Err(AcquireError(()))
                 }
-                return Poll::Pending;
-            }
-            None if state.closed => Err(AcquireError(())),
-            None if state.waiters.is_empty() && state.permits >= request.needed => {
-                state.permits -= request.needed;
-                Ok(())
-            }
-            None => {
-                let ticket = state.next_ticket;
-                state.next_ticket += 1;
-                state.waiters.insert(
-                    ticket,
-                    Waiter {
-                        needed: request.needed,
-                        waker: cx.waker().clone(),
-                    },
-                );
-                request.ticket = Some(ticket);
-                return Poll::Pending;
-            }
-        };
-        request.done = true;
-        Poll::Ready(result)
+                Some(ticket) => {
+                    let waiter = state
+                        .waiters
+                        .get_mut(&ticket)
+                        .expect("oneloop-pool bug: a semaphore ticket neither queued nor granted");
+                    if waiter.waker.will_wake(cx.waker()) {
+                        drop(state);
+                        drop(fresh);
+                        return Poll::Pending;
+                    }
+                    let Some(new) = fresh.take() else {
+                        drop(state);
+                        fresh = Some(cx.waker().clone());
+                        continue;
+                    };
+                    let old = std::mem::replace(&mut waiter.waker, new);
+                    drop(state);
+                    drop(old);
+                    return Poll::Pending;
+                }
+                None if state.closed => Err(AcquireError(())),
+                None if state.waiters.is_empty() && state.permits >= request.needed => {
+                    state.permits -= request.needed;
+                    Ok(())
+                }
+                None => {
+                    let Some(waker) = fresh.take() else {
+                        drop(state);
+                        fresh = Some(cx.waker().clone());
+                        continue;
+                    };
+                    let ticket = state.next_ticket;
+                    state.next_ticket += 1;
+                    state.waiters.insert(
+                        ticket,
+                        Waiter {
+                            needed: request.needed,
+                            waker,
+                        },
+                    );
+                    request.ticket = Some(ticket);
+                    return Poll::Pending;
+                }
+            };
+            drop(state);
+            drop((removed, fresh)); // waker code, after the lock
+            request.done = true;
+            return Poll::Ready(result);
+        }
     }
 
     /// A request is dropped before completing: leave the queue, or, if permits were granted
@@ -300,15 +349,23 @@ impl Semaphore {
         let Some(ticket) = request.ticket.filter(|_| !request.done) else {
             return;
         };
-        let mut state = self.state.lock();
-        if state.granted.remove(&ticket) {
-            drop(state);
-            self.add_permits(request.needed);
-        } else if state.waiters.remove(&ticket).is_some() {
-            // Leaving the head may let the next waiter through.
-            drop(state);
-            self.add_permits(0);
-        }
+        let mut wake = WakeList::new();
+        let waiter = {
+            let mut state = self.state.lock();
+            if state.granted.remove(&ticket) {
+                // Granted while it was being dropped: hand the permits on.
+                state.permits += request.needed;
+                state.grant(&mut wake);
+                None
+            } else {
+                let waiter = state.waiters.remove(&ticket);
+                // Leaving the head may let the next waiter through.
+                state.grant(&mut wake);
+                waiter
+            }
+        };
+        drop(waiter); // its waker, after the lock
+        wake::resume(wake.wake_all());
     }
 }
 
@@ -332,7 +389,13 @@ struct Request {
 }
 
 impl Request {
+    #[track_caller]
     fn new(needed: usize) -> Self {
+        assert!(
+            needed <= Semaphore::MAX_PERMITS,
+            "Semaphore::acquire_many({needed}): more permits than a semaphore can ever hold \
+             (Semaphore::MAX_PERMITS); this wait could never end"
+        );
         Request {
             needed,
             ticket: None,

@@ -26,6 +26,7 @@ use crossbeam_deque::{Steal, Worker};
 
 use crate::job::Job;
 use crate::pool::Shared;
+use crate::wake;
 
 thread_local! {
     /// Set on a worker thread for its lifetime: which pool, which slot, and its deque.
@@ -101,13 +102,27 @@ impl fmt::Debug for WorkerThread {
 }
 
 /// Starts a worker thread through the pool's spawn handler.
+///
+/// The handler is user code. If it panics, that counts as a failed start (an error that
+/// names the panic), wherever the start was attempted: building the pool, replacing a dead
+/// worker during its unwinding, or retrying a missing one inside a submission. The
+/// `WorkerThread` it dropped has given its deque back to the pool by then.
 pub(crate) fn spawn(
     shared: &Arc<Shared>,
     index: usize,
     deque: Worker<Job>,
 ) -> io::Result<thread::JoinHandle<()>> {
     let worker = WorkerThread::new(shared.clone(), index, deque);
-    (shared.config.spawn_handler)(worker)
+    match wake::catch(|| (shared.config.spawn_handler)(worker)) {
+        Ok(started) => started,
+        Err(panic) => {
+            let message = crate::panic_message(&*panic);
+            wake::drop_panic(panic);
+            Err(io::Error::other(format!(
+                "the pool's spawn handler panicked: {message}"
+            )))
+        }
+    }
 }
 
 /// The default spawn handler: a named `std` thread.

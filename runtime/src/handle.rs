@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Waker};
 
+use oneloop_pool::wake::store_waker;
 use parking_lot::Mutex;
 
 use crate::context;
@@ -253,16 +254,28 @@ impl<T> Future for RemoteJoinHandle<T> {
             !this.done,
             "oneloop: RemoteJoinHandle polled after it returned its result"
         );
-        let mut state = this.shared.state.lock();
-        if let Some(result) = state.result.take() {
-            this.done = true;
-            return Poll::Ready(result);
+        // Waker code (clone, drop) runs outside the lock (`oneloop_pool::wake`).
+        let mut fresh = None;
+        loop {
+            let mut state = this.shared.state.lock();
+            if let Some(result) = state.result.take() {
+                drop(state);
+                drop(fresh);
+                this.done = true;
+                return Poll::Ready(result);
+            }
+            match store_waker(&mut state.waker, cx.waker(), &mut fresh) {
+                Ok(old) => {
+                    drop(state);
+                    drop((old, fresh));
+                    return Poll::Pending;
+                }
+                Err(_) => {
+                    drop(state);
+                    fresh = Some(cx.waker().clone());
+                }
+            }
         }
-        match &mut state.waker {
-            Some(waker) if waker.will_wake(cx.waker()) => {}
-            slot => *slot = Some(cx.waker().clone()),
-        }
-        Poll::Pending
     }
 }
 

@@ -17,6 +17,11 @@ use crate::context;
 use crate::reactor::{Direction, IoKey};
 use crate::waker::{Remote, RemoteOp};
 
+/// The most operations one `poll_io` tries before it yields. Each `WouldBlock` clears the
+/// readiness it consumed, so two are enough in practice (the operation, then the look that
+/// finds nothing ready); a few more absorb an edge that arrives in between.
+const MAX_IO_ATTEMPTS: usize = 4;
+
 /// How the misuse messages name an I/O object.
 const WHAT: &str = "a oneloop socket";
 
@@ -72,7 +77,11 @@ impl<S: Source> Registration<S> {
     ) -> Poll<io::Result<R>> {
         let core = context::current_for(WHAT, self.runtime);
         let reactor = core.reactor();
-        loop {
+        // A `WouldBlock` consumes the readiness (`Reactor::clear_ready`), so the second look
+        // normally returns `Pending`. The bound makes sure no readiness bookkeeping error
+        // can ever turn this into a loop that never returns: past it, the task yields
+        // (woken again at once) and the loop gets to run everything else.
+        for _ in 0..MAX_IO_ATTEMPTS {
             if reactor.poll_ready(self.key, dir, cx).is_pending() {
                 return Poll::Pending;
             }
@@ -83,6 +92,8 @@ impl<S: Source> Registration<S> {
                 result => return Poll::Ready(result),
             }
         }
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 
     /// Deregisters and hands the source back (to turn a socket back into a `std` one).

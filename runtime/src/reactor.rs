@@ -142,29 +142,45 @@ impl Reactor {
     /// Ready when the OS has reported readiness in `dir` that no `WouldBlock` has consumed
     /// yet; otherwise remembers the task's waker and returns `Pending`.
     pub(crate) fn poll_ready(&self, key: IoKey, dir: Direction, cx: &mut Context<'_>) -> Poll<()> {
-        let mut slots = self.slots.borrow_mut();
-        let slot = &mut slots[key.0];
-        if slot.ready & dir.mask() != 0 {
-            return Poll::Ready(());
+        // A waker is cloned before the borrow, never under it: cloning is user code, and it
+        // could reach the reactor again (`oneloop_pool::wake`).
+        let mut fresh = None;
+        loop {
+            let mut slots = self.slots.borrow_mut();
+            let slot = &mut slots[key.0];
+            if slot.ready & dir.mask() != 0 {
+                drop(slots);
+                drop(fresh);
+                return Poll::Ready(());
+            }
+            let waiters = match dir {
+                Direction::Read => &mut slot.readers,
+                Direction::Write => &mut slot.writers,
+            };
+            if waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                drop(slots);
+                drop(fresh);
+                return Poll::Pending;
+            }
+            if let Some(waker) = fresh.take() {
+                waiters.push(waker);
+                return Poll::Pending;
+            }
+            drop(slots);
+            fresh = Some(cx.waker().clone());
         }
-        let waiters = match dir {
-            Direction::Read => &mut slot.readers,
-            Direction::Write => &mut slot.writers,
-        };
-        if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
-            waiters.push(cx.waker().clone());
-        }
-        Poll::Pending
     }
 
-    /// An operation in `dir` hit `WouldBlock`: forget the readiness until the next edge.
+    /// An operation in `dir` hit `WouldBlock`: the OS has just said nothing is ready in
+    /// that direction, so every readiness bit that let the operation through is consumed
+    /// until the next edge, the error bit included. (An error is reported once, by the
+    /// operation that hits it; a connected UDP socket's ICMP error, say, is returned by one
+    /// `recv` and gone. Were the bit kept, every later `recv` would see "ready", get
+    /// `WouldBlock`, and try again without end.) A closed half that still gives
+    /// `WouldBlock` is not final either: the next edge will say so again.
     pub(crate) fn clear_ready(&self, key: IoKey, dir: Direction) {
         let mut slots = self.slots.borrow_mut();
-        let clear = match dir {
-            Direction::Read => READABLE,
-            Direction::Write => WRITABLE,
-        };
-        slots[key.0].ready &= !clear;
+        slots[key.0].ready &= !dir.mask();
     }
 
     /// Waits for events for at most `timeout` (forever when `None`), records readiness and

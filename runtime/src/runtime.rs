@@ -28,17 +28,18 @@ use std::time::{Duration, Instant};
 
 use futures_task::waker_ref;
 use oneloop_pool::ThreadPool;
+use oneloop_pool::wake::{self, Panic, WakeList};
 
 use crate::builder::Config;
 use crate::context;
-use crate::debug::instruments::Instruments;
+use crate::debug::instruments::{Instruments, Probe};
 use crate::debug::{Code, Report, Reporter, TaskInfo};
 use crate::reactor::Reactor;
 use crate::spin::Spin;
 use crate::task::cell::{Header, TaskCell};
 use crate::task::table::{Cell as TaskCellBox, TaskTable};
 use crate::task::{Id, JoinHandle};
-use crate::time::timers::{TimerKey, TimerQueue};
+use crate::time::timers::{Stored::NeedsClone, Stored::NotArmed, TimerKey, TimerQueue};
 use crate::waker::{MAIN_KEY, Remote, RemoteOp, TaskRef, TaskWaker};
 use crate::{Builder, Handle};
 
@@ -232,6 +233,9 @@ pub(crate) struct Core {
     default_pool: RefCell<Option<ThreadPool>>,
     default_pool_workers: usize,
     default_pool_shutdown: Duration,
+    /// The first panic of a waker the loop called itself, re-raised out of `block_on`
+    /// once the step it happened in is complete (`raise_deferred_panic`).
+    deferred_panic: Cell<Option<Panic>>,
     /// Scratch buffers reused every tick, so a tick allocates nothing.
     wake_buffer: Cell<Vec<Waker>>,
     remote_buffer: Cell<Vec<RemoteOp>>,
@@ -279,6 +283,7 @@ impl Core {
             default_pool: RefCell::new(None),
             default_pool_workers: config.default_pool_workers,
             default_pool_shutdown: config.default_pool_shutdown,
+            deferred_panic: Cell::new(None),
             wake_buffer: Cell::default(),
             remote_buffer: Cell::default(),
             spin: Spin::default(),
@@ -316,13 +321,44 @@ impl Core {
         loop {
             self.park(&main_waker);
             self.fire_timers();
+            self.raise_deferred_panic();
             if self.main_woken.replace(false)
                 && let Poll::Ready(output) = self.poll_main(future.as_mut(), &main_waker, main_site)
             {
                 return output;
             }
             self.run_ready();
+            self.raise_deferred_panic();
         }
+    }
+
+    /// A waker the loop called itself (a timer's, an I/O waiter's, a `JoinHandle`'s) is
+    /// user code and may panic. The loop calls every waker of a batch anyway, keeps the
+    /// first panic, finishes the step it was in, and re-raises the panic here, between
+    /// steps, out of `block_on`: nothing is left half-done, and nothing is lost (a later
+    /// `block_on` carries on where this one stopped).
+    fn raise_deferred_panic(&self) {
+        if let Some(panic) = self.deferred_panic.take() {
+            resume_unwind(panic);
+        }
+    }
+
+    /// Keeps the first panic of a waker the loop called (see `raise_deferred_panic`).
+    fn defer_panic(&self, result: Result<(), Panic>) {
+        if let Err(panic) = result {
+            let mut first = self.deferred_panic.take();
+            wake::keep_first(&mut first, panic);
+            self.deferred_panic.set(first);
+        }
+    }
+
+    /// Wakes a batch of wakers collected under a borrow (readiness, due timers), all of
+    /// them even if one panics, and gives the buffer back for the next tick.
+    fn wake_batch(&self, mut wakers: Vec<Waker>) {
+        for waker in wakers.drain(..) {
+            self.defer_panic(wake::wake(waker));
+        }
+        self.wake_buffer.set(wakers);
     }
 
     /// Step 1: sleep in the reactor until something is ready, then take in what woke us:
@@ -367,10 +403,7 @@ impl Core {
         if remote {
             self.drain_remote();
         }
-        for waker in wakers.drain(..) {
-            waker.wake();
-        }
-        self.wake_buffer.set(wakers);
+        self.wake_batch(wakers);
     }
 
     /// Runs what other threads queued: wakes go onto the run queue, `Run` closures
@@ -381,7 +414,8 @@ impl Core {
         for op in ops.drain(..) {
             match op {
                 RemoteOp::Wake(task) => self.schedule(task),
-                RemoteOp::Run(run) => run(),
+                // Every queued op runs even if one panics (see `raise_deferred_panic`).
+                RemoteOp::Run(run) => self.defer_panic(wake::catch(run)),
             }
         }
         self.remote_buffer.set(ops);
@@ -397,10 +431,9 @@ impl Core {
         let mut wakers = self.wake_buffer.take();
         let fired = self.timers.borrow_mut().fire_due(now, &mut wakers);
         bump(&self.counters.timers_fired, fired as u64);
-        for waker in wakers.drain(..) {
-            waker.wake();
-        }
-        self.wake_buffer.set(wakers);
+        // The fired timers have left the queue: each waker must be called, whatever the
+        // others do, or its task would never hear of its timer again.
+        self.wake_batch(wakers);
     }
 
     /// Step 3a: poll the `block_on` future. A panic in it is carried out of `block_on`
@@ -458,16 +491,17 @@ impl Core {
         };
         bump(&self.counters.polls, 1);
         self.current.set(Some(task.id));
-        let finished = match &self.instruments {
-            None => cell.as_mut().poll(),
-            Some(ins) => {
-                let probe = ins.begin_poll(task.id, site);
-                let finished = cell.as_mut().poll();
-                ins.end_poll(probe, task.id, site, || cell.header().name.as_deref());
-                finished
-            }
+        let mut poll = PollEnd {
+            core: self,
+            probe: self
+                .instruments
+                .as_ref()
+                .map(|ins| ins.begin_poll(task.id, site)),
+            task: task.id,
+            site,
         };
-        self.current.set(None);
+        let finished = cell.as_mut().poll();
+        poll.end(|| cell.header().name.as_deref());
         if finished {
             self.finish(task, cell);
             return;
@@ -544,7 +578,7 @@ impl Core {
     fn finish(&self, task: TaskRef, cell: TaskCellBox) {
         let finished = self.tasks.borrow_mut().finish(task, cell);
         if let Some(waker) = finished.join_waker {
-            waker.wake();
+            self.defer_panic(wake::wake(waker));
         }
         if let Some(cell) = finished.orphan {
             self.drop_unobserved(task, cell);
@@ -558,8 +592,8 @@ impl Core {
         let info = task_info(task.id, cell.header());
         let mut panic = cell.panic_message().map(str::to_owned);
         // The output's destructor is user code: contain a panic there too.
-        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| drop(cell))) {
-            let message = oneloop_pool::panic_message(&*payload);
+        if let Err(payload) = wake::catch(|| drop(cell)) {
+            let message = wake::into_message(payload);
             panic.get_or_insert(format!("(while dropping its output) {message}"));
         }
         if let Some(message) = panic {
@@ -577,21 +611,30 @@ impl Core {
     /// once the task has finished. A missing slot (the runtime shut down) leaves `out`
     /// empty, which the handle reads as `Cancelled`.
     pub(crate) fn poll_join(&self, task: TaskRef, waker: &Waker, out: &mut dyn Any) -> Poll<()> {
-        let mut tasks = self.tasks.borrow_mut();
-        let Some(slot) = tasks.get_mut(task) else {
-            return Poll::Ready(());
-        };
-        if !slot.finished {
-            let old = match &slot.join_waker {
-                Some(current) if current.will_wake(waker) => None,
-                _ => slot.join_waker.replace(waker.clone()),
+        // A foreign waker's clone and destructor are user code: never under the borrow.
+        let mut fresh = None;
+        loop {
+            let mut tasks = self.tasks.borrow_mut();
+            let Some(slot) = tasks.get_mut(task) else {
+                return Poll::Ready(());
             };
-            drop(tasks);
-            drop(old); // a foreign waker's destructor is user code: not under the borrow
-            return Poll::Pending;
+            if slot.finished {
+                break;
+            }
+            match wake::store_waker(&mut slot.join_waker, waker, &mut fresh) {
+                Ok(old) => {
+                    drop(tasks);
+                    drop((old, fresh));
+                    return Poll::Pending;
+                }
+                Err(_) => {
+                    drop(tasks);
+                    fresh = Some(waker.clone());
+                }
+            }
         }
-        let cell = tasks.remove(task);
-        drop(tasks);
+        let (cell, old) = self.tasks.borrow_mut().remove(task);
+        drop((old, fresh));
         if let Some(mut cell) = cell {
             cell.as_mut().take_output(out);
         }
@@ -600,23 +643,25 @@ impl Core {
 
     /// `JoinSet`: wake `waker` when the task finishes (at once if it has).
     pub(crate) fn set_join_waker(&self, task: TaskRef, waker: &Waker) {
+        let fresh = waker.clone(); // user code: before the borrow
         let mut tasks = self.tasks.borrow_mut();
         match tasks.get_mut(task) {
             Some(slot) if !slot.finished => {
-                let old = slot.join_waker.replace(waker.clone());
+                let old = slot.join_waker.replace(fresh);
                 drop(tasks);
                 drop(old);
             }
             _ => {
                 drop(tasks);
-                waker.wake_by_ref();
+                fresh.wake();
             }
         }
     }
 
     /// The `JoinHandle` was dropped: the task runs on detached.
     pub(crate) fn release_handle(&self, task: TaskRef) {
-        let cell = self.tasks.borrow_mut().release_handle(task);
+        let (cell, waker) = self.tasks.borrow_mut().release_handle(task);
+        drop(waker);
         if let Some(cell) = cell {
             self.drop_unobserved(task, cell);
         }
@@ -658,12 +703,32 @@ impl Core {
             }
             return Poll::Ready(());
         }
-        let mut timers = self.timers.borrow_mut();
-        match *key {
-            Some(armed) if timers.update_waker(armed, cx.waker()) => {}
-            _ => *key = Some(timers.insert(deadline, cx.waker().clone())),
+        // The waker is cloned, and the one it replaces dropped, outside the borrow: both
+        // are user code (`oneloop_pool::wake`).
+        let mut fresh = None;
+        loop {
+            let mut timers = self.timers.borrow_mut();
+            let stored = match *key {
+                Some(armed) => timers.update_waker(armed, cx.waker(), &mut fresh),
+                None => Err(NotArmed),
+            };
+            match stored {
+                Ok(old) => {
+                    drop(timers);
+                    drop((old, fresh));
+                    return Poll::Pending;
+                }
+                Err(NotArmed) => {
+                    if let Some(waker) = fresh.take() {
+                        *key = Some(timers.insert(deadline, waker));
+                        return Poll::Pending;
+                    }
+                }
+                Err(NeedsClone) => {}
+            }
+            drop(timers);
+            fresh = Some(cx.waker().clone());
         }
-        Poll::Pending
     }
 
     pub(crate) fn cancel_timer(&self, key: TimerKey) {
@@ -812,12 +877,17 @@ impl Core {
             }
         }
         // Results nobody read yet are dropped here, on the loop thread, one by one.
-        let cells = self.tasks.borrow_mut().drain();
+        let (cells, wakers) = self.tasks.borrow_mut().drain();
         for cell in cells {
-            let _ = catch_unwind(AssertUnwindSafe(|| drop(cell)));
+            wake::contain(wake::catch(|| drop(cell)));
         }
+        drop(WakeList::from_iter(wakers)); // each dropped, contained
         let timers = self.timers.borrow_mut().take_all();
-        drop(timers);
+        drop(WakeList::from_iter(timers.into_values()));
+        // A waker panic deferred while tasks were cancelled has nobody to go to now.
+        if let Some(panic) = self.deferred_panic.take() {
+            wake::drop_panic(panic);
+        }
         self.run_queue.borrow_mut().clear();
         // The tasks are gone, and with them every handle to a job that had not started
         // (those jobs are cancelled). Wait a while for the running ones; while panicking,
@@ -854,6 +924,33 @@ impl Core {
             io_sources: self.reactor.len(),
             slow_polls: self.instruments.as_ref().map_or(0, Instruments::slow_polls),
         }
+    }
+}
+
+/// The end of a task's poll: nothing is current any more, and debug mode closes the poll
+/// it opened. Normally `end` does it, with the task's name for the report; if anything
+/// unwinds out of the poll instead, the drop does it all the same, so the loop's and debug
+/// mode's bookkeeping never stay inside a poll that is over.
+struct PollEnd<'a> {
+    core: &'a Core,
+    /// `None` without instruments, and once ended.
+    probe: Option<Probe>,
+    task: u64,
+    site: u32,
+}
+
+impl<'a> PollEnd<'a> {
+    fn end<'n>(&mut self, name: impl FnOnce() -> Option<&'n str>) {
+        self.core.current.set(None);
+        if let (Some(ins), Some(probe)) = (&self.core.instruments, self.probe.take()) {
+            ins.end_poll(probe, self.task, self.site, name);
+        }
+    }
+}
+
+impl Drop for PollEnd<'_> {
+    fn drop(&mut self) {
+        self.end(|| None);
     }
 }
 

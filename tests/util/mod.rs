@@ -14,10 +14,20 @@ use oneloop::debug::{Code, Report};
 /// into a failure; it is not a performance limit.
 pub const HANG_LIMIT: Duration = Duration::from_secs(120);
 
+/// [`HANG_LIMIT`], or `ONELOOP_TEST_HANG_SECS` seconds when that is set (to see quickly
+/// that a regression test hangs on the code before its fix).
+pub fn hang_limit() -> Duration {
+    std::env::var("ONELOOP_TEST_HANG_SECS")
+        .ok()
+        .and_then(|secs| secs.parse().ok())
+        .map_or(HANG_LIMIT, Duration::from_secs)
+}
+
 /// Runs `body` on its own thread and fails the test if it does not finish within
-/// [`HANG_LIMIT`], so a lost wake-up is a red test rather than a stuck CI job. Panics in
+/// [`hang_limit`], so a lost wake-up is a red test rather than a stuck CI job. Panics in
 /// `body` are re-raised here.
 pub fn hang_guard<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> T {
+    let limit = hang_limit();
     let (done, finished) = mpsc::channel();
     let worker = thread::Builder::new()
         .name("test-body".into())
@@ -25,14 +35,106 @@ pub fn hang_guard<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) 
             let _ = done.send(catch_unwind(AssertUnwindSafe(body)));
         })
         .expect("spawn test thread");
-    match finished.recv_timeout(HANG_LIMIT) {
+    match finished.recv_timeout(limit) {
         Ok(Ok(value)) => {
             worker.join().expect("test thread");
             value
         }
         Ok(Err(panic)) => resume_unwind(panic),
-        Err(_) => panic!("test hung: no result after {HANG_LIMIT:?}"),
+        Err(_) => panic!("test hung: no result after {limit:?}"),
     }
+}
+
+/// What a [`hook_waker`] does besides waking: each hook runs inside the waker's own
+/// `wake`, `clone` or `drop`, so a test can make a waker panic there or call back into
+/// the structure that holds it.
+#[derive(Default)]
+pub struct Hooks {
+    pub wake: Option<Box<dyn Fn() + Send + Sync>>,
+    pub clone: Option<Box<dyn Fn() + Send + Sync>>,
+    pub drop: Option<Box<dyn Fn() + Send + Sync>>,
+    /// Woken (by reference) after the `wake` hook, so the waiting task still runs.
+    pub inner: Option<std::task::Waker>,
+}
+
+/// A waker whose `wake`, `clone` and `drop` run user-chosen code (see [`Hooks`]): the
+/// adversarial waker of the waker-safety tests.
+pub fn hook_waker(hooks: Hooks) -> std::task::Waker {
+    use std::task::{RawWaker, RawWakerVTable, Waker};
+
+    static VTABLE: RawWakerVTable = RawWakerVTable::new(clone, wake, wake_by_ref, drop_waker);
+
+    fn raw(hooks: Arc<Hooks>) -> RawWaker {
+        RawWaker::new(Arc::into_raw(hooks).cast(), &VTABLE)
+    }
+    /// Borrows the `Hooks` behind `data` without taking over its count.
+    ///
+    /// # Safety
+    ///
+    /// `data` came from `Arc::into_raw` in `raw` and its count is still held.
+    unsafe fn hooks_of<'a>(data: *const ()) -> &'a Hooks {
+        // SAFETY: per this function's contract the pointer is a live `Arc<Hooks>`'s.
+        unsafe { &*data.cast::<Hooks>() }
+    }
+    unsafe fn clone(data: *const ()) -> RawWaker {
+        // SAFETY: the vtable is only ever used with pointers made by `raw`, whose count is
+        // held by the waker being cloned.
+        let hooks = unsafe { hooks_of(data) };
+        if let Some(hook) = &hooks.clone {
+            hook();
+        }
+        // SAFETY: as above; the clone gets a count of its own.
+        unsafe { Arc::increment_strong_count(data.cast::<Hooks>()) };
+        RawWaker::new(data, &VTABLE)
+    }
+    unsafe fn wake(data: *const ()) {
+        // SAFETY: as in `clone`; wake consumes the waker, so it also drops it.
+        unsafe {
+            wake_by_ref(data);
+            drop_waker(data);
+        }
+    }
+    unsafe fn wake_by_ref(data: *const ()) {
+        // SAFETY: as in `clone`.
+        let hooks = unsafe { hooks_of(data) };
+        if let Some(hook) = &hooks.wake {
+            hook();
+        }
+        if let Some(inner) = &hooks.inner {
+            inner.wake_by_ref();
+        }
+    }
+    unsafe fn drop_waker(data: *const ()) {
+        // SAFETY: this waker's count is given back here, exactly once (the `Arc` is
+        // dropped even if the hook panics).
+        let hooks = unsafe { Arc::from_raw(data.cast::<Hooks>()) };
+        if let Some(hook) = &hooks.drop {
+            hook();
+        }
+    }
+    // SAFETY: the vtable's functions keep `Arc`'s counting contract (see each one).
+    unsafe { Waker::from_raw(raw(Arc::new(hooks))) }
+}
+
+/// A waker that panics when woken (and wakes nothing), counting its wakes.
+pub fn panicking_waker(wakes: Arc<AtomicUsize>) -> std::task::Waker {
+    hook_waker(Hooks {
+        wake: Some(Box::new(move || {
+            wakes.fetch_add(1, Ordering::SeqCst);
+            panic!("a waker that panics when woken");
+        })),
+        ..Hooks::default()
+    })
+}
+
+/// A waker that counts its wakes.
+pub fn counting_waker(wakes: Arc<AtomicUsize>) -> std::task::Waker {
+    hook_waker(Hooks {
+        wake: Some(Box::new(move || {
+            wakes.fetch_add(1, Ordering::SeqCst);
+        })),
+        ..Hooks::default()
+    })
 }
 
 /// Counts how many times the values it hands out are dropped.

@@ -421,8 +421,8 @@ impl Reporter {
 /// Hands `report` to `sink`, containing a panic in the sink: a broken sink must not take
 /// the loop or the watchdog down with it.
 fn emit(sink: &Sink, report: &Report) {
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sink(report)));
-    if result.is_err() {
+    let result = oneloop_pool::wake::catch(|| sink(report));
+    if oneloop_pool::wake::contain(result).is_none() {
         let _ = writeln!(
             std::io::stderr().lock(),
             "oneloop: the report sink panicked while handling {}",

@@ -546,6 +546,13 @@ fn run_watchdog(watch: &Watch) {
     let mut watching: Option<(u64, u64, Duration, u32)> = None;
     let mut stop = watch.stop.lock();
     loop {
+        // Check before waiting, not only after: `stop` may have been set while this thread
+        // was not waiting (before its first look, or while the lock was released for a
+        // scan or a report), and that notification is gone; waiting first would hold the
+        // runtime's drop for up to a whole look interval.
+        if *stop {
+            return;
+        }
         let wait = match watching {
             Some((_, began, due, _)) => {
                 let running = watch

@@ -32,6 +32,7 @@ use std::future::poll_fn;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
+use oneloop_pool::wake::{self, store_waker};
 use parking_lot::Mutex;
 
 use super::Semaphore;
@@ -66,8 +67,18 @@ struct Chan<T> {
 struct State<T> {
     queue: VecDeque<T>,
     senders: usize,
-    receiver_gone: bool,
+    /// Set by `Receiver::close` and the receiver's drop: no value can be queued any more,
+    /// so once the queue is drained the channel is over, whatever senders remain.
+    closed: bool,
     receiver_waker: Option<Waker>,
+}
+
+impl<T> State<T> {
+    /// True when no value can ever arrive again: every sender is gone, or the receiver
+    /// closed the channel.
+    fn finished(&self) -> bool {
+        self.senders == 0 || self.closed
+    }
 }
 
 impl<T> Chan<T> {
@@ -76,7 +87,7 @@ impl<T> Chan<T> {
             state: Mutex::new(State {
                 queue: VecDeque::new(),
                 senders: 1,
-                receiver_gone: false,
+                closed: false,
                 receiver_waker: None,
             }),
             slots,
@@ -87,7 +98,7 @@ impl<T> Chan<T> {
     fn push(&self, value: T) -> Result<(), T> {
         let waker = {
             let mut state = self.state.lock();
-            if state.receiver_gone {
+            if state.closed {
                 return Err(value);
             }
             state.queue.push_back(value);
@@ -118,7 +129,7 @@ impl<T> Chan<T> {
     }
 
     fn is_closed(&self) -> bool {
-        self.state.lock().receiver_gone
+        self.state.lock().closed
     }
 }
 
@@ -183,7 +194,8 @@ impl<T> std::error::Error for TrySendError<T> {}
 pub enum TryRecvError {
     /// Nothing queued right now.
     Empty,
-    /// Nothing queued and every sender is gone.
+    /// Nothing queued, and nothing ever will be: every sender is gone, or the receiver
+    /// closed the channel.
     Disconnected,
 }
 
@@ -307,28 +319,37 @@ pub struct Receiver<T> {
 }
 
 impl<T> Receiver<T> {
-    /// Waits for the next value; `None` once every sender is gone and the queue is empty.
+    /// Waits for the next value; `None` once the queue is empty and no value can arrive any
+    /// more (every sender is gone, or [`close`](Self::close) was called).
     pub async fn recv(&mut self) -> Option<T> {
         poll_fn(|cx| self.poll_recv(cx)).await
     }
 
     /// Polls for the next value (for hand-written futures).
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
-        match self.try_recv() {
-            Ok(value) => Poll::Ready(Some(value)),
-            Err(TryRecvError::Disconnected) => Poll::Ready(None),
-            Err(TryRecvError::Empty) => {
-                let mut state = self.chan.state.lock();
-                // Re-check under the lock: a value may have arrived since try_recv.
-                if !state.queue.is_empty() || state.senders == 0 {
+        // Waker code (clone, drop) runs outside the lock (`oneloop_pool::wake`).
+        let mut fresh = None;
+        loop {
+            match self.try_recv() {
+                Ok(value) => return Poll::Ready(Some(value)),
+                Err(TryRecvError::Disconnected) => return Poll::Ready(None),
+                Err(TryRecvError::Empty) => {}
+            }
+            let mut state = self.chan.state.lock();
+            // Re-check under the lock: a value may have arrived since try_recv.
+            if !state.queue.is_empty() || state.finished() {
+                continue;
+            }
+            match store_waker(&mut state.receiver_waker, cx.waker(), &mut fresh) {
+                Ok(old) => {
                     drop(state);
-                    return self.poll_recv(cx);
+                    drop((old, fresh));
+                    return Poll::Pending;
                 }
-                match &mut state.receiver_waker {
-                    Some(waker) if waker.will_wake(cx.waker()) => {}
-                    slot => *slot = Some(cx.waker().clone()),
+                Err(_) => {
+                    drop(state);
+                    fresh = Some(cx.waker().clone());
                 }
-                Poll::Pending
             }
         }
     }
@@ -339,12 +360,14 @@ impl<T> Receiver<T> {
             let mut state = self.chan.state.lock();
             match state.queue.pop_front() {
                 Some(value) => value,
-                None if state.senders == 0 => return Err(TryRecvError::Disconnected),
+                None if state.finished() => return Err(TryRecvError::Disconnected),
                 None => return Err(TryRecvError::Empty),
             }
         };
         if let Some(slots) = &self.chan.slots {
-            slots.add_permits(1);
+            // Frees the value's slot and wakes a waiting sender. A panic in that sender's
+            // waker is contained: re-raising it here would lose the value just taken.
+            wake::contain(wake::catch(|| slots.add_permits(1)));
         }
         Ok(value)
     }
@@ -359,9 +382,9 @@ impl<T> Receiver<T> {
     }
 
     /// Stops the channel: senders fail from now on; values already queued can still be
-    /// received.
+    /// received, and then `recv` returns `None` even while senders are alive.
     pub fn close(&mut self) {
-        self.chan.state.lock().receiver_gone = true;
+        self.chan.state.lock().closed = true;
         if let Some(slots) = &self.chan.slots {
             slots.close();
         }

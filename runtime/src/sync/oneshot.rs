@@ -18,6 +18,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
+use oneloop_pool::wake::store_waker;
 use parking_lot::Mutex;
 
 /// Creates a one-value channel.
@@ -123,12 +124,25 @@ impl<T> Sender<T> {
             let Some(inner) = &self.inner else {
                 return Poll::Ready(());
             };
-            let mut state = inner.lock();
-            if state.receiver_gone {
-                Poll::Ready(())
-            } else {
-                state.sender_waker = Some(cx.waker().clone());
-                Poll::Pending
+            let mut fresh = None;
+            loop {
+                let mut state = inner.lock();
+                if state.receiver_gone {
+                    drop(state);
+                    drop(fresh);
+                    return Poll::Ready(());
+                }
+                match store_waker(&mut state.sender_waker, cx.waker(), &mut fresh) {
+                    Ok(old) => {
+                        drop(state);
+                        drop((old, fresh));
+                        return Poll::Pending;
+                    }
+                    Err(_) => {
+                        drop(state);
+                        fresh = Some(cx.waker().clone());
+                    }
+                }
             }
         })
         .await
@@ -188,20 +202,33 @@ impl<T> Future for Receiver<T> {
             !this.done,
             "oneloop: oneshot Receiver polled after it completed"
         );
-        let mut state = this.inner.lock();
-        if let Some(value) = state.value.take() {
-            this.done = true;
-            return Poll::Ready(Ok(value));
+        // Waker code (clone, drop) runs outside the lock (`oneloop_pool::wake`).
+        let mut fresh = None;
+        loop {
+            let mut state = this.inner.lock();
+            let ready = match state.value.take() {
+                Some(value) => Some(Ok(value)),
+                None if state.sender_gone => Some(Err(RecvError(()))),
+                None => None,
+            };
+            if let Some(result) = ready {
+                drop(state);
+                drop(fresh);
+                this.done = true;
+                return Poll::Ready(result);
+            }
+            match store_waker(&mut state.receiver_waker, cx.waker(), &mut fresh) {
+                Ok(old) => {
+                    drop(state);
+                    drop((old, fresh));
+                    return Poll::Pending;
+                }
+                Err(_) => {
+                    drop(state);
+                    fresh = Some(cx.waker().clone());
+                }
+            }
         }
-        if state.sender_gone {
-            this.done = true;
-            return Poll::Ready(Err(RecvError(())));
-        }
-        match &mut state.receiver_waker {
-            Some(waker) if waker.will_wake(cx.waker()) => {}
-            slot => *slot = Some(cx.waker().clone()),
-        }
-        Poll::Pending
     }
 }
 

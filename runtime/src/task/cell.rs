@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_task::waker_ref;
-use oneloop_pool::panic_message;
+use oneloop_pool::wake;
 use pin_project_lite::pin_project;
 
 use super::JoinError;
@@ -85,7 +85,7 @@ fn set_stage<F: Future>(stage: Pin<&mut Stage<F>>, new: Stage<F>) -> Option<Stri
     let mut stage = stage;
     catch_unwind(AssertUnwindSafe(|| stage.as_mut().set(new)))
         .err()
-        .map(|payload| panic_message(&*payload))
+        .map(wake::into_message)
 }
 
 impl<F: Future + 'static> RawTask for TaskCell<F> {
@@ -106,7 +106,9 @@ impl<F: Future + 'static> RawTask for TaskCell<F> {
         let output = match catch_unwind(AssertUnwindSafe(|| future.poll(&mut cx))) {
             Ok(Poll::Pending) => return false,
             Ok(Poll::Ready(value)) => Ok(value),
-            Err(payload) => Err(JoinError::Panicked(panic_message(&*payload))),
+            // The payload's own destructor may panic: it is dropped contained, or that
+            // panic would escape the runtime in the middle of the loop's bookkeeping.
+            Err(payload) => Err(JoinError::Panicked(wake::into_message(payload))),
         };
         // The future is done: drop it now (not when the handle is read) so its resources
         // go back at once. A panic in its destructor makes the task a panicked one.

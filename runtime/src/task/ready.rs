@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::task::Waker;
 
 use futures_task::ArcWake;
+use oneloop_pool::wake::store_waker;
 use parking_lot::Mutex;
 
 #[derive(Default)]
@@ -38,17 +39,30 @@ impl ReadyList {
         self.state.lock().ready.push_back(index);
     }
 
-    /// The next child to poll; when there is none, remembers `parent` to wake later.
+    /// The next child to poll; when there is none, remembers `parent` to wake later. The
+    /// parent's waker is cloned, and the one it replaces dropped, outside the lock
+    /// (`oneloop_pool::wake`).
     pub(crate) fn pop_or_register(&self, parent: &Waker) -> Option<usize> {
-        let mut state = self.state.lock();
-        let index = state.ready.pop_front();
-        if index.is_none() {
-            match &mut state.parent {
-                Some(current) if current.will_wake(parent) => {}
-                slot => *slot = Some(parent.clone()),
+        let mut fresh = None;
+        loop {
+            let mut state = self.state.lock();
+            if let Some(index) = state.ready.pop_front() {
+                drop(state);
+                drop(fresh);
+                return Some(index);
+            }
+            match store_waker(&mut state.parent, parent, &mut fresh) {
+                Ok(old) => {
+                    drop(state);
+                    drop((old, fresh));
+                    return None;
+                }
+                Err(_) => {
+                    drop(state);
+                    fresh = Some(parent.clone());
+                }
             }
         }
-        index
     }
 }
 

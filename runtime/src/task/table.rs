@@ -129,22 +129,30 @@ impl TaskTable {
     }
 
     /// The `JoinHandle` is going away without having taken the output. Returns the cell
-    /// when the task had finished (the slot is freed), for the caller to drop.
-    pub(crate) fn release_handle(&mut self, task: TaskRef) -> Option<Cell> {
-        let slot = self.get_mut(task)?;
+    /// when the task had finished (the slot is freed), and the handle's waker, for the
+    /// caller to drop after the borrow.
+    pub(crate) fn release_handle(&mut self, task: TaskRef) -> (Option<Cell>, Option<Waker>) {
+        let Some(slot) = self.get_mut(task) else {
+            return (None, None);
+        };
         slot.has_handle = false;
-        slot.join_waker = None;
-        if slot.finished {
+        let waker = slot.join_waker.take();
+        let cell = if slot.finished {
             self.slab.remove(task.key).cell
         } else {
             None
-        }
+        };
+        (cell, waker)
     }
 
-    /// The `JoinHandle` took the output: free the slot, handing back the emptied cell.
-    pub(crate) fn remove(&mut self, task: TaskRef) -> Option<Cell> {
-        self.get(task)?;
-        self.slab.remove(task.key).cell
+    /// The `JoinHandle` took the output: free the slot, handing back the emptied cell and
+    /// any waker left in it (to drop after the borrow).
+    pub(crate) fn remove(&mut self, task: TaskRef) -> (Option<Cell>, Option<Waker>) {
+        if self.get(task).is_none() {
+            return (None, None);
+        }
+        let slot = self.slab.remove(task.key);
+        (slot.cell, slot.join_waker)
     }
 
     /// Starts an abort. Returns the cell to cancel now, or `None` when the task has finished
@@ -180,8 +188,15 @@ impl TaskTable {
         self.slab.len()
     }
 
-    /// Empties the table (runtime shutdown), handing every cell back to be dropped.
-    pub(crate) fn drain(&mut self) -> Vec<Cell> {
-        self.slab.drain().filter_map(|slot| slot.cell).collect()
+    /// Empties the table (runtime shutdown), handing every cell and waker back to be
+    /// dropped after the borrow.
+    pub(crate) fn drain(&mut self) -> (Vec<Cell>, Vec<Waker>) {
+        let mut cells = Vec::new();
+        let mut wakers = Vec::new();
+        for slot in self.slab.drain() {
+            cells.extend(slot.cell);
+            wakers.extend(slot.join_waker);
+        }
+        (cells, wakers)
     }
 }

@@ -17,6 +17,13 @@ pub(crate) struct TimerKey {
     seq: u64,
 }
 
+/// Why [`TimerQueue::update_waker`] stored nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stored {
+    NotArmed,
+    NeedsClone,
+}
+
 #[derive(Default)]
 pub(crate) struct TimerQueue {
     entries: BTreeMap<TimerKey, Waker>,
@@ -40,18 +47,23 @@ impl TimerQueue {
         self.entries.remove(&key)
     }
 
-    /// Points an armed timer at a new waker (the task that polls it may have changed).
-    /// Returns false when the timer has already fired.
-    pub(crate) fn update_waker(&mut self, key: TimerKey, waker: &Waker) -> bool {
-        match self.entries.get_mut(&key) {
-            Some(current) => {
-                if !current.will_wake(waker) {
-                    current.clone_from(waker);
-                }
-                true
-            }
-            None => false,
+    /// Points an armed timer at `waker` (the task that polls it may have changed). Waker
+    /// code never runs here, under the caller's borrow: if the stored waker does not wake
+    /// the same task, the clone the caller made beforehand (`fresh`) replaces it and the
+    /// old one comes back to be dropped after the borrow; without a clone, `NeedsClone`.
+    /// `NotArmed` when the timer has already fired (or was never armed).
+    pub(crate) fn update_waker(
+        &mut self,
+        key: TimerKey,
+        waker: &Waker,
+        fresh: &mut Option<Waker>,
+    ) -> Result<Option<Waker>, Stored> {
+        let current = self.entries.get_mut(&key).ok_or(Stored::NotArmed)?;
+        if current.will_wake(waker) {
+            return Ok(None);
         }
+        let new = fresh.take().ok_or(Stored::NeedsClone)?;
+        Ok(Some(std::mem::replace(current, new)))
     }
 
     pub(crate) fn next_deadline(&self) -> Option<Instant> {

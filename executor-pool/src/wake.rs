@@ -1,0 +1,227 @@
+//! Calling user wakers safely.
+//!
+//! A `Waker` is user code: its `wake`, `clone` and `drop` may do anything, including panic
+//! or call back into the structure that stored it. Every structure in this crate and in
+//! `oneloop` follows one rule (tokio's `WakeList` taught it):
+//!
+//! 1. under the lock (or `RefCell` borrow), only *move* wakers: take them out of the
+//!    state into a [`WakeList`], and decide every count (permits granted, values queued)
+//!    before letting go of the lock;
+//! 2. release the lock, then wake them all; a panic in one wake does not stop the others;
+//! 3. a waker that must be stored is cloned *before* the lock is taken, and a waker that is
+//!    replaced is dropped *after* it is released ([`store_waker`]).
+//!
+//! So a panicking waker can never leave a count half-updated, strand the waiters behind
+//! it, or poison a lock, and a waker that re-enters the structure finds it unlocked.
+//!
+//! What happens to the panic itself depends on where the wake ran:
+//! [`WakeList::wake_all`] hands back the first panic for the caller to decide: re-raise it
+//! after everyone was woken ([`resume`], used where user code called in, e.g. dropping a
+//! permit), or swallow it ([`contain`], used on a pool's worker thread, which must
+//! survive).
+
+use std::any::Any;
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::task::Waker;
+
+/// The payload of a caught panic.
+pub type Panic = Box<dyn Any + Send + 'static>;
+
+/// Wakers collected under a lock, to be woken after it is released.
+///
+/// Dropping a list wakes nothing: its wakers are dropped, each under `catch_unwind`.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Mutex;
+/// use std::task::Waker;
+/// use oneloop_pool::wake::WakeList;
+///
+/// let waiters: Mutex<Vec<Waker>> = Mutex::new(vec![Waker::noop().clone()]);
+/// let mut list = WakeList::new();
+/// list.extend(waiters.lock().unwrap().drain(..)); // under the lock: only move them
+/// assert_eq!(list.len(), 1);
+/// assert!(list.wake_all().is_ok()); // after it: wake, each panic contained
+/// ```
+#[derive(Default)]
+pub struct WakeList {
+    wakers: Vec<Waker>,
+}
+
+impl WakeList {
+    /// An empty list (allocates nothing until a waker is pushed).
+    pub const fn new() -> Self {
+        WakeList { wakers: Vec::new() }
+    }
+
+    /// Adds a waker to wake later.
+    pub fn push(&mut self, waker: Waker) {
+        self.wakers.push(waker);
+    }
+
+    /// Wakers collected so far.
+    pub fn len(&self) -> usize {
+        self.wakers.len()
+    }
+
+    /// True when nothing was collected.
+    pub fn is_empty(&self) -> bool {
+        self.wakers.is_empty()
+    }
+
+    /// Wakes every waker in the order they were pushed, even if some panic, and leaves the
+    /// list empty (its allocation is kept for reuse). Returns the first panic; any later
+    /// ones are dropped (contained).
+    pub fn wake_all(&mut self) -> Result<(), Panic> {
+        let mut first = None;
+        for waker in self.wakers.drain(..) {
+            if let Err(panic) = catch_unwind(AssertUnwindSafe(|| waker.wake())) {
+                keep_first(&mut first, panic);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+}
+
+impl Extend<Waker> for WakeList {
+    fn extend<I: IntoIterator<Item = Waker>>(&mut self, iter: I) {
+        self.wakers.extend(iter);
+    }
+}
+
+impl FromIterator<Waker> for WakeList {
+    fn from_iter<I: IntoIterator<Item = Waker>>(iter: I) -> Self {
+        WakeList {
+            wakers: iter.into_iter().collect(),
+        }
+    }
+}
+
+impl Drop for WakeList {
+    fn drop(&mut self) {
+        for waker in self.wakers.drain(..) {
+            contain(catch_unwind(AssertUnwindSafe(|| drop(waker))));
+        }
+    }
+}
+
+impl fmt::Debug for WakeList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WakeList")
+            .field("wakers", &self.wakers.len())
+            .finish()
+    }
+}
+
+/// Keeps the first panic of a batch; a later one is dropped (contained).
+pub fn keep_first(first: &mut Option<Panic>, panic: Panic) {
+    if first.is_none() {
+        *first = Some(panic);
+    } else {
+        drop_panic(panic);
+    }
+}
+
+/// Wakes one waker, returning its panic instead of unwinding.
+pub fn wake(waker: Waker) -> Result<(), Panic> {
+    catch_unwind(AssertUnwindSafe(|| waker.wake()))
+}
+
+/// Runs `f` (a drop, a wake: user code) and returns its panic instead of unwinding.
+pub fn catch<R>(f: impl FnOnce() -> R) -> Result<R, Panic> {
+    catch_unwind(AssertUnwindSafe(f))
+}
+
+/// Swallows the panic of a contained call, if any: for threads that must survive user code
+/// (a pool's workers), where there is nobody to hand the panic to.
+pub fn contain<R>(result: Result<R, Panic>) -> Option<R> {
+    match result {
+        Ok(value) => Some(value),
+        Err(panic) => {
+            drop_panic(panic);
+            None
+        }
+    }
+}
+
+/// Re-raises the panic of a contained call after the work it interrupted is complete;
+/// contains it instead when the thread is already unwinding (a second panic would abort
+/// the process).
+pub fn resume<R>(result: Result<R, Panic>) -> Option<R> {
+    match result {
+        Ok(value) => Some(value),
+        Err(panic) if std::thread::panicking() => {
+            drop_panic(panic);
+            None
+        }
+        Err(panic) => resume_unwind(panic),
+    }
+}
+
+/// Drops a panic payload; its destructor is user code too. If that panics as well, the
+/// second payload is leaked rather than risk a third.
+pub fn drop_panic(panic: Panic) {
+    if let Err(again) = catch_unwind(AssertUnwindSafe(|| drop(panic))) {
+        std::mem::forget(again);
+    }
+}
+
+/// The message of a caught panic (see [`panic_message`](crate::panic_message)); the payload
+/// is then dropped with [`drop_panic`], since its destructor may panic too.
+pub fn into_message(panic: Panic) -> String {
+    let message = crate::panic_message(&*panic);
+    drop_panic(panic);
+    message
+}
+
+/// Stores a waker in `slot` under a lock without running waker code there.
+///
+/// Call it with the lock held. If `slot` already holds a waker that wakes the same task as
+/// `waker`, nothing changes and `Ok(None)` comes back. Otherwise the waker must be cloned,
+/// which is user code and must not run under the lock: if the caller has already cloned
+/// it into `fresh`, it is moved into the slot and the waker it replaces comes back in
+/// `Ok(Some(old))`, for the caller to drop after releasing the lock; if `fresh` is empty,
+/// `Err(NeedsClone)` says: release the lock, clone the waker into `fresh`, and try again
+/// (the state may have changed meanwhile).
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Mutex;
+/// use std::task::Waker;
+/// use oneloop_pool::wake::store_waker;
+///
+/// let slot: Mutex<Option<Waker>> = Mutex::new(None);
+/// let waker = Waker::noop();
+/// let mut fresh = None;
+/// let replaced = loop {
+///     let mut guard = slot.lock().unwrap();
+///     match store_waker(&mut guard, waker, &mut fresh) {
+///         Ok(old) => break old, // drop `old` (and any unused `fresh`) after the lock
+///         Err(_) => {
+///             drop(guard);
+///             fresh = Some(waker.clone()); // user code, with no lock held
+///         }
+///     }
+/// };
+/// assert!(replaced.is_none() && slot.lock().unwrap().is_some());
+/// ```
+pub fn store_waker(
+    slot: &mut Option<Waker>,
+    waker: &Waker,
+    fresh: &mut Option<Waker>,
+) -> Result<Option<Waker>, NeedsClone> {
+    match slot {
+        Some(current) if current.will_wake(waker) => Ok(None),
+        _ => match fresh.take() {
+            Some(new) => Ok(slot.replace(new)),
+            None => Err(NeedsClone),
+        },
+    }
+}
+
+/// [`store_waker`] needs a clone of the waker made outside the lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NeedsClone;
