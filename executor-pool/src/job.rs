@@ -32,6 +32,7 @@ use parking_lot::Mutex;
 
 use crate::JobError;
 use crate::semaphore::OwnedSemaphorePermit;
+use crate::waiting::{self, WaitingOn};
 use crate::wake::{self, store_waker};
 
 /// Numbers jobs across all pools, for reports.
@@ -155,6 +156,7 @@ trait TypedJob<T>: Send + Sync {
     fn release(&self, detach: bool);
     fn is_finished(&self) -> bool;
     fn info(&self) -> JobInfo;
+    fn id(&self) -> u64;
 }
 
 /// Hands the closure its cancellation token, created only if the closure asks for it.
@@ -439,6 +441,10 @@ where
     fn info(&self) -> JobInfo {
         self.header.info()
     }
+
+    fn id(&self) -> u64 {
+        self.header.id
+    }
 }
 
 /// Gives a bounded queue's slot back. That wakes whoever waits for room, and their wakers
@@ -633,7 +639,10 @@ impl<T: Send + 'static> Future for JobHandle<T> {
             .job
             .as_ref()
             .expect("oneloop-pool: JobHandle polled after it returned its result");
-        let result = std::task::ready!(job.poll_result(cx));
+        let Poll::Ready(result) = job.poll_result(cx) else {
+            waiting::note(WaitingOn::Job { id: job.id() });
+            return Poll::Pending;
+        };
         self.job = None;
         Poll::Ready(result)
     }

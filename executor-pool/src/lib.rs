@@ -50,6 +50,7 @@
 //! - `semaphore.rs`: the fair [`Semaphore`] behind bounded queues.
 //! - `wake.rs`: calling user wakers safely (collect under the lock, wake after it, each
 //!   panic contained): the rule every waiting structure here and in `oneloop` follows.
+//! - `waiting.rs`: a hook through which a runtime learns what its tasks wait on.
 //! - `block_on.rs`: waiting for a future on a plain thread.
 //! - `error.rs`: [`JobError`], [`TrySpawnError`], [`Rejected`].
 //! - `rayon.rs` (feature `rayon`): a rayon pool as an [`Executor`].
@@ -66,6 +67,7 @@ mod pool;
 #[cfg(feature = "rayon")]
 mod rayon;
 pub mod semaphore;
+pub mod waiting;
 pub mod wake;
 mod worker;
 

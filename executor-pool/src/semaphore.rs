@@ -19,6 +19,7 @@ use std::task::{Context, Poll, Waker};
 
 use parking_lot::Mutex;
 
+use crate::waiting::{self, WaitingOn};
 use crate::wake::{self, WakeList};
 
 /// An async semaphore: at most N permits out at once, granted in request order.
@@ -300,6 +301,9 @@ impl Semaphore {
                     if waiter.waker.will_wake(cx.waker()) {
                         drop(state);
                         drop(fresh);
+                        waiting::note(WaitingOn::Semaphore {
+                            needed: request.needed,
+                        });
                         return Poll::Pending;
                     }
                     let Some(new) = fresh.take() else {
@@ -310,6 +314,9 @@ impl Semaphore {
                     let old = std::mem::replace(&mut waiter.waker, new);
                     drop(state);
                     drop(old);
+                    waiting::note(WaitingOn::Semaphore {
+                        needed: request.needed,
+                    });
                     return Poll::Pending;
                 }
                 None if state.closed => Err(AcquireError(())),
@@ -333,6 +340,10 @@ impl Semaphore {
                         },
                     );
                     request.ticket = Some(ticket);
+                    drop(state);
+                    waiting::note(WaitingOn::Semaphore {
+                        needed: request.needed,
+                    });
                     return Poll::Pending;
                 }
             };

@@ -12,6 +12,9 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use oneloop_pool::waiting;
+
+use crate::debug::deadlock::Waiting;
 use crate::runtime::Core;
 use crate::waker::{Remote, TaskRef};
 
@@ -25,6 +28,8 @@ thread_local! {
 /// Makes `core` the current runtime until dropped.
 pub(crate) struct EnterGuard {
     previous: Option<Rc<Core>>,
+    /// The thread's `oneloop_pool::waiting` hook before this runtime installed its own.
+    previous_hook: Option<waiting::Hook>,
 }
 
 /// Enters `core` for a `block_on`.
@@ -53,7 +58,12 @@ pub(crate) fn enter_for_drop(core: &Rc<Core>) -> EnterGuard {
 
 fn replace(new: Option<Rc<Core>>) -> EnterGuard {
     let previous = CURRENT.with(|current| current.replace(new));
-    EnterGuard { previous }
+    // The pool's futures (semaphores, job handles) tell this runtime what they wait on.
+    let previous_hook = waiting::set_hook(Some(note_pool_wait));
+    EnterGuard {
+        previous,
+        previous_hook,
+    }
 }
 
 impl Drop for EnterGuard {
@@ -65,8 +75,24 @@ impl Drop for EnterGuard {
             .try_with(|current| current.replace(previous))
             .ok()
             .flatten();
+        waiting::set_hook(self.previous_hook);
         drop(ours);
     }
+}
+
+/// A future of the current task returned `Pending` waiting on `waiting`: tell the runtime
+/// polling it, if any (the deadlock check names it).
+pub(crate) fn note_wait(waiting: Waiting) {
+    let _ = CURRENT.try_with(|current| {
+        if let Some(core) = &*current.borrow() {
+            core.note_wait(waiting);
+        }
+    });
+}
+
+/// The `oneloop_pool::waiting` hook of a thread running a runtime.
+fn note_pool_wait(on: waiting::WaitingOn) {
+    note_wait(on.into());
 }
 
 /// Runs `f` with the current runtime, or returns `None` outside any runtime.

@@ -18,6 +18,7 @@ use parking_lot::Mutex;
 
 use crate::context;
 use crate::debug::TaskInfo;
+use crate::debug::deadlock::Waiting;
 use crate::task::{Id, JoinError};
 use crate::waker::{Remote, RemoteOp, TaskRef};
 
@@ -268,6 +269,7 @@ impl<T> Future for RemoteJoinHandle<T> {
                 Ok(old) => {
                     drop(state);
                     drop((old, fresh));
+                    context::note_wait(Waiting::RemoteJoin);
                     return Poll::Pending;
                 }
                 Err(_) => {

@@ -14,6 +14,7 @@ use mio::Interest;
 use mio::event::Source;
 
 use crate::context;
+use crate::debug::deadlock::Waiting;
 use crate::reactor::{Direction, IoKey};
 use crate::waker::{Remote, RemoteOp};
 
@@ -83,6 +84,7 @@ impl<S: Source> Registration<S> {
         // (woken again at once) and the loop gets to run everything else.
         for _ in 0..MAX_IO_ATTEMPTS {
             if reactor.poll_ready(self.key, dir, cx).is_pending() {
+                core.note_wait(Waiting::Io(dir));
                 return Poll::Pending;
             }
             match op(self.source()) {

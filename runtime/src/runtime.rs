@@ -15,7 +15,7 @@
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, Location, catch_unwind, resume_unwind};
@@ -32,6 +32,7 @@ use oneloop_pool::wake::{self, Panic, WakeList};
 
 use crate::builder::Config;
 use crate::context;
+use crate::debug::deadlock::{self, Chain, MAX_CHAIN, Waiting};
 use crate::debug::instruments::{Instruments, Probe};
 use crate::debug::{Code, Report, Reporter, TaskInfo};
 use crate::reactor::Reactor;
@@ -236,6 +237,16 @@ pub(crate) struct Core {
     /// The first panic of a waker the loop called itself, re-raised out of `block_on`
     /// once the step it happened in is complete (`raise_deferred_panic`).
     deferred_panic: Cell<Option<Panic>>,
+    /// What the task being polled waits on, as the last oneloop future that returned
+    /// `Pending` in this poll said (`note_wait`); stored with the task when its poll ends.
+    waiting: Cell<Waiting>,
+    /// The same for the `block_on` future, after its last poll.
+    main_waiting: Cell<Waiting>,
+    /// Deadlock checks so far: each marks the tasks it steps on with its number.
+    checks: Cell<u64>,
+    /// A task whose `JoinHandle` waits lead back to itself, as seen when it last went
+    /// pending (`spot_join_cycle`); the next idle check confirms or forgets it.
+    cycle_candidate: Cell<Option<TaskRef>>,
     /// Scratch buffers reused every tick, so a tick allocates nothing.
     wake_buffer: Cell<Vec<Waker>>,
     remote_buffer: Cell<Vec<RemoteOp>>,
@@ -284,6 +295,10 @@ impl Core {
             default_pool_workers: config.default_pool_workers,
             default_pool_shutdown: config.default_pool_shutdown,
             deferred_panic: Cell::new(None),
+            waiting: Cell::new(Waiting::Unknown),
+            main_waiting: Cell::new(Waiting::Unknown),
+            checks: Cell::new(0),
+            cycle_candidate: Cell::new(None),
             wake_buffer: Cell::default(),
             remote_buffer: Cell::default(),
             spin: Spin::default(),
@@ -372,13 +387,12 @@ impl Core {
         };
         let timeout = if busy {
             Some(Duration::ZERO)
-        } else if let Some(deadline) = next_timer {
+        } else {
+            // About to sleep: make sure something can still wake the block_on future.
+            self.check_deadlock(main_waker, next_timer.is_some());
             // mio rounds this up to whole milliseconds, so the sleep never ends early; on
             // Linux a timerfd ends it on the deadline itself (`timerfd.rs`).
-            Some(deadline.saturating_duration_since(Instant::now()))
-        } else {
-            self.check_deadlock(main_waker);
-            None
+            next_timer.map(|deadline| deadline.saturating_duration_since(Instant::now()))
         };
         let (timeout, blocking_since) = match timeout {
             Some(t) if t.is_zero() => (timeout, None),
@@ -449,12 +463,14 @@ impl Core {
         let mut cx = Context::from_waker(&waker_ref);
         bump(&self.counters.polls, 1);
         self.current.set(Some(0));
+        self.waiting.set(Waiting::Unknown);
         let probe = self.instruments.as_ref().map(|ins| {
             ins.mark();
             ins.begin_poll(0, site)
         });
         let result = catch_unwind(AssertUnwindSafe(|| future.poll(&mut cx)));
         self.current.set(None);
+        self.main_waiting.set(self.waiting.get());
         if let (Some(ins), Some(probe)) = (&self.instruments, probe) {
             ins.end_poll(probe, 0, site, || Some("main"));
             ins.end_batch();
@@ -491,6 +507,7 @@ impl Core {
         };
         bump(&self.counters.polls, 1);
         self.current.set(Some(task.id));
+        self.waiting.set(Waiting::Unknown);
         let mut poll = PollEnd {
             core: self,
             probe: self
@@ -507,7 +524,11 @@ impl Core {
             return;
         }
         // Bind first: a temporary borrow in the `if let` would live through its body.
-        let aborted = self.tasks.borrow_mut().put_back(task, cell);
+        let waiting = self.waiting.get();
+        let aborted = self.tasks.borrow_mut().put_back(task, cell, waiting);
+        if matches!(waiting, Waiting::Join(_)) && aborted.is_none() {
+            self.spot_join_cycle(task, waiting);
+        }
         if let Some(cell) = aborted {
             self.cancel(task, cell); // it aborted itself during the poll
         }
@@ -625,6 +646,7 @@ impl Core {
                 Ok(old) => {
                     drop(tasks);
                     drop((old, fresh));
+                    self.note_wait(Waiting::Join(task));
                     return Poll::Pending;
                 }
                 Err(_) => {
@@ -685,6 +707,12 @@ impl Core {
         self.current.get().map(Id)
     }
 
+    /// A oneloop future polled by the current task returned `Pending`, waiting on
+    /// `waiting` (the deadlock check names it, `debug/deadlock.rs`).
+    pub(crate) fn note_wait(&self, waiting: Waiting) {
+        self.waiting.set(waiting);
+    }
+
     // ---------------------------------------------------------------------------------
     // Timers (the `Sleep` future's side).
     // ---------------------------------------------------------------------------------
@@ -716,11 +744,13 @@ impl Core {
                 Ok(old) => {
                     drop(timers);
                     drop((old, fresh));
+                    self.note_wait(Waiting::Sleep(deadline));
                     return Poll::Pending;
                 }
                 Err(NotArmed) => {
                     if let Some(waker) = fresh.take() {
                         *key = Some(timers.insert(deadline, waker));
+                        self.note_wait(Waiting::Sleep(deadline));
                         return Poll::Pending;
                     }
                 }
@@ -793,43 +823,42 @@ impl Core {
     // Deadlock detection.
     // ---------------------------------------------------------------------------------
 
-    /// Called when the loop is about to sleep with no timer armed. If, besides, no waker of
-    /// any pending task (or of the `block_on` future) is held outside the runtime, and no
-    /// `Handle` exists, then nothing can ever wake anything: panic with the pending tasks
-    /// rather than sleep forever.
-    ///
-    /// A task's waker is "held outside" when its `Arc` has more owners than the task's own
-    /// header plus the runtime's own references to it (a `JoinHandle` waiter stored in the
-    /// table). An I/O registration, a channel, a pool job or another thread holding it all
-    /// count as outside, so this never fires while progress is possible.
-    fn check_deadlock(&self, main_waker: &Arc<TaskWaker>) {
-        if self.remote.handles.load(Ordering::Acquire) > 0 {
-            return;
-        }
-        let tasks = self.tasks.borrow();
-        let mut internal: HashMap<*const (), usize> = HashMap::new();
-        for (_, slot) in tasks.iter() {
-            if let Some(waker) = &slot.join_waker {
-                *internal.entry(waker.data()).or_default() += 1;
-            }
-        }
-        let held_outside = |waker: &Arc<TaskWaker>| {
-            let ours = internal
-                .get(&(Arc::as_ptr(waker) as *const ()))
-                .copied()
-                .unwrap_or(0);
-            Arc::strong_count(waker) > 1 + ours
+    /// Called when the loop is about to sleep: panics, naming what each pending task waits
+    /// on, if the `block_on` future can provably never complete (`debug/deadlock.rs` says
+    /// what counts as a proof and why). The common path follows one or two links of the
+    /// chain of waits from the `block_on` future and allocates nothing.
+    fn check_deadlock(&self, main_waker: &Arc<TaskWaker>, timer_armed: bool) {
+        // A cycle of JoinHandles spotted when one of its tasks last went pending: confirm
+        // it (its tasks may have been woken by something else since).
+        let cycle = self.cycle_candidate.take().and_then(|task| {
+            let waker = self
+                .tasks
+                .borrow()
+                .get(task)?
+                .cell
+                .as_ref()?
+                .header()
+                .waker
+                .clone();
+            let waiting = self.tasks.borrow().get(task)?.waiting;
+            (self.follow_waits(waker, waiting, Some(task)) == Chain::Cycle).then_some(task)
+        });
+        let chain = match cycle {
+            Some(_) => Chain::Cycle,
+            None => self.follow_waits(main_waker.clone(), self.main_waiting.get(), None),
         };
-        if held_outside(main_waker) {
-            return;
-        }
-        let mut pending = Vec::new();
-        for (task, slot) in tasks.iter().filter(|(_, slot)| !slot.finished) {
-            match &slot.cell {
-                Some(cell) if !held_outside(&cell.header().waker) => {
-                    pending.push(task_info(task.id, cell.header()));
+        match chain {
+            Chain::Live => return,
+            Chain::Cycle => {}
+            // Nobody holds the end's waker. `block_on(pending())` runs a program of tasks
+            // that way, so this is a deadlock only if no task can make progress either.
+            Chain::Lost => {
+                if timer_armed
+                    || self.remote.handles.load(Ordering::Acquire) > 0
+                    || self.any_task_wakeable()
+                {
+                    return;
                 }
-                _ => return,
             }
         }
         // Pair with the Release of the last outside owner's drop: anything it queued
@@ -838,21 +867,129 @@ impl Core {
         if self.remote.has_pending() {
             return;
         }
-        drop(tasks);
-        let mut message = String::from(
-            "oneloop: deadlock: the block_on future can never complete. No task is ready, no \
-             timer is armed, and no waker of a pending task is held anywhere outside the \
-             runtime, so nothing can wake them again (a future returned Pending without \
-             keeping its waker, or the tasks wait on each other). Pending:",
-        );
-        message.push_str("\n    #0 \"main\" (the block_on future)");
-        for task in pending.iter().take(20) {
-            message.push_str(&format!("\n    {task}"));
+        panic!("{}", self.deadlock_message(chain));
+    }
+
+    /// A task's poll returned `Pending` waiting on a `JoinHandle`: if the tasks it waits on
+    /// lead back to it, remember it, for the next idle check to confirm the cycle. A few
+    /// table lookups, only for tasks that wait on a `JoinHandle`.
+    fn spot_join_cycle(&self, task: TaskRef, waiting: Waiting) {
+        let tasks = self.tasks.borrow();
+        let mut next = waiting;
+        for _ in 0..MAX_CHAIN {
+            let Waiting::Join(target) = next else {
+                return;
+            };
+            if target == task {
+                self.cycle_candidate.set(Some(task));
+                return;
+            }
+            let Some(slot) = tasks.get(target).filter(|slot| !slot.finished) else {
+                return;
+            };
+            next = slot.waiting;
+        }
+    }
+
+    /// Follows a chain of waits (from the `block_on` future, or from the task `start`) for
+    /// as long as each waiter can only be woken by the `JoinHandle` it waits on: its waker
+    /// is held by nobody but that task's join slot. No user code runs here.
+    fn follow_waits(
+        &self,
+        mut waker: Arc<TaskWaker>,
+        mut waiting: Waiting,
+        start: Option<TaskRef>,
+    ) -> Chain {
+        let mut tasks = self.tasks.borrow_mut();
+        let epoch = self.checks.get() + 1;
+        self.checks.set(epoch);
+        if let Some(slot) = start.and_then(|task| tasks.get_mut(task)) {
+            slot.visited = epoch;
+        }
+        for _ in 0..MAX_CHAIN {
+            let target = match waiting {
+                Waiting::Join(target) => Some(target),
+                _ => None,
+            };
+            let joined = target.and_then(|target| {
+                let slot = tasks.get(target)?;
+                let holds = slot.join_waker.as_ref()?.data() == Arc::as_ptr(&waker).cast();
+                (holds && !slot.finished).then_some(target)
+            });
+            // Our own references: `waker` here, the task's header (or block_on's stack),
+            // and the join slot of the task it waits on.
+            let ours = 2 + usize::from(joined.is_some());
+            if Arc::strong_count(&waker) > ours {
+                return Chain::Live; // held elsewhere: a timer, a socket, a channel, a thread
+            }
+            let Some(next) = joined else {
+                return Chain::Lost;
+            };
+            let Some(slot) = tasks.get_mut(next) else {
+                return Chain::Live;
+            };
+            if slot.visited == epoch {
+                return Chain::Cycle;
+            }
+            slot.visited = epoch;
+            let Some(cell) = &slot.cell else {
+                return Chain::Live; // being polled or aborted right now: not idle
+            };
+            waker = cell.header().waker.clone();
+            waiting = slot.waiting;
+        }
+        Chain::Live
+    }
+
+    /// True if some pending task's waker is held outside the runtime (by anything but its
+    /// header and the join slot of the task it waits on): that task may still run. O(n);
+    /// only asked when the `block_on` future's own waker is held by nobody.
+    fn any_task_wakeable(&self) -> bool {
+        let tasks = self.tasks.borrow();
+        tasks
+            .iter()
+            .filter(|(_, slot)| !slot.finished)
+            .any(|(_, slot)| {
+                let Some(cell) = &slot.cell else {
+                    return true;
+                };
+                let waker = &cell.header().waker;
+                let joined = match slot.waiting {
+                    Waiting::Join(target) => tasks.get(target).is_some_and(|target| {
+                        !target.finished
+                            && target
+                                .join_waker
+                                .as_ref()
+                                .is_some_and(|w| w.data() == Arc::as_ptr(waker).cast())
+                    }),
+                    _ => false,
+                };
+                Arc::strong_count(waker) > 1 + usize::from(joined)
+            })
+    }
+
+    /// The deadlock panic: the proof, then every pending task and what it waits on.
+    #[cold]
+    fn deadlock_message(&self, chain: Chain) -> String {
+        let mut message = String::from(deadlock::headline(chain));
+        message.push_str(&format!(
+            "\n    #0 \"main\" (the block_on future) waits on {}",
+            self.main_waiting.get()
+        ));
+        let tasks = self.tasks.borrow();
+        let pending: Vec<_> = tasks
+            .iter()
+            .filter(|(_, slot)| !slot.finished)
+            .filter_map(|(task, slot)| Some((task, slot.cell.as_ref()?, slot.waiting)))
+            .collect();
+        for (task, cell, waiting) in pending.iter().take(20) {
+            let info = task_info(task.id, cell.header());
+            message.push_str(&format!("\n    {info} waits on {waiting}"));
         }
         if pending.len() > 20 {
             message.push_str(&format!("\n    ... and {} more", pending.len() - 20));
         }
-        panic!("{message}");
+        message
     }
 
     // ---------------------------------------------------------------------------------

@@ -18,6 +18,7 @@
 //! never make progress again (a panic, see `Core::check_deadlock`).
 
 mod clock;
+pub(crate) mod deadlock;
 pub(crate) mod instruments;
 pub(crate) mod jobs;
 pub(crate) mod stack;

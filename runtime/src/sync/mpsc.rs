@@ -32,10 +32,14 @@ use std::future::poll_fn;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
+use std::panic::Location;
+
 use oneloop_pool::wake::{self, store_waker};
 use parking_lot::Mutex;
 
 use super::Semaphore;
+use crate::context;
+use crate::debug::deadlock::Waiting;
 
 /// A bounded channel holding at most `capacity` values.
 ///
@@ -43,6 +47,7 @@ use super::Semaphore;
 ///
 /// If `capacity` is zero (a rendezvous channel would need a different design; use a
 /// capacity of 1).
+#[track_caller]
 pub fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
     assert!(
         capacity > 0,
@@ -53,12 +58,15 @@ pub fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
 }
 
 /// An unbounded channel: `send` never waits (mind the memory if the receiver falls behind).
+#[track_caller]
 pub fn unbounded_channel<T>() -> (UnboundedSender<T>, Receiver<T>) {
     let chan = Chan::new(None);
     (UnboundedSender { chan: chan.clone() }, Receiver { chan })
 }
 
 struct Chan<T> {
+    /// Where the channel was made: the deadlock check names it.
+    site: &'static Location<'static>,
     state: Mutex<State<T>>,
     /// Free slots (bounded channels only); closed when the receiver goes.
     slots: Option<Semaphore>,
@@ -82,8 +90,10 @@ impl<T> State<T> {
 }
 
 impl<T> Chan<T> {
+    #[track_caller]
     fn new(slots: Option<Semaphore>) -> Arc<Self> {
         Arc::new(Chan {
+            site: Location::caller(),
             state: Mutex::new(State {
                 queue: VecDeque::new(),
                 senders: 1,
@@ -344,6 +354,7 @@ impl<T> Receiver<T> {
                 Ok(old) => {
                     drop(state);
                     drop((old, fresh));
+                    context::note_wait(Waiting::Recv(self.chan.site));
                     return Poll::Pending;
                 }
                 Err(_) => {

@@ -18,12 +18,19 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
+use std::panic::Location;
+
 use oneloop_pool::wake::store_waker;
+
+use crate::context;
+use crate::debug::deadlock::Waiting;
 use parking_lot::Mutex;
 
 /// Creates a one-value channel.
+#[track_caller]
 pub fn channel<T>() -> (Sender<T>, Receiver<T>) {
     let inner = Arc::new(Mutex::new(State {
+        site: Location::caller(),
         value: None,
         sender_gone: false,
         receiver_gone: false,
@@ -39,6 +46,8 @@ pub fn channel<T>() -> (Sender<T>, Receiver<T>) {
 }
 
 struct State<T> {
+    /// Where the channel was made: the deadlock check names it.
+    site: &'static Location<'static>,
     value: Option<T>,
     sender_gone: bool,
     receiver_gone: bool,
@@ -219,8 +228,10 @@ impl<T> Future for Receiver<T> {
             }
             match store_waker(&mut state.receiver_waker, cx.waker(), &mut fresh) {
                 Ok(old) => {
+                    let site = state.site;
                     drop(state);
                     drop((old, fresh));
+                    context::note_wait(Waiting::Oneshot(site));
                     return Poll::Pending;
                 }
                 Err(_) => {

@@ -14,6 +14,7 @@ use std::task::Waker;
 use slab::Slab;
 
 use super::cell::RawTask;
+use crate::debug::deadlock::Waiting;
 use crate::waker::TaskRef;
 
 pub(crate) type Cell = Pin<Box<dyn RawTask>>;
@@ -34,6 +35,12 @@ pub(crate) struct Slot {
     /// The debug-mode spawn-site index (`debug/watch.rs`); 0 when debug is off. Kept here,
     /// beside the cell, so a poll reads it without a call into the task.
     site: u32,
+    /// What the task waited on when its last poll returned `Pending` (written by
+    /// `put_back`; read by the deadlock check, `debug/deadlock.rs`).
+    pub(crate) waiting: Waiting,
+    /// The deadlock check's mark: the number of the check that last stepped on this task
+    /// (so a check that steps on it again has found a cycle).
+    pub(crate) visited: u64,
 }
 
 /// What the caller must do after a task finished, outside the table's borrow.
@@ -69,6 +76,8 @@ impl TaskTable {
             join_waker: None,
             abort_requested: false,
             site,
+            waiting: Waiting::Unknown,
+            visited: 0,
         });
         task
     }
@@ -93,9 +102,10 @@ impl TaskTable {
         Some((slot.cell.take()?, slot.site))
     }
 
-    /// Puts a polled, still-pending cell back. Hands it back instead if `abort()` was
-    /// called during the poll: the caller cancels it and calls `finish`.
-    pub(crate) fn put_back(&mut self, task: TaskRef, cell: Cell) -> Option<Cell> {
+    /// Puts a polled, still-pending cell back, with what it now waits on. Hands it back
+    /// instead if `abort()` was called during the poll: the caller cancels it and calls
+    /// `finish`.
+    pub(crate) fn put_back(&mut self, task: TaskRef, cell: Cell, waiting: Waiting) -> Option<Cell> {
         let slot = self
             .get_mut(task)
             .expect("oneloop bug: polled task lost its slot");
@@ -103,6 +113,7 @@ impl TaskTable {
             return Some(cell);
         }
         slot.cell = Some(cell);
+        slot.waiting = waiting;
         None
     }
 

@@ -1,0 +1,129 @@
+//! Deadlock detection: what each task waits on, and the proof that the `block_on` future
+//! can never complete.
+//!
+//! Every oneloop future that returns `Pending` tells the loop what it waits on
+//! ([`Waiting`], through `context::note_wait`; `oneloop-pool`'s semaphore and job handles
+//! through its `waiting` hook). The loop keeps the last such wait of each task beside it in
+//! the task table (`task/table.rs`). Before it sleeps, the loop (`Core::check_deadlock` in
+//! `runtime.rs`) follows the chain of waits from the `block_on` future: a task that waits
+//! on a `JoinHandle` can only be woken when that task finishes, so it moves on to that
+//! task, for as long as no waker along the chain is held anywhere else. Each step is a few
+//! loads; a live chain usually ends at its first or second step, so the common path is
+//! O(1) and allocates nothing.
+//!
+//! The chain proves a deadlock in two ways:
+//! - it comes back to a task already on it: tasks wait on each other's `JoinHandle`s in a
+//!   cycle. No other task can break it (the handles are `!Send` and held by the tasks of
+//!   the cycle), so this is a deadlock whatever else runs: timers, sockets, `Handle`s;
+//! - it ends at a task (or the `block_on` future) whose waker nobody holds. On its own that
+//!   is how `block_on(std::future::pending())` runs a program of tasks forever, so it is a
+//!   deadlock only if, besides, *no* task can make progress: no timer is armed, no `Handle`
+//!   exists, and no pending task's waker is held outside the runtime (an O(n) scan, made
+//!   only in that case).
+//!
+//! A chain that ends at a waker held elsewhere (a channel, a semaphore, a socket, another
+//! thread) is not a proof: a channel's sender may be on any thread, and nothing tells the
+//! runtime where a `Send` value went. Those waits are named in the panic message when a
+//! proof is found, and that is all.
+
+use std::fmt;
+use std::panic::Location;
+use std::time::Instant;
+
+use crate::reactor::Direction;
+use crate::waker::TaskRef;
+
+/// What a pending task waits on: the last oneloop future that returned `Pending` in its
+/// latest poll.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Waiting {
+    /// Not known: a future oneloop does not know returned `Pending` last.
+    #[default]
+    Unknown,
+    /// A task to finish, through its `JoinHandle`.
+    Join(TaskRef),
+    /// A timer.
+    Sleep(Instant),
+    /// A socket to become ready.
+    Io(Direction),
+    /// A oneshot channel's value (the channel was made at `site`).
+    Oneshot(&'static Location<'static>),
+    /// A value from an mpsc channel made at `site`.
+    Recv(&'static Location<'static>),
+    /// Permits of a semaphore (or room in a bounded channel or pool queue).
+    Semaphore { needed: usize },
+    /// An offloaded job's result.
+    Job(u64),
+    /// A task spawned through a `Handle` (its `RemoteJoinHandle`).
+    RemoteJoin,
+}
+
+impl fmt::Display for Waiting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Waiting::Unknown => f.write_str("a future oneloop does not know"),
+            Waiting::Join(task) => write!(f, "the JoinHandle of task #{}", task.id),
+            Waiting::Sleep(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                write!(f, "a timer (due in {left:.1?})")
+            }
+            Waiting::Io(Direction::Read) => f.write_str("a socket to become readable"),
+            Waiting::Io(Direction::Write) => f.write_str("a socket to become writable"),
+            Waiting::Oneshot(site) => write!(f, "the oneshot channel made at {site}"),
+            Waiting::Recv(site) => write!(f, "a value from the mpsc channel made at {site}"),
+            Waiting::Semaphore { needed } => write!(
+                f,
+                "{needed} permit{} of a Semaphore (or room in a bounded channel or queue)",
+                if *needed == 1 { "" } else { "s" }
+            ),
+            Waiting::Job(id) => write!(f, "the result of offloaded job #{id}"),
+            Waiting::RemoteJoin => f.write_str("a task spawned through a Handle"),
+        }
+    }
+}
+
+impl From<oneloop_pool::waiting::WaitingOn> for Waiting {
+    fn from(on: oneloop_pool::waiting::WaitingOn) -> Self {
+        use oneloop_pool::waiting::WaitingOn;
+        match on {
+            WaitingOn::Semaphore { needed } => Waiting::Semaphore { needed },
+            WaitingOn::Job { id } => Waiting::Job(id),
+            _ => Waiting::Unknown,
+        }
+    }
+}
+
+/// The most steps the chain is followed. Past it, the check gives up (no proof): a chain
+/// of `JoinHandle`s that long is a program's design, and the check must stay cheap.
+pub(crate) const MAX_CHAIN: usize = 1024;
+
+/// How following the chain of waits from the `block_on` future ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Chain {
+    /// Somewhere along it, a waker is held where the runtime cannot see (or the chain was
+    /// too long): no proof.
+    Live,
+    /// It came back to a task already on it: the tasks from there wait on each other's
+    /// `JoinHandle`s.
+    Cycle,
+    /// It ended at a task (or the `block_on` future) whose waker nobody holds.
+    Lost,
+}
+
+/// The first lines of the panic for each proof.
+pub(crate) fn headline(chain: Chain) -> &'static str {
+    match chain {
+        Chain::Cycle => {
+            "oneloop: deadlock: tasks wait on each other's JoinHandles in a cycle: none of them \
+             can finish before the others, and nothing else can wake them. Break the cycle (a \
+             task must not await, directly or through others, a task that awaits it). \
+             Pending:"
+        }
+        Chain::Lost | Chain::Live => {
+            "oneloop: deadlock: the block_on future can never complete. No task is ready, no \
+             timer is armed, and no waker of a pending task is held anywhere outside the \
+             runtime, so nothing can wake them again (a future returned Pending without \
+             keeping its waker, or the tasks wait on each other). Pending:"
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! The deadlock check: what it proves (a `JoinHandle` cycle whatever else is going on; a
+//! waker nobody holds while nothing else can run), what it names (what each pending task
+//! waits on), and what it must never call a deadlock (work that another thread, a timer or
+//! a live task can still finish).
+//!
+//! The first three tests hung before the check followed the chain of waits: a timer armed
+//! elsewhere or a live `Handle` turned the check off entirely, and it could not say what
+//! anything waited on.
+
+mod util;
+
+use std::future::pending;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use oneloop::sync::{Semaphore, mpsc, oneshot};
+use oneloop::task;
+use oneloop::{JoinHandle, Runtime};
+use util::{expect_panic, hang_guard, wait_until};
+
+/// Spawns "a" and "b", each awaiting the other's handle: neither can ever finish.
+fn cycle() {
+    let (to_a, a_gets) = oneshot::channel::<JoinHandle<()>>();
+    let (to_b, b_gets) = oneshot::channel::<JoinHandle<()>>();
+    let a = task::Builder::new().name("a").spawn(async move {
+        let b = a_gets.await.unwrap();
+        b.await.unwrap();
+    });
+    let b = task::Builder::new().name("b").spawn(async move {
+        let a = b_gets.await.unwrap();
+        a.await.unwrap();
+    });
+    let _ = to_a.send(b);
+    let _ = to_b.send(a);
+}
+
+/// A task that keeps a timer armed for ever.
+fn heartbeat() {
+    task::Builder::new()
+        .name("heartbeat")
+        .spawn(async {
+            let mut beat = oneloop::time::interval(Duration::from_millis(5));
+            loop {
+                beat.tick().await;
+            }
+        })
+        .detach();
+}
+
+#[test]
+fn a_join_handle_cycle_is_a_deadlock_even_while_an_unrelated_timer_is_armed() {
+    hang_guard(|| {
+        let rt = Runtime::new();
+        let message = expect_panic(|| {
+            rt.block_on(async {
+                heartbeat();
+                cycle();
+                pending::<()>().await
+            })
+        });
+        assert!(message.contains("deadlock"), "{message}");
+        assert!(message.contains("in a cycle"), "{message}");
+        assert!(message.contains("\"a\""), "{message}");
+        assert!(message.contains("\"b\""), "{message}");
+        assert!(
+            message.contains("\"heartbeat\"") && message.contains("waits on a timer"),
+            "the heartbeat is listed with its wait: {message}"
+        );
+    });
+}
+
+#[test]
+fn a_join_handle_cycle_is_a_deadlock_even_while_a_handle_exists() {
+    hang_guard(|| {
+        let rt = Runtime::new();
+        let handle = rt.handle();
+        let message = expect_panic(|| {
+            rt.block_on(async {
+                cycle();
+                pending::<()>().await
+            })
+        });
+        drop(handle);
+        assert!(message.contains("in a cycle"), "{message}");
+    });
+}
+
+#[test]
+fn the_deadlock_panic_says_what_each_pending_task_waits_on() {
+    hang_guard(|| {
+        let rt = Runtime::new();
+        let message = expect_panic(|| {
+            rt.block_on(async {
+                // A bystander waiting on a oneshot whose sender it holds itself, and one
+                // waiting for a permit of a semaphore whose only permit it holds.
+                let (tx, rx) = oneshot::channel::<()>();
+                task::Builder::new()
+                    .name("self-sender")
+                    .spawn(async move {
+                        let _tx = tx;
+                        let _ = rx.await;
+                    })
+                    .detach();
+                let sem = Arc::new(Semaphore::new(1));
+                task::Builder::new()
+                    .name("self-permit")
+                    .spawn(async move {
+                        let _held = sem.clone().acquire_owned().await.unwrap();
+                        let _again = sem.acquire().await;
+                    })
+                    .detach();
+                let (_tx, mut rx) = mpsc::unbounded_channel::<()>();
+                task::Builder::new()
+                    .name("self-receiver")
+                    .spawn(async move {
+                        let _ = rx.recv().await;
+                    })
+                    .detach();
+                cycle();
+                pending::<()>().await
+            })
+        });
+        assert!(message.contains("in a cycle"), "{message}");
+        let sender_line = message
+            .lines()
+            .find(|line| line.contains("\"self-sender\""))
+            .unwrap_or_else(|| panic!("the bystander is listed: {message}"));
+        assert!(
+            sender_line.contains("waits on the oneshot channel made at tests/deadlock.rs:"),
+            "{message}"
+        );
+        assert!(
+            message.contains("waits on 1 permit of a Semaphore"),
+            "{message}"
+        );
+        assert!(
+            message.contains("waits on a value from the mpsc channel made at"),
+            "{message}"
+        );
+        assert!(
+            message.contains("waits on the JoinHandle of task #"),
+            "{message}"
+        );
+        assert!(
+            message.contains("#0 \"main\" (the block_on future) waits on"),
+            "{message}"
+        );
+    });
+}
+
+#[test]
+fn block_on_pending_runs_a_program_of_live_tasks_for_ever() {
+    // `block_on(pending())` is how a program of tasks runs for ever: its waker is held by
+    // nobody, but a task with a timer keeps working, so this is no deadlock.
+    let ticks = Arc::new(AtomicUsize::new(0));
+    let counter = ticks.clone();
+    let runner = thread::spawn(move || {
+        Runtime::new().block_on(async move {
+            oneloop::spawn(async move {
+                loop {
+                    oneloop::time::sleep(Duration::from_millis(1)).await;
+                    counter.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+            .detach();
+            pending::<()>().await
+        })
+    });
+    hang_guard(move || wait_until(|| ticks.load(Ordering::SeqCst) >= 20));
+    assert!(!runner.is_finished(), "the loop is still running, no panic");
+    // The thread runs on until the test process exits.
+}
+
+#[test]
+fn a_chain_of_handles_ending_at_another_thread_is_not_a_deadlock() {
+    hang_guard(|| {
+        let rt = Runtime::new();
+        let value = rt.block_on(async {
+            let (tx, rx) = oneshot::channel::<u32>();
+            let inner = oneloop::spawn(async move { rx.await.unwrap() });
+            let outer = oneloop::spawn(async move { inner.await.unwrap() + 1 });
+            thread::spawn(move || {
+                thread::sleep(Duration::from_millis(30));
+                tx.send(41).unwrap();
+            });
+            outer.await.unwrap()
+        });
+        assert_eq!(value, 42);
+    });
+}
