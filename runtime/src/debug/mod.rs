@@ -468,7 +468,8 @@ pub(crate) fn parse_debug_env(value: &str) -> Result<bool, String> {
     }
 }
 
-/// Parses `ONELOOP_SLOW_MS`: a positive number of milliseconds, fractions allowed.
+/// Parses `ONELOOP_SLOW_MS`: a positive number of milliseconds, fractions allowed; one too
+/// large for a `Duration` (`1e300`) is `Duration::MAX`, which never reports anything.
 pub(crate) fn parse_slow_ms_env(value: &str) -> Result<Duration, String> {
     let ms: f64 = value.trim().parse().map_err(|_| {
         format!("ONELOOP_SLOW_MS must be a number of milliseconds such as 50, got {value:?}")
@@ -478,7 +479,8 @@ pub(crate) fn parse_slow_ms_env(value: &str) -> Result<Duration, String> {
             "ONELOOP_SLOW_MS must be a positive number of milliseconds, got {value:?}"
         ));
     }
-    Ok(Duration::from_secs_f64(ms / 1e3))
+    // Finite and positive, so the only possible error is "too large".
+    Ok(Duration::try_from_secs_f64(ms / 1e3).unwrap_or(Duration::MAX))
 }
 
 #[cfg(test)]
@@ -532,5 +534,10 @@ mod tests {
                 .contains("ONELOOP_SLOW_MS")
         );
         assert!(parse_slow_ms_env("-3").is_err());
+        assert!(parse_slow_ms_env("inf").is_err());
+        // u64::MAX milliseconds, give or take the rounding of an f64.
+        let huge = parse_slow_ms_env("18446744073709551615").unwrap();
+        assert_eq!(huge.as_secs() / 1_000_000, 18_446_744_073);
+        assert_eq!(parse_slow_ms_env("1e300"), Ok(Duration::MAX));
     }
 }
