@@ -4,6 +4,9 @@
 //! `LocalKey::with`, which panics once the context's own thread-local is gone, and a panic
 //! in a thread-local's destructor aborts the process.
 //!
+//! And a runtime that is never dropped (a task holding an `Rc` of its own runtime) is
+//! reported at exit in debug mode (`OL009`), once, and only then.
+//!
 //! Each case runs in a child process (`bin/teardown_child.rs`, which has a `main` of its
 //! own), so an abort is a failed assertion here, not a dead test binary.
 
@@ -202,4 +205,48 @@ fn block_on_from_a_thread_local_destructor_says_why_it_cannot_run() {
         "{}",
         child.stderr
     );
+}
+#[test]
+fn a_runtime_held_by_its_own_task_is_reported_once_at_exit() {
+    let child = Child::run(&["leak", "rc-cycle"]);
+    assert!(child.success, "{}", child.stderr);
+    assert_eq!(child.count("OL009"), 1, "{}", child.stderr);
+    let report = child
+        .stderr
+        .lines()
+        .find(|line| line.contains("OL009"))
+        .unwrap();
+    // It says what leaked, the likely cause, and what to do instead.
+    assert!(report.contains("never dropped"), "{report}");
+    assert!(report.contains("1 task"), "{report}");
+    assert!(report.contains("watchdog"), "{report}");
+    assert!(report.contains("Rc"), "{report}");
+    assert!(report.contains("Handle"), "{report}");
+    assert!(report.contains("mem::forget"), "{report}");
+}
+
+#[test]
+fn a_forgotten_runtime_is_reported_at_exit() {
+    let child = Child::run(&["leak", "forget"]);
+    assert!(child.success, "{}", child.stderr);
+    assert_eq!(child.count("OL009"), 1, "{}", child.stderr);
+}
+
+#[test]
+fn a_dropped_runtime_is_not_reported_at_exit() {
+    let child = Child::run(&["leak", "dropped"]);
+    child.assert_clean_exit();
+    assert_eq!(child.count("OL008"), 1, "{}", child.stderr);
+}
+
+#[test]
+fn a_runtime_still_running_when_the_process_exits_is_not_reported() {
+    let child = Child::run(&["leak", "exit-inside-block-on"]);
+    child.assert_clean_exit();
+}
+
+#[test]
+fn without_debug_mode_a_leak_is_not_reported() {
+    let child = Child::run(&["leak", "quiet-rc-cycle"]);
+    child.assert_clean_exit();
 }

@@ -12,6 +12,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use crate::debug::leaks::Running;
 use crate::runtime::Core;
 use crate::waker::{Remote, TaskRef};
 
@@ -25,6 +26,8 @@ thread_local! {
 /// Makes `core` the current runtime until dropped.
 pub(crate) struct EnterGuard {
     previous: Option<Rc<Core>>,
+    /// For `block_on` in debug mode: the runtime counts as running meanwhile.
+    running: Option<Running>,
 }
 
 /// Enters `core` for a `block_on`.
@@ -36,7 +39,11 @@ pub(crate) struct EnterGuard {
 /// the loop could not find itself there (every task, timer and socket looks it up here).
 pub(crate) fn enter(core: &Rc<Core>) -> EnterGuard {
     match CURRENT.try_with(|current| current.borrow().is_some()) {
-        Ok(false) => replace(Some(core.clone())),
+        Ok(false) => {
+            let mut guard = replace(Some(core.clone()));
+            guard.running = core.running();
+            guard
+        }
         Ok(true) => panic!(
             "oneloop: Runtime::block_on was called inside a running oneloop runtime; \
              a nested block_on would stop the loop it runs on. `.await` the future instead, \
@@ -70,7 +77,10 @@ fn replace(mut new: Option<Rc<Core>>) -> EnterGuard {
         .try_with(|current| current.replace(new.take()))
         .ok()
         .flatten();
-    EnterGuard { previous }
+    EnterGuard {
+        previous,
+        running: None,
+    }
 }
 
 impl Drop for EnterGuard {

@@ -9,6 +9,8 @@
 //! code (wakers, destructors) that the transitions hand back, outside every borrow.
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Waker;
 
 use slab::Slab;
@@ -49,9 +51,28 @@ pub(crate) struct Finished {
 pub(crate) struct TaskTable {
     slab: Slab<Slot>,
     next_id: u64,
+    /// In debug mode, where the number of slots is published after every change, for the
+    /// exit report of a runtime that is never dropped (`debug/leaks.rs`), which reads it
+    /// on the exiting thread.
+    published_len: Option<Arc<AtomicUsize>>,
 }
 
 impl TaskTable {
+    /// An empty table that publishes its length to `len`, if given.
+    pub(crate) fn new(len: Option<Arc<AtomicUsize>>) -> Self {
+        TaskTable {
+            published_len: len,
+            ..TaskTable::default()
+        }
+    }
+
+    /// A slot was taken or freed.
+    fn publish_len(&self) {
+        if let Some(len) = &self.published_len {
+            len.store(self.slab.len(), Ordering::Release);
+        }
+    }
+
     /// Inserts a task; `make` builds its cell from the `TaskRef` it will have.
     pub(crate) fn insert(&mut self, site: u32, make: impl FnOnce(TaskRef) -> Cell) -> TaskRef {
         // Id 0 is the `block_on` future's, so tasks count from 1.
@@ -70,6 +91,7 @@ impl TaskTable {
             abort_requested: false,
             site,
         });
+        self.publish_len();
         task
     }
 
@@ -121,6 +143,7 @@ impl TaskTable {
             }
         } else {
             self.slab.remove(task.key);
+            self.publish_len();
             Finished {
                 join_waker,
                 orphan: Some(cell),
@@ -134,17 +157,20 @@ impl TaskTable {
         let slot = self.get_mut(task)?;
         slot.has_handle = false;
         slot.join_waker = None;
-        if slot.finished {
-            self.slab.remove(task.key).cell
-        } else {
-            None
+        if !slot.finished {
+            return None;
         }
+        let cell = self.slab.remove(task.key).cell;
+        self.publish_len();
+        cell
     }
 
     /// The `JoinHandle` took the output: free the slot, handing back the emptied cell.
     pub(crate) fn remove(&mut self, task: TaskRef) -> Option<Cell> {
         self.get(task)?;
-        self.slab.remove(task.key).cell
+        let cell = self.slab.remove(task.key).cell;
+        self.publish_len();
+        cell
     }
 
     /// Starts an abort. Returns the cell to cancel now, or `None` when the task has finished
@@ -182,6 +208,8 @@ impl TaskTable {
 
     /// Empties the table (runtime shutdown), handing every cell back to be dropped.
     pub(crate) fn drain(&mut self) -> Vec<Cell> {
-        self.slab.drain().filter_map(|slot| slot.cell).collect()
+        let cells = self.slab.drain().filter_map(|slot| slot.cell).collect();
+        self.publish_len();
+        cells
     }
 }
