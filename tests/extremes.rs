@@ -470,24 +470,28 @@ proptest! {
 fn oneloop_slow_ms_saturates_at_huge_values() {
     // The child reads the variable set for it below.
     if in_child() {
-        let reports = Reports::default();
-        let rt = Runtime::builder()
-            .on_report(reports.sink())
-            .build()
-            .expect("a huge threshold is a valid threshold");
-        workload(&rt);
-        drop(rt);
-        let codes: Vec<Code> = reports.all().iter().map(|report| report.code).collect();
-        assert_eq!(codes, [Code::Summary]);
+        hang_guard(|| {
+            let reports = Reports::default();
+            let rt = Runtime::builder()
+                .on_report(reports.sink())
+                .build()
+                .expect("a huge threshold is a valid threshold");
+            workload(&rt);
+            drop(rt);
+            let codes: Vec<Code> = reports.all().iter().map(|report| report.code).collect();
+            assert_eq!(codes, [Code::Summary]);
+        });
         return;
     }
-    for value in ["18446744073709551615", "1e300", "1.7976931348623157e308"] {
-        assert!(
-            run_test_in_child(
-                "oneloop_slow_ms_saturates_at_huge_values",
-                &[("ONELOOP_DEBUG", "1"), ("ONELOOP_SLOW_MS", value)],
-            ),
-            "ONELOOP_SLOW_MS={value}"
-        );
-    }
+    hang_guard(|| {
+        for value in ["18446744073709551615", "1e300", "1.7976931348623157e308"] {
+            assert!(
+                run_test_in_child(
+                    "oneloop_slow_ms_saturates_at_huge_values",
+                    &[("ONELOOP_DEBUG", "1"), ("ONELOOP_SLOW_MS", value)],
+                ),
+                "ONELOOP_SLOW_MS={value}"
+            );
+        }
+    });
 }
