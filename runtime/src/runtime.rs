@@ -87,9 +87,9 @@ static NEXT_RUNTIME_ID: AtomicU64 = AtomicU64::new(1);
 /// running jobs up to
 /// [`default_pool_shutdown_timeout`](Builder::default_pool_shutdown_timeout)). It may be
 /// dropped anywhere on its thread, a `thread_local!` included: there it drops when the
-/// thread exits (for `main`, inside `exit`), and tasks dropped then find no current runtime
-/// (a destructor that calls `oneloop::spawn` panics, which the task's cancellation
-/// contains). Only `block_on` cannot run from a thread-local's destructor.
+/// thread exits (for `main`, inside `exit`), and the tasks it drops then may find no
+/// current runtime (a destructor that calls `oneloop::spawn` panics, which the task's
+/// cancellation contains). Only `block_on` cannot run from a thread-local's destructor.
 ///
 /// **Leaks.** A task that holds an `Rc` of its own runtime makes a cycle: the runtime owns
 /// the task and the task owns the runtime, so neither is ever dropped, and the runtime's
