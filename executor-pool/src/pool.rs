@@ -105,7 +105,8 @@ impl Builder {
         }
     }
 
-    /// The number of worker threads (default: `std::thread::available_parallelism`).
+    /// The number of worker threads (default: `std::thread::available_parallelism`), from
+    /// 1 to [`ThreadPool::MAX_WORKERS`].
     pub fn workers(mut self, workers: usize) -> Self {
         self.workers = Some(workers);
         self
@@ -152,8 +153,9 @@ impl Builder {
     ///
     /// # Errors
     ///
-    /// `InvalidInput` for zero workers or a zero capacity; the OS's error if a thread cannot
-    /// be started (the threads already started are stopped first).
+    /// `InvalidInput` for zero workers, more than [`ThreadPool::MAX_WORKERS`], or a zero
+    /// capacity; the OS's error if a thread cannot be started (the threads already started
+    /// are stopped first).
     pub fn build(self) -> io::Result<ThreadPool> {
         let workers = match self.workers {
             Some(n) => n,
@@ -161,6 +163,12 @@ impl Builder {
         };
         if workers == 0 {
             return Err(invalid("a pool needs at least one worker"));
+        }
+        if workers > ThreadPool::MAX_WORKERS {
+            return Err(invalid(&format!(
+                "a pool can have at most {} workers (ThreadPool::MAX_WORKERS), got {workers}",
+                ThreadPool::MAX_WORKERS
+            )));
         }
         if self.capacity == Some(0) {
             return Err(invalid("a bounded queue needs a capacity of at least 1"));
@@ -295,6 +303,14 @@ impl Drop for Owner {
 }
 
 impl ThreadPool {
+    /// The most workers a pool may have. Each worker is a thread, which reserves a stack
+    /// (2 MiB of address space by default) and a queue: 4096 of them already reserve 8 GiB.
+    /// A pool asked for more is a mistake (a count computed wrongly, `usize::MAX` for "as
+    /// many as possible"), which `build` reports instead of starting threads until the OS
+    /// refuses or memory runs out. Work that needs more concurrent waits than this wants
+    /// non-blocking I/O on the loop, not more threads.
+    pub const MAX_WORKERS: usize = 4096;
+
     /// A pool of `workers` threads with an unbounded queue.
     ///
     /// # Errors
@@ -470,7 +486,9 @@ impl ThreadPool {
 
     /// Shuts down gracefully, waiting at most `timeout`. What is still queued then is
     /// cancelled; what is still running gets its token set, is left to finish on its own
-    /// (its handle still resolves when it does), and is named in the report.
+    /// (its handle still resolves when it does), and is named in the report. A timeout too
+    /// long to add to the clock (`Duration::MAX`) waits for everything, as
+    /// [`shutdown`](Self::shutdown) does.
     pub fn shutdown_timeout(&self, timeout: Duration) -> ShutdownReport {
         self.owner.shared.shutdown(Mode::Timeout(timeout))
     }
@@ -1012,8 +1030,9 @@ impl Shared {
             self.life.lock().detached = true;
             return report;
         }
+        // A timeout too long to add to the clock (`Duration::MAX`) waits as long as it takes.
         let deadline = match mode {
-            Mode::Timeout(timeout) => Some(Instant::now() + timeout),
+            Mode::Timeout(timeout) => Instant::now().checked_add(timeout),
             _ => None,
         };
         let mut life = self.life.lock();

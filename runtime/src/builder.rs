@@ -5,6 +5,8 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use oneloop_pool::ThreadPool;
+
 use crate::Runtime;
 use crate::debug::{
     DEFAULT_SLOW_JOB_LIMIT, DEFAULT_SLOW_THRESHOLD, DebugConfig, Report, Sink, parse_debug_env,
@@ -104,14 +106,16 @@ impl Builder {
 
     /// The number of threads of the default pool, which serves [`to_thread`](crate::to_thread)
     /// and is created on its first use (default: `min(32, cores + 4)`, as asyncio: it mostly
-    /// waits on blocking I/O, so a few more threads than cores pay off).
+    /// waits on blocking I/O, so a few more threads than cores pay off). From 1 to
+    /// [`ThreadPool::MAX_WORKERS`]; `build` refuses any other number.
     pub fn default_pool_workers(mut self, workers: usize) -> Self {
         self.default_pool_workers = Some(workers);
         self
     }
 
     /// How long dropping the runtime waits for the default pool's running jobs before it
-    /// reports them and leaves their threads behind (default 10 s).
+    /// reports them and leaves their threads behind (default 10 s; `Duration::MAX` waits
+    /// for them however long they take).
     pub fn default_pool_shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.default_pool_shutdown = Some(timeout);
         self
@@ -148,8 +152,9 @@ impl Builder {
     ///
     /// If the OS refuses the poller, the eventfd or the watchdog thread, or the trace file
     /// cannot be created, or if
-    /// `ONELOOP_DEBUG` / `ONELOOP_SLOW_MS` hold something unreadable, or the threshold is
-    /// zero (`ErrorKind::InvalidInput`, with a message that says what is accepted).
+    /// `ONELOOP_DEBUG` / `ONELOOP_SLOW_MS` hold something unreadable, a threshold is zero,
+    /// or the default pool's size is out of range (`ErrorKind::InvalidInput`, with a
+    /// message that says what is accepted).
     pub fn build(self) -> io::Result<Runtime> {
         Runtime::from_config(self.resolve(|name| std::env::var(name).ok())?)
     }
@@ -187,6 +192,13 @@ impl Builder {
             return Err(invalid(
                 "the default pool needs at least one worker".to_owned(),
             ));
+        }
+        if default_pool_workers > ThreadPool::MAX_WORKERS {
+            return Err(invalid(format!(
+                "the default pool can have at most {} workers (ThreadPool::MAX_WORKERS), got \
+                 {default_pool_workers}",
+                ThreadPool::MAX_WORKERS
+            )));
         }
         let trace = self.trace.or_else(|| {
             env("ONELOOP_TRACE")

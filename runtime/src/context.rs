@@ -15,6 +15,7 @@ use std::sync::Arc;
 use oneloop_pool::waiting;
 
 use crate::debug::deadlock::Waiting;
+use crate::debug::leaks::Running;
 use crate::runtime::Core;
 use crate::waker::{Remote, TaskRef};
 
@@ -30,39 +31,63 @@ pub(crate) struct EnterGuard {
     previous: Option<Rc<Core>>,
     /// The thread's `oneloop_pool::waiting` hook before this runtime installed its own.
     previous_hook: Option<waiting::Hook>,
+    /// For `block_on` in debug mode: the runtime counts as running meanwhile.
+    running: Option<Running>,
 }
 
 /// Enters `core` for a `block_on`.
 ///
 /// # Panics
 ///
-/// If this thread is already inside a runtime: blocking inside the loop would stop it.
+/// If this thread is already inside a runtime: blocking inside the loop would stop it. And
+/// from a thread-local's destructor that runs after this module's own thread-local is gone:
+/// the loop could not find itself there (every task, timer and socket looks it up here).
 pub(crate) fn enter(core: &Rc<Core>) -> EnterGuard {
-    let nested = CURRENT.with(|current| current.borrow().is_some());
-    if nested {
-        panic!(
+    match CURRENT.try_with(|current| current.borrow().is_some()) {
+        Ok(false) => {
+            let mut guard = replace(Some(core.clone()));
+            guard.running = core.running();
+            guard
+        }
+        Ok(true) => panic!(
             "oneloop: Runtime::block_on was called inside a running oneloop runtime; \
              a nested block_on would stop the loop it runs on. `.await` the future instead, \
              or `oneloop::spawn` it"
-        );
+        ),
+        Err(_) => panic!(
+            "oneloop: Runtime::block_on was called from a thread-local's destructor on thread \
+             {}, after oneloop's own thread-locals were destroyed: the loop cannot run while \
+             its thread exits. Finish the runtime's work before the thread ends (at the end \
+             of its closure, or of `main`); dropping a runtime there is fine",
+            thread_label()
+        ),
     }
-    replace(Some(core.clone()))
 }
 
 /// Enters `core` even if another runtime is current (used while a runtime drops its
 /// tasks, which may happen inside another runtime's `block_on`); the previous runtime is
 /// restored when the guard drops.
+///
+/// A runtime kept in a thread-local is dropped while the thread's locals are destroyed,
+/// perhaps after `CURRENT`: then nothing is entered, and the tasks are dropped outside any
+/// runtime (a destructor that spawns finds none; one that cancels a timer or deregisters a
+/// socket finds nothing to do, as the runtime frees those itself).
 pub(crate) fn enter_for_drop(core: &Rc<Core>) -> EnterGuard {
     replace(Some(core.clone()))
 }
 
-fn replace(new: Option<Rc<Core>>) -> EnterGuard {
-    let previous = CURRENT.with(|current| current.replace(new));
+fn replace(mut new: Option<Rc<Core>>) -> EnterGuard {
+    // If `CURRENT` is gone, `new` is dropped unused and the guard restores nothing.
+    let previous = CURRENT
+        .try_with(|current| current.replace(new.take()))
+        .ok()
+        .flatten();
     // The pool's futures (semaphores, job handles) tell this runtime what they wait on.
     let previous_hook = waiting::set_hook(Some(note_pool_wait));
     EnterGuard {
         previous,
         previous_hook,
+        running: None,
     }
 }
 

@@ -86,7 +86,8 @@
 //!   (the pools themselves are in the `oneloop-pool` crate, re-exported as [`pool`]).
 //! - `handle.rs`: [`Handle`] for other threads, and [`RemoteJoinHandle`].
 //! - `debug/`: reports ([`debug::Report`]); poll timing, the watchdog and backtraces; the
-//!   job observer; the exit summary; the trace file; `instruments.rs` ties them to the loop.
+//!   job observer; the exit summary; the exit report of runtimes never dropped; the trace
+//!   file; `instruments.rs` ties them to the loop.
 //! - `park.rs`: waiting on a future from a plain thread.
 //! - `spin.rs`: the learned spin before the loop sleeps.
 //! - `timerfd.rs`: waking on a timer's exact deadline, not on the next millisecond.

@@ -34,6 +34,7 @@ use crate::builder::Config;
 use crate::context;
 use crate::debug::deadlock::{self, Chain, MAX_CHAIN, Waiting};
 use crate::debug::instruments::{Instruments, Probe};
+use crate::debug::leaks::Running;
 use crate::debug::{Code, Report, Reporter, TaskInfo};
 use crate::reactor::Reactor;
 use crate::spin::Spin;
@@ -84,7 +85,20 @@ static NEXT_RUNTIME_ID: AtomicU64 = AtomicU64::new(1);
 ///
 /// Dropping the runtime cancels every task still running (their futures are dropped on
 /// this thread), resolves every outstanding `JoinHandle` and `RemoteJoinHandle` to
-/// `Cancelled`, and stops the debug watchdog. It never waits on anything.
+/// `Cancelled`, stops the debug watchdog, and shuts the default pool down (waiting for its
+/// running jobs up to
+/// [`default_pool_shutdown_timeout`](Builder::default_pool_shutdown_timeout)). It may be
+/// dropped anywhere on its thread, a `thread_local!` included: there it drops when the
+/// thread exits (for `main`, inside `exit`), and the tasks it drops then may find no
+/// current runtime (a destructor that calls `oneloop::spawn` panics, which the task's
+/// cancellation contains). Only `block_on` cannot run from a thread-local's destructor.
+///
+/// **Leaks.** A task that holds an `Rc` of its own runtime makes a cycle: the runtime owns
+/// the task and the task owns the runtime, so neither is ever dropped, and the runtime's
+/// tasks, its watchdog thread and its default pool's threads live until the process exits.
+/// `mem::forget` does the same. Give tasks a [`Handle`] (to spawn onto the loop) or a
+/// `Weak` of the runtime instead. In debug mode a runtime still neither dropped nor running
+/// when the process exits is reported then (`OL009`, Unix).
 pub struct Runtime {
     core: Rc<Core>,
 }
@@ -277,10 +291,12 @@ impl Core {
             None => None,
         };
         let reporter = Arc::new(Reporter::new(config.sink, trace.clone()));
-        let instruments = Instruments::start(config.debug, trace, reporter.clone())?;
+        let instruments = Instruments::start(id, config.debug, trace, reporter.clone())?;
         Ok(Core {
             id,
-            tasks: RefCell::default(),
+            tasks: RefCell::new(TaskTable::new(
+                instruments.as_ref().and_then(Instruments::task_count),
+            )),
             run_queue: RefCell::default(),
             main_woken: Cell::new(false),
             current: Cell::new(None),
@@ -308,6 +324,12 @@ impl Core {
 
     pub(crate) fn id(&self) -> u64 {
         self.id
+    }
+
+    /// In debug mode, marks the runtime as inside `block_on` until the guard drops (read by
+    /// the exit report of runtimes never dropped, `debug/leaks.rs`).
+    pub(crate) fn running(&self) -> Option<Running> {
+        self.instruments.as_ref().and_then(Instruments::running)
     }
 
     // ---------------------------------------------------------------------------------

@@ -11,18 +11,23 @@ use std::io;
 use std::panic::Location;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::time::Instant;
 
 use oneloop_pool::JobObserver;
 
 use super::clock::Clock;
 use super::jobs::{JobLimits, JobWatch};
+use super::leaks::{self, Registration, Running};
 use super::trace::Tracer;
 use super::watch::{Debug, Finding, PollTimer};
 use super::{Code, DebugConfig, Report, Reporter, summary};
 
 pub(crate) struct Instruments {
     debug: Option<Debug>,
+    /// In debug mode, the runtime's entry in the registry of runtimes not dropped yet
+    /// (`leaks.rs`); leaves it when the runtime drops.
+    registration: Option<Registration>,
     trace: Option<Arc<Tracer>>,
     reporter: Arc<Reporter>,
     /// Attached to offloaded jobs (debug mode and/or the trace).
@@ -38,7 +43,9 @@ pub(crate) struct Probe {
 
 impl Instruments {
     /// The instruments for `debug` and `trace`, or `None` when neither is on.
+    /// The instruments of runtime `id`, if debug mode or tracing is on.
     pub(crate) fn start(
+        id: u64,
         debug: Option<DebugConfig>,
         trace: Option<Arc<Tracer>>,
         reporter: Arc<Reporter>,
@@ -56,8 +63,12 @@ impl Instruments {
             Some(config) => Some(Debug::start(config, clock, reporter.clone(), jobs.clone())?),
             None => None,
         };
+        let registration = debug
+            .is_some()
+            .then(|| leaks::register(id, reporter.clone()));
         Ok(Some(Instruments {
             debug,
+            registration,
             trace,
             reporter,
             jobs,
@@ -65,6 +76,18 @@ impl Instruments {
     }
 
     /// Opens the trace file for `path`.
+    /// In debug mode, the counter of task slots the task table keeps up to date, for the
+    /// exit report of a runtime never dropped.
+    pub(crate) fn task_count(&self) -> Option<Arc<AtomicUsize>> {
+        self.registration.as_ref().map(Registration::task_count)
+    }
+
+    /// In debug mode, marks the runtime as running (inside `block_on`) until the guard
+    /// drops: a process that exits under a running loop has not leaked it.
+    pub(crate) fn running(&self) -> Option<Running> {
+        self.registration.as_ref().map(Registration::running)
+    }
+
     pub(crate) fn open_trace(path: &Path) -> io::Result<Arc<Tracer>> {
         Tracer::create(path).map(Arc::new)
     }

@@ -5,8 +5,9 @@
 //! then times polls, quick ones in groups that share a clock reading (`watch.rs`, loop
 //! side), and a watchdog thread (`watch.rs`, thread side) looks at them: any poll it finds
 //! running is timed alone, and one *still* running past the threshold is reported, with a
-//! backtrace of the loop thread on Linux (`stack.rs`); offloaded jobs are watched too (`jobs.rs`), and the
-//! runtime prints a profile when it drops (`summary.rs`). Tracing
+//! backtrace of the loop thread on Linux (`stack.rs`); offloaded jobs are watched too
+//! (`jobs.rs`). The runtime prints a profile when it drops (`summary.rs`), and one that
+//! never drops is reported when the process exits (`leaks.rs`). Tracing
 //! ([`Builder::trace_file`](crate::Builder::trace_file), `ONELOOP_TRACE`) writes every poll
 //! and job to a timeline file (`trace.rs`). Both hang off one `Instruments` value
 //! (`instruments.rs`): with neither on, a poll costs the loop one branch more.
@@ -21,6 +22,7 @@ mod clock;
 pub(crate) mod deadlock;
 pub(crate) mod instruments;
 pub(crate) mod jobs;
+pub(crate) mod leaks;
 pub(crate) mod stack;
 mod summary;
 pub(crate) mod trace;
@@ -67,6 +69,13 @@ pub enum Code {
     /// slowest polls by task, the longest job waits and runs by submit site, and the count
     /// of each report. Nothing to fix: a map of where the time went.
     Summary,
+    /// `OL009`: the process exited and a debug-mode runtime was never dropped (nor
+    /// running): its tasks, its watchdog thread and its default pool's threads leaked. The
+    /// usual cause is a task holding an `Rc` of its own runtime (a cycle: the runtime owns
+    /// the task, the task owns the runtime), or `mem::forget`; give tasks a
+    /// [`Handle`](crate::Handle) or a `Weak` instead. [`Report::message`] names the
+    /// runtime, its loop thread and its task count.
+    RuntimeLeaked,
 }
 
 impl Code {
@@ -81,11 +90,12 @@ impl Code {
             Code::JobPanicNotRetrieved => "OL006",
             Code::PoolShutdownIncomplete => "OL007",
             Code::Summary => "OL008",
+            Code::RuntimeLeaked => "OL009",
         }
     }
 
     /// Every code, in order.
-    pub const ALL: [Code; 8] = [
+    pub const ALL: [Code; 9] = [
         Code::SlowPoll,
         Code::StillBlocking,
         Code::PanicNotRetrieved,
@@ -94,6 +104,7 @@ impl Code {
         Code::JobPanicNotRetrieved,
         Code::PoolShutdownIncomplete,
         Code::Summary,
+        Code::RuntimeLeaked,
     ];
 
     fn index(self) -> usize {
@@ -152,7 +163,8 @@ pub struct Report {
     /// report closes them: "unblocked after ..."). Zero otherwise.
     pub times_reported: u32,
     /// For `OL003`: the panic message. For `OL001` about polls timed together: how many
-    /// polls of which tasks.
+    /// polls of which tasks. For `OL009`: which runtime, on which thread, with how many
+    /// tasks.
     pub message: Option<String>,
     /// For `OL002`: the loop thread's stack at the moment of the report (Linux only, first
     /// report of each blocking poll).
@@ -332,6 +344,15 @@ impl fmt::Display for Headline<'_> {
                 "exit summary (debug mode):\n{}",
                 report.message.as_deref().unwrap_or("  nothing recorded"),
             ),
+            Code::RuntimeLeaked => write!(
+                f,
+                "{} was never dropped: its tasks, its watchdog thread and its default pool's \
+                 threads leaked until the process exit. A task holding an `Rc` of its own \
+                 runtime keeps it alive forever (the runtime owns the task, the task owns the \
+                 runtime), as does `mem::forget`; give tasks a `Handle` (`rt.handle()`) or a \
+                 `Weak` instead",
+                report.message.as_deref().unwrap_or("a runtime"),
+            ),
         }
     }
 }
@@ -469,7 +490,8 @@ pub(crate) fn parse_debug_env(value: &str) -> Result<bool, String> {
     }
 }
 
-/// Parses `ONELOOP_SLOW_MS`: a positive number of milliseconds, fractions allowed.
+/// Parses `ONELOOP_SLOW_MS`: a positive number of milliseconds, fractions allowed; one too
+/// large for a `Duration` (`1e300`) is `Duration::MAX`, which never reports anything.
 pub(crate) fn parse_slow_ms_env(value: &str) -> Result<Duration, String> {
     let ms: f64 = value.trim().parse().map_err(|_| {
         format!("ONELOOP_SLOW_MS must be a number of milliseconds such as 50, got {value:?}")
@@ -479,7 +501,8 @@ pub(crate) fn parse_slow_ms_env(value: &str) -> Result<Duration, String> {
             "ONELOOP_SLOW_MS must be a positive number of milliseconds, got {value:?}"
         ));
     }
-    Ok(Duration::from_secs_f64(ms / 1e3))
+    // Finite and positive, so the only possible error is "too large".
+    Ok(Duration::try_from_secs_f64(ms / 1e3).unwrap_or(Duration::MAX))
 }
 
 #[cfg(test)]
@@ -533,5 +556,10 @@ mod tests {
                 .contains("ONELOOP_SLOW_MS")
         );
         assert!(parse_slow_ms_env("-3").is_err());
+        assert!(parse_slow_ms_env("inf").is_err());
+        // u64::MAX milliseconds, give or take the rounding of an f64.
+        let huge = parse_slow_ms_env("18446744073709551615").unwrap();
+        assert_eq!(huge.as_secs() / 1_000_000, 18_446_744_073);
+        assert_eq!(parse_slow_ms_env("1e300"), Ok(Duration::MAX));
     }
 }

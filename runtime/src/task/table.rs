@@ -9,6 +9,8 @@
 //! code (wakers, destructors) that the transitions hand back, outside every borrow.
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Waker;
 
 use slab::Slab;
@@ -56,9 +58,28 @@ pub(crate) struct Finished {
 pub(crate) struct TaskTable {
     slab: Slab<Slot>,
     next_id: u64,
+    /// In debug mode, where the number of slots is published after every change, for the
+    /// exit report of a runtime that is never dropped (`debug/leaks.rs`), which reads it
+    /// on the exiting thread.
+    published_len: Option<Arc<AtomicUsize>>,
 }
 
 impl TaskTable {
+    /// An empty table that publishes its length to `len`, if given.
+    pub(crate) fn new(len: Option<Arc<AtomicUsize>>) -> Self {
+        TaskTable {
+            published_len: len,
+            ..TaskTable::default()
+        }
+    }
+
+    /// A slot was taken or freed.
+    fn publish_len(&self) {
+        if let Some(len) = &self.published_len {
+            len.store(self.slab.len(), Ordering::Release);
+        }
+    }
+
     /// Inserts a task; `make` builds its cell from the `TaskRef` it will have.
     pub(crate) fn insert(&mut self, site: u32, make: impl FnOnce(TaskRef) -> Cell) -> TaskRef {
         // Id 0 is the `block_on` future's, so tasks count from 1.
@@ -79,6 +100,7 @@ impl TaskTable {
             waiting: Waiting::Unknown,
             visited: 0,
         });
+        self.publish_len();
         task
     }
 
@@ -132,6 +154,7 @@ impl TaskTable {
             }
         } else {
             self.slab.remove(task.key);
+            self.publish_len();
             Finished {
                 join_waker,
                 orphan: Some(cell),
@@ -149,7 +172,9 @@ impl TaskTable {
         slot.has_handle = false;
         let waker = slot.join_waker.take();
         let cell = if slot.finished {
-            self.slab.remove(task.key).cell
+            let cell = self.slab.remove(task.key).cell;
+            self.publish_len();
+            cell
         } else {
             None
         };
@@ -163,6 +188,7 @@ impl TaskTable {
             return (None, None);
         }
         let slot = self.slab.remove(task.key);
+        self.publish_len();
         (slot.cell, slot.join_waker)
     }
 
@@ -208,6 +234,7 @@ impl TaskTable {
             cells.extend(slot.cell);
             wakers.extend(slot.join_waker);
         }
+        self.publish_len();
         (cells, wakers)
     }
 }

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use super::sleep::{Sleep, sleep_until};
+use super::sleep::{Sleep, far_or, sleep_until};
 
 /// What an [`Interval`] does when the loop was too busy to tick on time and one or more
 /// whole periods went by.
@@ -38,6 +38,10 @@ pub enum MissedTickBehavior {
 ///     }
 /// });
 /// ```
+///
+/// A tick that would fall past the farthest instant the clock can hold is put off for good
+/// (some 30 years, as `sleep(Duration::MAX)` is): `interval(Duration::MAX)` ticks once, at
+/// once, and not again, nor after `reset`.
 ///
 /// # Panics
 ///
@@ -86,27 +90,25 @@ impl Interval {
         }
         let scheduled = self.sleep.deadline();
         let now = Instant::now();
-        let on_time = scheduled + self.period;
-        let next = if now < on_time {
-            on_time
-        } else {
-            match self.missed {
+        // A tick that would fall past the end of what `Instant` can hold never comes.
+        let next = match scheduled.checked_add(self.period) {
+            None => far_or(None),
+            Some(on_time) if now < on_time => on_time,
+            Some(on_time) => match self.missed {
                 MissedTickBehavior::Burst => on_time,
-                MissedTickBehavior::Delay => now + self.period,
-                MissedTickBehavior::Skip => {
-                    let periods = (now - scheduled).as_nanos() / self.period.as_nanos() + 1;
-                    let periods = u32::try_from(periods).unwrap_or(u32::MAX);
-                    scheduled + self.period.saturating_mul(periods)
-                }
-            }
+                MissedTickBehavior::Delay => far_or(now.checked_add(self.period)),
+                MissedTickBehavior::Skip => far_or(next_on_schedule(scheduled, self.period, now)),
+            },
         };
         self.sleep.reset(next);
         Poll::Ready(scheduled)
     }
 
-    /// Restarts the schedule: the next tick is one period from now.
+    /// Restarts the schedule: the next tick is one period from now (never, for a period
+    /// too long to add to the clock).
     pub fn reset(&mut self) {
-        self.sleep.reset(Instant::now() + self.period);
+        self.sleep
+            .reset(far_or(Instant::now().checked_add(self.period)));
     }
 
     /// The period.
@@ -123,4 +125,18 @@ impl Interval {
     pub fn set_missed_tick_behavior(&mut self, behavior: MissedTickBehavior) {
         self.missed = behavior;
     }
+}
+
+/// The first tick of the schedule `scheduled + k * period` (k >= 1) after `now`, or `None`
+/// past the end of `Instant`. Counted in `u128` nanoseconds: however many periods were
+/// missed (10^10 of a microsecond in three hours), the count neither overflows nor is
+/// capped, so the tick lands after `now`, never in the past.
+fn next_on_schedule(scheduled: Instant, period: Duration, now: Instant) -> Option<Instant> {
+    let period = period.as_nanos(); // at most ~2^94: the product below fits a u128
+    let periods = now.saturating_duration_since(scheduled).as_nanos() / period + 1;
+    let offset = periods * period;
+    let secs = u64::try_from(offset / 1_000_000_000).ok()?;
+    // Below 10^9: fits a u32.
+    let nanos = (offset % 1_000_000_000) as u32;
+    scheduled.checked_add(Duration::new(secs, nanos))
 }
