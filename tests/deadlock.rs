@@ -190,3 +190,131 @@ fn a_chain_of_handles_ending_at_another_thread_is_not_a_deadlock() {
         assert_eq!(value, 42);
     });
 }
+
+// ---------------------------------------------------------------------------------------
+// Deadlocks through channels and semaphores: reported (OL010), never panicked on.
+// ---------------------------------------------------------------------------------------
+
+/// Runs `body` as the `block_on` future of a runtime that reports a stall after 50 ms;
+/// the loop is released when the report arrives (a thread sends on a oneshot the
+/// `block_on` future awaits after `body`'s tasks are spawned). Returns the stall reports.
+fn until_stall_reported(body: impl FnOnce()) -> Vec<oneloop::debug::Report> {
+    let reports = util::Reports::default();
+    let (seen_tx, seen_rx) = std::sync::mpsc::channel::<()>();
+    let sink = {
+        let log = reports.sink();
+        let seen_tx = std::sync::Mutex::new(seen_tx);
+        move |report: &oneloop::debug::Report| {
+            log(report);
+            if report.code == oneloop::debug::Code::Stalled {
+                let _ = seen_tx.lock().unwrap().send(());
+            }
+        }
+    };
+    let rt = Runtime::builder()
+        .stall_report_after(Duration::from_millis(50))
+        .on_report(sink)
+        .build()
+        .unwrap();
+    let (release, released) = oneshot::channel::<()>();
+    let releaser = thread::spawn(move || {
+        seen_rx.recv().unwrap();
+        release.send(()).unwrap();
+    });
+    rt.block_on(async move {
+        body();
+        released.await.unwrap();
+    });
+    releaser.join().unwrap();
+    reports.with_code(oneloop::debug::Code::Stalled)
+}
+
+#[test]
+fn two_tasks_awaiting_each_other_s_oneshot_are_reported_as_a_likely_deadlock() {
+    let stalls = hang_guard(|| {
+        until_stall_reported(|| {
+            let (to_a, a_rx) = oneshot::channel::<()>();
+            let (to_b, b_rx) = oneshot::channel::<()>();
+            task::Builder::new()
+                .name("a")
+                .spawn(async move {
+                    let _ = a_rx.await;
+                    let _ = to_b.send(());
+                })
+                .detach();
+            task::Builder::new()
+                .name("b")
+                .spawn(async move {
+                    let _ = b_rx.await;
+                    let _ = to_a.send(());
+                })
+                .detach();
+        })
+    });
+    assert_eq!(stalls.len(), 1, "one report per quiet spell");
+    let text = stalls[0].to_string();
+    assert!(text.contains("OL010"), "{text}");
+    assert!(text.contains("\"a\"") && text.contains("\"b\""), "{text}");
+    assert!(
+        text.contains("waits on the oneshot channel made at"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_task_awaiting_a_permit_it_holds_is_reported_as_a_likely_deadlock() {
+    let stalls = hang_guard(|| {
+        until_stall_reported(|| {
+            let sem = Arc::new(Semaphore::new(1));
+            task::Builder::new()
+                .name("greedy")
+                .spawn(async move {
+                    let _held = sem.clone().acquire_owned().await.unwrap();
+                    let _again = sem.acquire().await;
+                })
+                .detach();
+        })
+    });
+    let text = stalls[0].to_string();
+    assert!(text.contains("\"greedy\""), "{text}");
+    assert!(text.contains("1 permit of a Semaphore"), "{text}");
+}
+
+#[test]
+fn a_receiver_whose_only_sender_its_task_holds_is_reported_as_a_likely_deadlock() {
+    let stalls = hang_guard(|| {
+        until_stall_reported(|| {
+            let (tx, mut rx) = mpsc::channel::<u32>(1);
+            task::Builder::new()
+                .name("lonely")
+                .spawn(async move {
+                    let _tx = tx;
+                    let _ = rx.recv().await;
+                })
+                .detach();
+        })
+    });
+    let text = stalls[0].to_string();
+    assert!(text.contains("\"lonely\""), "{text}");
+    assert!(
+        text.contains("a value from the mpsc channel made at"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_sender_on_another_thread_that_sends_within_the_grace_period_is_not_reported() {
+    hang_guard(|| {
+        let (rt, reports) = util::quiet_runtime();
+        let value = rt.block_on(async {
+            let (tx, rx) = oneshot::channel::<u32>();
+            thread::spawn(move || {
+                thread::sleep(Duration::from_millis(30));
+                tx.send(7).unwrap();
+            });
+            rx.await.unwrap()
+        });
+        assert_eq!(value, 7);
+        assert!(reports.with_code(oneloop::debug::Code::Stalled).is_empty());
+    });
+}

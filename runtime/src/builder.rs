@@ -48,6 +48,7 @@ pub struct Builder {
     default_pool_workers: Option<usize>,
     default_pool_shutdown: Option<Duration>,
     trace: Option<PathBuf>,
+    stall_report_after: Option<Duration>,
 }
 
 /// A builder's settings, resolved against the environment.
@@ -57,7 +58,13 @@ pub(crate) struct Config {
     pub(crate) sink: Sink,
     pub(crate) default_pool_workers: usize,
     pub(crate) default_pool_shutdown: Duration,
+    pub(crate) stall_report_after: Duration,
 }
+
+/// How long the loop stays quiet with every task waiting on channels and semaphores before
+/// it reports a likely deadlock (`OL010`): far longer than another thread takes to use a
+/// sender it was handed, short enough that a stuck service says so while someone looks.
+const STALL_REPORT_AFTER: Duration = Duration::from_secs(10);
 
 /// How long a dropping runtime waits for its default pool's running jobs (asyncio waits
 /// in `shutdown_default_executor` too). Long enough for any well-behaved blocking call to
@@ -118,6 +125,15 @@ impl Builder {
     /// for them however long they take).
     pub fn default_pool_shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.default_pool_shutdown = Some(timeout);
+        self
+    }
+
+    /// How long the loop must stay quiet, with every pending task waiting on oneloop
+    /// channels and semaphores and nothing else able to wake it, before it reports a likely
+    /// deadlock (`OL010`; default 10 s). Such a wait cannot be proven stuck (a sender may be
+    /// on another thread), so it is reported, never panicked on.
+    pub fn stall_report_after(mut self, after: Duration) -> Self {
+        self.stall_report_after = Some(after);
         self
     }
 
@@ -215,6 +231,10 @@ impl Builder {
             sink: self.sink.unwrap_or_else(stderr_sink),
             default_pool_workers,
             default_pool_shutdown: self.default_pool_shutdown.unwrap_or(DEFAULT_POOL_SHUTDOWN),
+            stall_report_after: self
+                .stall_report_after
+                .unwrap_or(STALL_REPORT_AFTER)
+                .max(Duration::from_millis(1)),
         })
     }
 }
@@ -230,6 +250,7 @@ impl fmt::Debug for Builder {
             .field("default_pool_workers", &self.default_pool_workers)
             .field("default_pool_shutdown", &self.default_pool_shutdown)
             .field("trace", &self.trace)
+            .field("stall_report_after", &self.stall_report_after)
             .finish()
     }
 }

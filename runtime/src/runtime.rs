@@ -32,7 +32,7 @@ use oneloop_pool::wake::{self, Panic, WakeList};
 
 use crate::builder::Config;
 use crate::context;
-use crate::debug::deadlock::{self, Chain, MAX_CHAIN, Waiting};
+use crate::debug::deadlock::{self, Chain, MAX_CHAIN, Quiet, StallWatch, Waiting};
 use crate::debug::instruments::{Instruments, Probe};
 use crate::debug::leaks::Running;
 use crate::debug::{Code, Report, Reporter, TaskInfo};
@@ -261,6 +261,9 @@ pub(crate) struct Core {
     /// A task whose `JoinHandle` waits lead back to itself, as seen when it last went
     /// pending (`spot_join_cycle`); the next idle check confirms or forgets it.
     cycle_candidate: Cell<Option<TaskRef>>,
+    /// Reports (`OL010`) a loop that stays quiet with every task waiting on channels and
+    /// semaphores nothing else can reach.
+    stall: StallWatch,
     /// Scratch buffers reused every tick, so a tick allocates nothing.
     wake_buffer: Cell<Vec<Waker>>,
     remote_buffer: Cell<Vec<RemoteOp>>,
@@ -315,6 +318,7 @@ impl Core {
             main_waiting: Cell::new(Waiting::Unknown),
             checks: Cell::new(0),
             cycle_candidate: Cell::new(None),
+            stall: StallWatch::new(config.stall_report_after),
             wake_buffer: Cell::default(),
             remote_buffer: Cell::default(),
             spin: Spin::default(),
@@ -407,14 +411,21 @@ impl Core {
         } else {
             self.timers.borrow().next_deadline()
         };
+        let mut wake_at = None;
         let timeout = if busy {
             Some(Duration::ZERO)
         } else {
-            // About to sleep: make sure something can still wake the block_on future.
-            self.check_deadlock(main_waker, next_timer.is_some());
+            // About to sleep: make sure something can still wake the block_on future. A loop
+            // quiet the way a deadlock through channels would be comes back to report it
+            // (at least hourly, which keeps the arithmetic of any setting sane).
+            wake_at = self
+                .check_deadlock(main_waker, next_timer.is_some())
+                .map(|after| Instant::now() + after.min(Duration::from_secs(3600)));
             // mio rounds this up to whole milliseconds, so the sleep never ends early; on
             // Linux a timerfd ends it on the deadline itself (`timerfd.rs`).
-            next_timer.map(|deadline| deadline.saturating_duration_since(Instant::now()))
+            next_timer
+                .or(wake_at)
+                .map(|deadline| deadline.saturating_duration_since(Instant::now()))
         };
         let (timeout, blocking_since) = match timeout {
             Some(t) if t.is_zero() => (timeout, None),
@@ -423,7 +434,9 @@ impl Core {
                 // The spin used part of the wait: sleep only what is left until the timer
                 // (and not a whole rounded-up millisecond past a deadline it reached).
                 let now = Instant::now();
-                let left = next_timer.map(|deadline| deadline.saturating_duration_since(now));
+                let left = next_timer
+                    .or(wake_at)
+                    .map(|deadline| deadline.saturating_duration_since(now));
                 (left, Some(now))
             }
         };
@@ -849,7 +862,11 @@ impl Core {
     /// on, if the `block_on` future can provably never complete (`debug/deadlock.rs` says
     /// what counts as a proof and why). The common path follows one or two links of the
     /// chain of waits from the `block_on` future and allocates nothing.
-    fn check_deadlock(&self, main_waker: &Arc<TaskWaker>, timer_armed: bool) {
+    ///
+    /// Returns how long the loop may sleep at most when it is quiet in the way a deadlock
+    /// through channels or semaphores would be (see `StallWatch`): it comes back then to
+    /// report it.
+    fn check_deadlock(&self, main_waker: &Arc<TaskWaker>, timer_armed: bool) -> Option<Duration> {
         // A cycle of JoinHandles spotted when one of its tasks last went pending: confirm
         // it (its tasks may have been woken by something else since).
         let cycle = self.cycle_candidate.take().and_then(|task| {
@@ -869,27 +886,42 @@ impl Core {
             Some(_) => Chain::Cycle,
             None => self.follow_waits(main_waker.clone(), self.main_waiting.get(), None),
         };
-        match chain {
-            Chain::Live => return,
-            Chain::Cycle => {}
-            // Nobody holds the end's waker. `block_on(pending())` runs a program of tasks
-            // that way, so this is a deadlock only if no task can make progress either.
-            Chain::Lost => {
-                if timer_armed
-                    || self.remote.handles.load(Ordering::Acquire) > 0
-                    || self.any_task_wakeable()
-                {
-                    return;
-                }
+        let quiet = match chain {
+            Chain::Live => None,
+            Chain::Cycle => Some(Quiet::Stuck),
+            // Nobody holds the end's waker, or only a channel or semaphore does. Either way
+            // the rest of the loop decides: `block_on(pending())` runs a program of tasks
+            // for ever, and a channel's sender may be on any thread.
+            Chain::Lost | Chain::Primitive
+                if !timer_armed && self.remote.handles.load(Ordering::Acquire) == 0 =>
+            {
+                self.scan_quiet(main_waker)
             }
-        }
+            Chain::Lost | Chain::Primitive => None,
+        };
+        let Some(quiet) = quiet else {
+            self.stall.forget();
+            return None;
+        };
         // Pair with the Release of the last outside owner's drop: anything it queued
         // before letting go is visible below.
         atomic::fence(Ordering::Acquire);
         if self.remote.has_pending() {
-            return;
+            return None;
         }
-        panic!("{}", self.deadlock_message(chain));
+        match quiet {
+            Quiet::Stuck => panic!("{}", self.deadlock_message(chain)),
+            Quiet::OnPrimitives => {
+                let (sleep_at_most, report) = self.stall.quiet(self.counters.polls.get());
+                if let Some(after) = report {
+                    let mut report = Report::empty(Code::Stalled);
+                    report.duration = Some(after);
+                    report.message = Some(self.waits_listed());
+                    self.reporter.emit(&report);
+                }
+                sleep_at_most
+            }
+        }
     }
 
     /// A task's poll returned `Pending` waiting on a `JoinHandle`: if the tasks it waits on
@@ -941,8 +973,12 @@ impl Core {
             // Our own references: `waker` here, the task's header (or block_on's stack),
             // and the join slot of the task it waits on.
             let ours = 2 + usize::from(joined.is_some());
-            if Arc::strong_count(&waker) > ours {
-                return Chain::Live; // held elsewhere: a timer, a socket, a channel, a thread
+            let count = Arc::strong_count(&waker);
+            if count == ours + 1 && waiting.is_primitive() {
+                return Chain::Primitive; // most likely held by that channel or semaphore
+            }
+            if count > ours {
+                return Chain::Live; // held elsewhere: a timer, a socket, a thread
             }
             let Some(next) = joined else {
                 return Chain::Lost;
@@ -963,41 +999,61 @@ impl Core {
         Chain::Live
     }
 
-    /// True if some pending task's waker is held outside the runtime (by anything but its
-    /// header and the join slot of the task it waits on): that task may still run. O(n);
-    /// only asked when the `block_on` future's own waker is held by nobody.
-    fn any_task_wakeable(&self) -> bool {
+    /// Looks at every pending task (O(n); only when the chain of waits from the `block_on`
+    /// future ended at a waker held by nobody, or only by a channel or semaphore, with no
+    /// timer armed and no `Handle`). `None` if some task's waker is held outside the
+    /// runtime (a socket, a job, another thread): it may still run. Otherwise every waker is
+    /// held by nobody but the runtime's join slots (`Stuck`: nothing can ever run again),
+    /// or also by oneloop channels and semaphores (`OnPrimitives`).
+    fn scan_quiet(&self, main_waker: &Arc<TaskWaker>) -> Option<Quiet> {
         let tasks = self.tasks.borrow();
-        tasks
-            .iter()
-            .filter(|(_, slot)| !slot.finished)
-            .any(|(_, slot)| {
-                let Some(cell) = &slot.cell else {
-                    return true;
-                };
-                let waker = &cell.header().waker;
-                let joined = match slot.waiting {
-                    Waiting::Join(target) => tasks.get(target).is_some_and(|target| {
-                        !target.finished
-                            && target
-                                .join_waker
-                                .as_ref()
-                                .is_some_and(|w| w.data() == Arc::as_ptr(waker).cast())
-                    }),
-                    _ => false,
-                };
-                Arc::strong_count(waker) > 1 + usize::from(joined)
-            })
+        let mut on_primitive = false;
+        // How a waker's owners add up: the task's header (or block_on's stack), the join
+        // slot of the task it waits on, and the channel or semaphore it waits on.
+        let mut accounted = |waker: &Arc<TaskWaker>, waiting: Waiting| {
+            let joined = match waiting {
+                Waiting::Join(target) => tasks.get(target).is_some_and(|target| {
+                    !target.finished
+                        && target
+                            .join_waker
+                            .as_ref()
+                            .is_some_and(|w| w.data() == Arc::as_ptr(waker).cast())
+                }),
+                _ => false,
+            };
+            let primitive = waiting.is_primitive();
+            let count = Arc::strong_count(waker);
+            let base = 1 + usize::from(joined);
+            if count > base && primitive && count == base + 1 {
+                on_primitive = true;
+                return true;
+            }
+            count <= base
+        };
+        if !accounted(main_waker, self.main_waiting.get()) {
+            return None;
+        }
+        for (_, slot) in tasks.iter().filter(|(_, slot)| !slot.finished) {
+            let Some(cell) = &slot.cell else {
+                return None;
+            };
+            if !accounted(&cell.header().waker, slot.waiting) {
+                return None;
+            }
+        }
+        Some(if on_primitive {
+            Quiet::OnPrimitives
+        } else {
+            Quiet::Stuck
+        })
     }
 
-    /// The deadlock panic: the proof, then every pending task and what it waits on.
-    #[cold]
-    fn deadlock_message(&self, chain: Chain) -> String {
-        let mut message = String::from(deadlock::headline(chain));
-        message.push_str(&format!(
+    /// The `block_on` future and every pending task, each with what it waits on.
+    fn waits_listed(&self) -> String {
+        let mut message = format!(
             "\n    #0 \"main\" (the block_on future) waits on {}",
             self.main_waiting.get()
-        ));
+        );
         let tasks = self.tasks.borrow();
         let pending: Vec<_> = tasks
             .iter()
@@ -1012,6 +1068,12 @@ impl Core {
             message.push_str(&format!("\n    ... and {} more", pending.len() - 20));
         }
         message
+    }
+
+    /// The deadlock panic: the proof, then every pending task and what it waits on.
+    #[cold]
+    fn deadlock_message(&self, chain: Chain) -> String {
+        format!("{}{}", deadlock::headline(chain), self.waits_listed())
     }
 
     // ---------------------------------------------------------------------------------

@@ -23,12 +23,16 @@
 //!
 //! A chain that ends at a waker held elsewhere (a channel, a semaphore, a socket, another
 //! thread) is not a proof: a channel's sender may be on any thread, and nothing tells the
-//! runtime where a `Send` value went. Those waits are named in the panic message when a
-//! proof is found, and that is all.
+//! runtime where a `Send` value went. When every pending task waits on oneloop channels
+//! and semaphores and nothing else can wake the loop, it is most likely a deadlock through
+//! them (two tasks awaiting each other's oneshot, a task awaiting a permit it holds): the
+//! loop reports it (`OL010`, `StallWatch`) after a grace period in which another thread
+//! would have used its sender, and keeps waiting.
 
+use std::cell::Cell;
 use std::fmt;
 use std::panic::Location;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::reactor::Direction;
 use crate::waker::TaskRef;
@@ -97,17 +101,103 @@ impl From<oneloop_pool::waiting::WaitingOn> for Waiting {
 /// of `JoinHandle`s that long is a program's design, and the check must stay cheap.
 pub(crate) const MAX_CHAIN: usize = 1024;
 
+impl Waiting {
+    /// A oneloop channel or semaphore: its other side (a sender, a permit) may be held by
+    /// a task of this loop, or by any thread; nothing tells which.
+    pub(crate) fn is_primitive(self) -> bool {
+        matches!(
+            self,
+            Waiting::Oneshot(_) | Waiting::Recv(_) | Waiting::Semaphore { .. }
+        )
+    }
+}
+
 /// How following the chain of waits from the `block_on` future ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Chain {
     /// Somewhere along it, a waker is held where the runtime cannot see (or the chain was
     /// too long): no proof.
     Live,
+    /// It ended at a waiter on a channel or semaphore whose waker is held once more than
+    /// the runtime accounts for: most likely by that channel or semaphore. No proof alone;
+    /// the rest of the loop decides (`StallWatch`).
+    Primitive,
     /// It came back to a task already on it: the tasks from there wait on each other's
     /// `JoinHandle`s.
     Cycle,
     /// It ended at a task (or the `block_on` future) whose waker nobody holds.
     Lost,
+}
+
+/// What a scan of every pending task found, when nothing else (no timer, no `Handle`)
+/// can wake the loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Quiet {
+    /// Every waker is held by nobody but the runtime: nothing can ever run again.
+    Stuck,
+    /// Every waker is held by the runtime or by oneloop channels and semaphores: a deadlock
+    /// if their other sides are held by these same tasks, or a wait on another thread.
+    OnPrimitives,
+}
+
+/// Reports (`OL010`) a loop that stays [`Quiet::OnPrimitives`] for a while.
+///
+/// Tasks waiting on each other's channels, a task waiting for a permit it holds itself, a
+/// receiver whose only sender its own task holds: these are deadlocks, but no check can
+/// prove them, because a sender or a permit is `Send` and may as well be on another
+/// thread that will use it in a moment. So the loop does not panic. It notes when it went
+/// quiet, sleeps at most until `after` has passed, and if no task was polled meanwhile, it
+/// reports every task with what it waits on, once per quiet spell. The extra wake-up is
+/// the only cost, and only while quiet this way; the program does not see it.
+pub(crate) struct StallWatch {
+    after: Duration,
+    /// When the current quiet spell began, and the loop's poll count then (a poll since
+    /// means the spell ended and another began).
+    since: Cell<Option<(Instant, u64)>>,
+    /// This spell was reported.
+    reported: Cell<bool>,
+}
+
+impl StallWatch {
+    pub(crate) fn new(after: Duration) -> Self {
+        StallWatch {
+            after,
+            since: Cell::new(None),
+            reported: Cell::new(false),
+        }
+    }
+
+    /// The loop is quiet on primitives, having polled `polls` times so far. Returns how
+    /// long it may sleep at most, and, once the spell has lasted `after`, `Some(after)`:
+    /// report it now.
+    pub(crate) fn quiet(&self, polls: u64) -> (Option<Duration>, Option<Duration>) {
+        let now = Instant::now();
+        match self.since.get() {
+            Some((since, at)) if at == polls => {
+                if self.reported.get() {
+                    return (None, None);
+                }
+                let quiet_for = now.saturating_duration_since(since);
+                match self.after.checked_sub(quiet_for) {
+                    Some(left) if !left.is_zero() => (Some(left), None),
+                    _ => {
+                        self.reported.set(true);
+                        (None, Some(self.after))
+                    }
+                }
+            }
+            _ => {
+                self.since.set(Some((now, polls)));
+                self.reported.set(false);
+                (Some(self.after), None)
+            }
+        }
+    }
+
+    /// The loop is not quiet that way (any more).
+    pub(crate) fn forget(&self) {
+        self.since.set(None);
+    }
 }
 
 /// The first lines of the panic for each proof.
@@ -119,7 +209,7 @@ pub(crate) fn headline(chain: Chain) -> &'static str {
              task must not await, directly or through others, a task that awaits it). \
              Pending:"
         }
-        Chain::Lost | Chain::Live => {
+        Chain::Lost | Chain::Live | Chain::Primitive => {
             "oneloop: deadlock: the block_on future can never complete. No task is ready, no \
              timer is armed, and no waker of a pending task is held anywhere outside the \
              runtime, so nothing can wake them again (a future returned Pending without \

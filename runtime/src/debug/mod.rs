@@ -76,6 +76,15 @@ pub enum Code {
     /// [`Handle`](crate::Handle) or a `Weak` instead. [`Report::message`] names the
     /// runtime, its loop thread and its task count.
     RuntimeLeaked,
+    /// `OL010`: for a while ([`Builder::stall_report_after`](crate::Builder::stall_report_after),
+    /// 10 s by default) nothing ran, no timer or socket could wake the loop, and every
+    /// pending task waited on oneloop channels and semaphores: most likely a deadlock
+    /// through them (two tasks awaiting each other's oneshot, a task awaiting a permit it
+    /// holds itself, a receiver whose only sender its own task holds). Not a panic: a
+    /// sender or a permit may be on another thread that has just not used it yet.
+    /// [`Report::message`] lists every task with what it waits on. Reported whether or not
+    /// debug mode is on (it costs nothing until it happens).
+    Stalled,
 }
 
 impl Code {
@@ -91,11 +100,12 @@ impl Code {
             Code::PoolShutdownIncomplete => "OL007",
             Code::Summary => "OL008",
             Code::RuntimeLeaked => "OL009",
+            Code::Stalled => "OL010",
         }
     }
 
     /// Every code, in order.
-    pub const ALL: [Code; 9] = [
+    pub const ALL: [Code; 10] = [
         Code::SlowPoll,
         Code::StillBlocking,
         Code::PanicNotRetrieved,
@@ -105,6 +115,7 @@ impl Code {
         Code::PoolShutdownIncomplete,
         Code::Summary,
         Code::RuntimeLeaked,
+        Code::Stalled,
     ];
 
     fn index(self) -> usize {
@@ -352,6 +363,14 @@ impl fmt::Display for Headline<'_> {
                  runtime), as does `mem::forget`; give tasks a `Handle` (`rt.handle()`) or a \
                  `Weak` instead",
                 report.message.as_deref().unwrap_or("a runtime"),
+            ),
+            Code::Stalled => write!(
+                f,
+                "nothing has run for {duration}, no timer or socket can wake the loop, and \
+                 every task waits on a oneloop channel or semaphore: most likely a deadlock \
+                 (tasks awaiting each other's channels, a task awaiting a permit or a sender \
+                 it holds itself) unless another thread holds what they wait for. Waiting:{}",
+                report.message.as_deref().unwrap_or(""),
             ),
         }
     }
