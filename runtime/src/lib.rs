@@ -96,8 +96,9 @@
 //!
 //! Each promise names the tests that prove it (in the workspace's `tests/` package unless
 //! a path says otherwise). Cross-thread hand-offs are model-checked with loom
-//! (`tests/loom.rs`, each with a negative control that must fail); the rest is tested
-//! adversarially, under a hang guard, without timing thresholds.
+//! (`tests/loom.rs`, a model per protocol in `tests/loom/`, each with negative controls
+//! that must fail); the rest is tested adversarially, under a hang guard, without timing
+//! thresholds.
 //!
 //! - **Every spawned task resolves exactly once, and its future is dropped exactly once,
 //!   on the loop thread**: whether it finishes, panics while polled or panics in its
@@ -114,23 +115,29 @@
 //!   ran once, cancelled ones never ran, the counters add up, no worker is lost).
 //! - **No wake-up is lost, and wakes are coalesced**: a task woken any number of times is
 //!   polled after the last wake; cross-thread wakes cost one eventfd write per drain.
-//!   `loom::remote_wakes_are_never_stranded`;
+//!   `loom::remote_wake::remote_wakes_are_never_stranded`;
 //!   `wakers::eight_threads_waking_a_thousand_tasks_a_hundred_thousand_times_each_lose_no_wake`
 //!   (800,000 wakes: a few hundred eventfd writes);
 //!   `wakers::a_thousand_remote_wakes_while_the_loop_is_busy_cost_one_eventfd_write`.
 //! - **No job is stranded**: a submit always reaches a parking worker, jobs submitted from
 //!   inside jobs run once, and shutdown runs or cancels every accepted job.
-//!   `loom::a_submit_always_reaches_a_parking_worker`, `loom::shutdown_runs_every_accepted_job`,
+//!   `loom::worker_sleep::a_submit_always_reaches_a_parking_worker`,
+//!   `loom::submission_gate::shutdown_runs_every_accepted_job`,
 //!   `pool::jobs_spawned_from_inside_jobs_all_run_once`,
 //!   `reliability::jobs_submitted_from_jobs_are_never_stranded_on_a_worker_deque_at_shutdown`,
 //!   `pool_stress::shutdown_racing_four_submitting_threads_loses_nothing`,
 //!   `pool_stress::submitting_from_inside_a_job_while_the_pool_shuts_down_loses_nothing`.
 //! - **Cancellation is honest**: a job cancelled before it starts never runs; a running
-//!   job is told through its token. `loom::a_job_resolves_once_and_a_cancelled_job_never_runs`,
+//!   job is told through its token.
+//!   `loom::job_slot::a_job_resolves_once_and_a_cancelled_job_never_runs`,
 //!   `pool::cancelling_a_queued_job_means_it_never_runs`,
 //!   `pool::a_running_job_cannot_be_cancelled_but_its_token_is_set`.
 //! - **The Semaphore is fair and loses no permit**: grants in request order, a cancelled
-//!   waiter hands on permits granted to it. `loom::a_permit_granted_to_a_cancelled_waiter_is_handed_on`,
+//!   waiter hands on permits granted to it, a panicking waker strands nobody, and close
+//!   wakes every waiter.
+//!   `loom::semaphore::released_permits_go_to_the_head_first_and_a_panicking_waker_strands_nobody`,
+//!   `loom::semaphore::close_wakes_every_waiter_even_when_a_waker_panics`,
+//!   `loom::semaphore::a_permit_granted_to_a_cancelled_waiter_is_handed_on`,
 //!   `properties::the_semaphore_grants_what_the_model_grants_in_the_same_order` (proptest
 //!   against a reference model).
 //! - **Timers never fire early, fire in deadline order, and the loop does not spin while
