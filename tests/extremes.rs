@@ -495,3 +495,28 @@ fn oneloop_slow_ms_saturates_at_huge_values() {
         }
     });
 }
+
+#[test]
+fn acquiring_more_permits_than_a_semaphore_can_hold_is_a_clear_error() {
+    // It could never be granted, and FIFO order would have every later waiter queue behind
+    // it for ever: a panic that says so, at the call.
+    let sem = oneloop::sync::Semaphore::new(1);
+    for n in [oneloop::sync::Semaphore::MAX_PERMITS + 1, usize::MAX] {
+        let message =
+            panic_text(&*catch_unwind(AssertUnwindSafe(|| drop(sem.acquire_many(n)))).unwrap_err());
+        assert!(message.contains("MAX_PERMITS"), "{message}");
+        let owned = Arc::new(oneloop::sync::Semaphore::new(1));
+        assert!(catch_unwind(AssertUnwindSafe(|| drop(owned.acquire_many_owned(n)))).is_err());
+        assert_eq!(
+            sem.try_acquire_many(n).unwrap_err(),
+            oneloop::sync::TryAcquireError::NoPermits
+        );
+    }
+    // The most a semaphore can hold still works.
+    let full = oneloop::sync::Semaphore::new(oneloop::sync::Semaphore::MAX_PERMITS);
+    let all = oneloop_pool::block_on(full.acquire_many(oneloop::sync::Semaphore::MAX_PERMITS));
+    assert_eq!(
+        all.unwrap().num_permits(),
+        oneloop::sync::Semaphore::MAX_PERMITS
+    );
+}

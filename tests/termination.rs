@@ -215,3 +215,35 @@ fn dropping_a_debug_runtime_does_not_wait_for_the_watchdogs_next_look() {
         }
     });
 }
+
+#[test]
+fn a_spawn_handler_that_says_ok_but_never_runs_its_worker_cannot_wedge_shutdown() {
+    hang_guard(|| {
+        // The first worker starts; the second's handler reports success, but its thread
+        // drops the `WorkerThread` without running it.
+        let calls = Arc::new(AtomicUsize::new(0));
+        let handler = {
+            let calls = calls.clone();
+            move |worker: oneloop_pool::WorkerThread| {
+                if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                    thread::Builder::new()
+                        .name(worker.name())
+                        .spawn(move || worker.run())
+                } else {
+                    thread::Builder::new().spawn(move || drop(worker))
+                }
+            }
+        };
+        let pool = ThreadPool::builder()
+            .workers(2)
+            .spawn_handler(handler)
+            .build()
+            .unwrap();
+        wait_until(|| pool.stats().workers == 1);
+        let results: Vec<_> = (0..20).map(|i| pool.spawn(move || i)).collect();
+        let sum: i32 = results.into_iter().map(|r| r.join().unwrap()).sum();
+        assert_eq!(sum, (0..20).sum());
+        pool.shutdown(); // must not wait for the worker that never ran
+        assert!(!pool.is_broken());
+    });
+}

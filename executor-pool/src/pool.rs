@@ -213,7 +213,7 @@ impl Builder {
             match worker::spawn(&shared, index, deque) {
                 Ok(handle) => shared.life.lock().threads.push(handle),
                 Err(error) => {
-                    shared.life.lock().live -= 1;
+                    // (Its `WorkerThread`, dropped unrun, has uncounted it.)
                     drop(pool); // stops and joins the workers already started
                     return Err(error);
                 }
@@ -896,33 +896,30 @@ impl Shared {
         // The spawn handler is user code: `worker::spawn` turns a panic in it (here, during
         // unwinding, it would abort the process) into a failed start, and the deque goes
         // back to the pool through `WorkerThread`'s drop.
-        match worker::spawn(self, index, deque) {
-            Ok(handle) => self.life.lock().threads.push(handle),
-            Err(_) => self.lose_worker(),
+        if let Ok(handle) = worker::spawn(self, index, deque) {
+            self.life.lock().threads.push(handle);
         }
     }
 
-    /// A worker slot has no thread any more.
-    fn lose_worker(&self) {
+    /// A worker counted in `live` will never run: its thread could not be started, or the
+    /// spawn handler dropped its `WorkerThread` without running it (even after reporting
+    /// success). Uncount it, keep its deque for a later attempt, and put its jobs where the
+    /// other workers will find them. With no worker left, the pool is broken.
+    pub(crate) fn never_started(&self, index: usize, deque: Worker<Job>) {
+        while let Some(job) = deque.pop() {
+            self.injector.push(job);
+        }
         let live = {
             let mut life = self.life.lock();
+            life.orphans.push((index, deque));
             life.live -= 1;
             life.live
         };
+        self.orphaned.store(true, Ordering::Release);
         self.exited.notify_all();
         if live == 0 {
             self.break_pool();
         }
-    }
-
-    /// A worker thread could not be started: keep its deque for a later attempt and put
-    /// its jobs where the other workers will find them.
-    pub(crate) fn orphan(&self, index: usize, deque: Worker<Job>) {
-        while let Some(job) = deque.pop() {
-            self.injector.push(job);
-        }
-        self.life.lock().orphans.push((index, deque));
-        self.orphaned.store(true, Ordering::Release);
     }
 
     /// Tries again to start threads for orphaned slots, at most every `RETRY_SPAWN_EVERY`.
@@ -942,9 +939,9 @@ impl Shared {
         };
         self.orphaned.store(false, Ordering::Release);
         for (index, deque) in orphans {
-            match worker::spawn(self, index, deque) {
-                Ok(handle) => self.life.lock().threads.push(handle),
-                Err(_) => self.life.lock().live -= 1, // orphaned again by WorkerThread's drop
+            // A failure is orphaned and uncounted again by the `WorkerThread`'s drop.
+            if let Ok(handle) = worker::spawn(self, index, deque) {
+                self.life.lock().threads.push(handle);
             }
         }
     }

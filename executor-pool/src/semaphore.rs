@@ -7,6 +7,12 @@
 //! hand-off" race). It knows nothing of any runtime: it stores plain `Waker`s, so permits
 //! can be taken and released from any thread.
 //!
+//! Wakers are user code (`wake.rs`): a release grants every waiter that fits, in one pass
+//! under the lock, and wakes them all after it; `close` wakes every waiter; a waker is
+//! cloned before the lock is taken and a replaced one dropped after it is released. A
+//! panicking waker therefore strands nobody and loses no permit; its panic is re-raised
+//! to the caller (the one who released or closed) once everyone is woken.
+//!
 //! The pool uses it as the admission control of a bounded queue (`pool.rs`); `oneloop`
 //! re-exports it as `oneloop::sync::Semaphore` for tasks.
 

@@ -88,7 +88,7 @@ impl WorkerThread {
 impl Drop for WorkerThread {
     fn drop(&mut self) {
         if let Some(deque) = self.deque.take() {
-            self.shared.orphan(self.index, deque);
+            self.shared.never_started(self.index, deque);
         }
     }
 }

@@ -87,7 +87,8 @@
 //! - `handle.rs`: [`Handle`] for other threads, and [`RemoteJoinHandle`].
 //! - `debug/`: reports ([`debug::Report`]); poll timing, the watchdog and backtraces; the
 //!   job observer; the exit summary; the exit report of runtimes never dropped; the trace
-//!   file; `instruments.rs` ties them to the loop.
+//!   file; `instruments.rs` ties them to the loop; `deadlock.rs`: what each task waits on,
+//!   the proofs of a deadlock, the quiet-loop report.
 //! - `park.rs`: waiting on a future from a plain thread.
 //! - `spin.rs`: the learned spin before the loop sleeps.
 //! - `timerfd.rs`: waking on a timer's exact deadline, not on the next millisecond.
@@ -152,6 +153,37 @@
 //! - **Shutdown terminates and names what it leaves**: a pool's `shutdown_timeout` names
 //!   the jobs still running; a runtime drops its pending tasks. `pool::shutdown_timeout_names_the_job_that_does_not_return`,
 //!   `pool::shutdown_now_cancels_the_queue_and_lets_the_running_job_finish`.
+//! - **A user waker may panic, or call back in, and nobody else pays**: wakers are
+//!   collected under a lock and woken after it is released, all of them even if one
+//!   panics; every count (permits, queued values, timers fired) is decided under the lock,
+//!   so it stays conserved; no waker code (`wake`, `clone`, `drop`) runs under a oneloop
+//!   lock or `RefCell` borrow (`oneloop_pool::wake`). A panic is re-raised to whoever
+//!   triggered the wake once everyone is woken (out of `block_on` for the loop's own
+//!   batches, after the step is complete), or contained where re-raising would lose a value
+//!   or stop a worker or a shutdown.
+//!   `panicking_wakers::add_permits_grants_every_waiter_it_fits_even_if_the_first_waker_panics`,
+//!   `panicking_wakers::close_wakes_every_waiter_even_if_one_waker_panics`,
+//!   `panicking_wakers::a_dropped_permit_hands_on_to_every_waiter_it_fits_across_a_panicking_waker`,
+//!   `panicking_wakers::a_panicking_waker_of_a_submitter_waiting_for_room_cannot_take_a_worker_down`,
+//!   `panicking_wakers::shutdown_now_wakes_every_blocked_submitter_even_if_one_waker_panics`,
+//!   `panicking_wakers::every_due_timer_is_woken_even_if_one_waker_panics`, and the
+//!   re-entrant wakers of `panicking_wakers::*_does_not_deadlock` and
+//!   `panicking_wakers::wakers_that_look_into_the_runtime_are_never_cloned_or_dropped_under_its_borrows`.
+//! - **Every primitive terminates**: readiness is cleared by the operation that consumed
+//!   it and no I/O poll loops without bound; a closed receiver's `recv` ends; a job that
+//!   submits to its own full pool never blocks on it; a panic inside the submission gate
+//!   leaves it; a task's panic payload that panics when dropped still resolves its handle;
+//!   the watchdog stops at once. `termination::*` (each hung, spun or escaped before).
+//! - **A runtime may be dropped anywhere, and no input overflows**: a runtime, pool or
+//!   handle kept in a `thread_local!` is dropped when its thread (or `main`) exits; every
+//!   `Duration`, `Instant` or count saturates or is a clear error; a runtime that is never
+//!   dropped is reported at exit in debug mode (`OL009`). `teardown::*`, `extremes::*`
+//!   (property tests with extreme values).
+//! - **A deadlock is named, never silent**: a `JoinHandle` cycle, or a loop where nothing
+//!   can ever wake anything, panics with every pending task and what it waits on; a loop
+//!   quiet on channels and semaphores is reported (`OL010`); the check is O(1) while
+//!   anything can still wake the loop. `deadlock::*`,
+//!   `debug_mode::a_loop_that_can_never_progress_panics_naming_the_pending_tasks`.
 //! - **Resources return to baseline**: threads, descriptors and memory.
 //!   `pool_stress::pools_created_and_dropped_leave_no_thread_behind`,
 //!   `net_resources::a_thousand_connect_accept_drop_cycles_leak_no_descriptor`,
