@@ -160,8 +160,9 @@ fn block_on_pending_runs_a_program_of_live_tasks_for_ever() {
         Runtime::new().block_on(async move {
             oneloop::spawn(async move {
                 loop {
-                    oneloop::time::sleep(Duration::from_millis(1)).await;
-                    counter.fetch_add(1, Ordering::SeqCst);
+                    let ticks = counter.fetch_add(1, Ordering::SeqCst);
+                    let period = if ticks < 20 { 1 } else { 1000 };
+                    oneloop::time::sleep(Duration::from_millis(period)).await;
                 }
             })
             .detach();
@@ -169,6 +170,7 @@ fn block_on_pending_runs_a_program_of_live_tasks_for_ever() {
         })
     });
     hang_guard(move || wait_until(|| ticks.load(Ordering::SeqCst) >= 20));
+    // (Then it slows down: the thread ticks on, once a second, until the process exits.)
     assert!(!runner.is_finished(), "the loop is still running, no panic");
     // The thread runs on until the test process exits.
 }
@@ -199,6 +201,10 @@ fn a_chain_of_handles_ending_at_another_thread_is_not_a_deadlock() {
 /// the loop is released when the report arrives (a thread sends on a oneshot the
 /// `block_on` future awaits after `body`'s tasks are spawned). Returns the stall reports.
 fn until_stall_reported(body: impl FnOnce()) -> Vec<oneloop::debug::Report> {
+    until_stall_reported_with(true, body)
+}
+
+fn until_stall_reported_with(debug: bool, body: impl FnOnce()) -> Vec<oneloop::debug::Report> {
     let reports = util::Reports::default();
     let (seen_tx, seen_rx) = std::sync::mpsc::channel::<()>();
     let sink = {
@@ -212,13 +218,15 @@ fn until_stall_reported(body: impl FnOnce()) -> Vec<oneloop::debug::Report> {
         }
     };
     let rt = Runtime::builder()
+        .debug(debug)
         .stall_report_after(Duration::from_millis(50))
         .on_report(sink)
         .build()
         .unwrap();
     let (release, released) = oneshot::channel::<()>();
     let releaser = thread::spawn(move || {
-        seen_rx.recv().unwrap();
+        // Without debug mode nothing is reported: release the loop after a while anyway.
+        let _ = seen_rx.recv_timeout(Duration::from_millis(if debug { 120_000 } else { 300 }));
         release.send(()).unwrap();
     });
     rt.block_on(async move {
@@ -316,5 +324,43 @@ fn a_sender_on_another_thread_that_sends_within_the_grace_period_is_not_reported
         });
         assert_eq!(value, 7);
         assert!(reports.with_code(oneloop::debug::Code::Stalled).is_empty());
+    });
+}
+
+#[test]
+fn without_debug_mode_a_quiet_loop_is_not_reported() {
+    // A program fed by another thread can be quiet the same way: only debug mode says so.
+    let stalls = hang_guard(|| {
+        until_stall_reported_with(false, || {
+            let (_tx, rx) = oneshot::channel::<()>();
+            task::Builder::new()
+                .name("waiting")
+                .spawn(async move {
+                    let _ = rx.await;
+                })
+                .detach();
+        })
+    });
+    assert!(stalls.is_empty());
+}
+
+#[test]
+fn a_cycle_beside_a_block_on_future_that_completes_is_reported_not_panicked_on() {
+    hang_guard(|| {
+        let (rt, reports) = util::quiet_runtime();
+        let value = rt.block_on(async {
+            cycle();
+            // The block_on future waits on a timer: it can still complete.
+            oneloop::time::sleep(Duration::from_millis(30)).await;
+            42
+        });
+        assert_eq!(value, 42);
+        let cycles = reports.with_code(oneloop::debug::Code::JoinCycle);
+        assert_eq!(cycles.len(), 1, "reported once: {:?}", reports.all());
+        let text = cycles[0].to_string();
+        assert!(
+            text.contains("OL011") && text.contains("\"a\"") && text.contains("\"b\""),
+            "{text}"
+        );
     });
 }

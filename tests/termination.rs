@@ -24,32 +24,39 @@ use util::{hang_guard, wait_until};
 #[test]
 fn a_connected_udp_socket_that_got_an_icmp_error_waits_instead_of_spinning() {
     hang_guard(|| {
-        Runtime::new().block_on(async {
+        let rt = Runtime::new();
+        rt.block_on(async {
             // A port nobody listens on: bind one, note it, close it.
             let closed = UdpSocket::bind("127.0.0.1:0").await.unwrap();
             let target = closed.local_addr().unwrap();
             drop(closed);
             let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
             socket.connect(target).await.unwrap();
-            let mut refused = 0;
+            let refused = |e: &io::Error| e.kind() == io::ErrorKind::ConnectionRefused;
             for _ in 0..3 {
                 // Each datagram to the closed port earns an ICMP "port unreachable",
-                // which the kernel reports on the next operation (and in EPOLLERR).
-                socket.send(b"anyone?").await.unwrap();
+                // which the kernel reports on the next operation (and in EPOLLERR): on
+                // this receive, or (when it comes late) on the next send.
+                if let Err(e) = socket.send(b"anyone?").await {
+                    assert!(refused(&e), "unexpected send error: {e}");
+                }
                 let mut buf = [0u8; 16];
                 match timeout(Duration::from_millis(50), socket.recv(&mut buf)).await {
-                    Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => refused += 1,
-                    Ok(other) => panic!("unexpected receive: {other:?}"),
-                    Err(_elapsed) => {} // the error went to `send`, or came later
+                    Ok(Err(e)) => assert!(refused(&e), "unexpected receive error: {e}"),
+                    Ok(Ok(n)) => panic!("nothing was sent to us, got {n} bytes"),
+                    Err(_elapsed) => {}
                 }
-                // Now nothing is pending: a receive must wait (and time out), not spin.
+                // Now nothing is pending: a receive must wait, polled once or twice, not
+                // spin (inside one poll, or by waking itself poll after poll).
+                let polls = rt.metrics().polls;
                 let waited = timeout(Duration::from_millis(20), socket.recv(&mut buf)).await;
+                let spent = rt.metrics().polls - polls;
                 assert!(
                     waited.is_err() || waited.as_ref().is_ok_and(|r| r.is_err()),
                     "nothing was sent to us: {waited:?}"
                 );
+                assert!(spent < 20, "the wait took {spent} polls: it spun");
             }
-            let _ = refused; // whether recv or send saw the error is the kernel's choice
         });
     });
 }

@@ -358,7 +358,7 @@ where
             match std::mem::replace(&mut state.stage, Stage::Taken) {
                 Stage::Done(result) => {
                     drop(state);
-                    drop(fresh);
+                    wake::discard(fresh); // contained: a panic here would lose the result
                     return Poll::Ready(result);
                 }
                 Stage::Taken => {
@@ -370,7 +370,7 @@ where
             match store_waker(&mut state.waker, cx.waker(), &mut fresh) {
                 Ok(old) => {
                     drop(state);
-                    drop((old, fresh));
+                    wake::discard((old, fresh));
                     return Poll::Pending;
                 }
                 Err(_) => {

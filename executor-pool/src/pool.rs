@@ -904,10 +904,18 @@ impl Shared {
     /// A worker counted in `live` will never run: its thread could not be started, or the
     /// spawn handler dropped its `WorkerThread` without running it (even after reporting
     /// success). Uncount it, keep its deque for a later attempt, and put its jobs where the
-    /// other workers will find them. With no worker left, the pool is broken.
+    /// other workers will find them. With no worker left (and the pool not shutting down),
+    /// the pool is broken.
     pub(crate) fn never_started(&self, index: usize, deque: Worker<Job>) {
+        let mut moved = false;
         while let Some(job) = deque.pop() {
             self.injector.push(job);
+            moved = true;
+        }
+        if moved {
+            // Parked workers would not look until the next submission.
+            let _sleep = self.sleep.lock();
+            self.wake.notify_all();
         }
         let live = {
             let mut life = self.life.lock();
@@ -917,7 +925,8 @@ impl Shared {
         };
         self.orphaned.store(true, Ordering::Release);
         self.exited.notify_all();
-        if live == 0 {
+        // (Once sealed, the pool is shutting down: no worker left is how that ends.)
+        if live == 0 && !self.sealed.load(Ordering::Acquire) {
             self.break_pool();
         }
     }
@@ -1102,5 +1111,34 @@ impl Shared {
             expired: load(&counters.expired) + sum(|slot| &slot.expired),
             rejected: load(&counters.rejected),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_submission_that_panics_inside_the_gate_still_leaves_it() {
+        let pool = ThreadPool::new(1).unwrap();
+        let shared = &pool.owner.shared;
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _inside = shared.enter().expect("the pool is open");
+            assert_eq!(shared.gate.load(Ordering::Acquire), SUBMISSION);
+            panic!("user code inside the gate");
+        }));
+        assert!(panicked.is_err());
+        assert_eq!(
+            shared.gate.load(Ordering::Acquire),
+            0,
+            "the guard left the gate"
+        );
+        pool.shutdown(); // waits for the gate to empty: returns
+        assert!(shared.enter().is_none(), "closed after shutdown");
+        assert_eq!(
+            shared.gate.load(Ordering::Acquire),
+            CLOSED,
+            "a refused entry backs out"
+        );
     }
 }

@@ -306,7 +306,7 @@ impl Semaphore {
                         .expect("oneloop-pool bug: a semaphore ticket neither queued nor granted");
                     if waiter.waker.will_wake(cx.waker()) {
                         drop(state);
-                        drop(fresh);
+                        wake::discard(fresh);
                         waiting::note(WaitingOn::Semaphore {
                             needed: request.needed,
                         });
@@ -319,7 +319,7 @@ impl Semaphore {
                     };
                     let old = std::mem::replace(&mut waiter.waker, new);
                     drop(state);
-                    drop(old);
+                    wake::discard(old);
                     waiting::note(WaitingOn::Semaphore {
                         needed: request.needed,
                     });
@@ -354,8 +354,10 @@ impl Semaphore {
                 }
             };
             drop(state);
-            drop((removed, fresh)); // waker code, after the lock
+            // The outcome is final (granted permits belong to the caller from here): only
+            // then run waker code, contained, so no panic can lose them.
             request.done = true;
+            wake::discard((removed, fresh));
             return Poll::Ready(result);
         }
     }
@@ -381,8 +383,11 @@ impl Semaphore {
                 waiter
             }
         };
-        drop(waiter); // its waker, after the lock
-        wake::resume(wake.wake_all());
+        // Wake the waiters granted just now before dropping the leaving one's waker: a panic
+        // in that destructor must not stop them from hearing of their permits.
+        let woken = wake.wake_all();
+        wake::discard(waiter);
+        wake::resume(woken);
     }
 }
 

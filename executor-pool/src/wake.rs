@@ -146,6 +146,14 @@ pub fn contain<R>(result: Result<R, Panic>) -> Option<R> {
     }
 }
 
+/// Drops `value` (wakers: a surplus clone, one just replaced), containing a panic in its
+/// destructor. For the end of a poll or a `Drop`, where the state is already final and a
+/// panic could only lose what the caller was about to return, or abort a thread that is
+/// already unwinding.
+pub fn discard<T>(value: T) {
+    contain(catch(|| drop(value)));
+}
+
 /// Re-raises the panic of a contained call after the work it interrupted is complete;
 /// contains it instead when the thread is already unwinding (a second panic would abort
 /// the process).

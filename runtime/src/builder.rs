@@ -129,9 +129,9 @@ impl Builder {
     }
 
     /// How long the loop must stay quiet, with every pending task waiting on oneloop
-    /// channels and semaphores and nothing else able to wake it, before it reports a likely
-    /// deadlock (`OL010`; default 10 s). Such a wait cannot be proven stuck (a sender may be
-    /// on another thread), so it is reported, never panicked on.
+    /// channels and semaphores and nothing else able to wake it, before debug mode reports
+    /// a likely deadlock (`OL010`; default 10 s). Such a wait cannot be proven stuck (a
+    /// sender may be on another thread), so it is reported, never panicked on.
     pub fn stall_report_after(mut self, after: Duration) -> Self {
         self.stall_report_after = Some(after);
         self

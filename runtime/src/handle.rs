@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Waker};
 
-use oneloop_pool::wake::store_waker;
+use oneloop_pool::wake::{self, store_waker};
 use parking_lot::Mutex;
 
 use crate::context;
@@ -194,7 +194,7 @@ impl<T> Completer<T> {
             state.waker.take()
         };
         if let Some(waker) = waker {
-            waker.wake();
+            wake::resume(wake::wake(waker));
         }
     }
 }
@@ -261,14 +261,14 @@ impl<T> Future for RemoteJoinHandle<T> {
             let mut state = this.shared.state.lock();
             if let Some(result) = state.result.take() {
                 drop(state);
-                drop(fresh);
+                wake::discard(fresh);
                 this.done = true;
                 return Poll::Ready(result);
             }
             match store_waker(&mut state.waker, cx.waker(), &mut fresh) {
                 Ok(old) => {
                     drop(state);
-                    drop((old, fresh));
+                    wake::discard((old, fresh));
                     context::note_wait(Waiting::RemoteJoin);
                     return Poll::Pending;
                 }

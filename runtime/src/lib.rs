@@ -179,10 +179,11 @@
 //!   `Duration`, `Instant` or count saturates or is a clear error; a runtime that is never
 //!   dropped is reported at exit in debug mode (`OL009`). `teardown::*`, `extremes::*`
 //!   (property tests with extreme values).
-//! - **A deadlock is named, never silent**: a `JoinHandle` cycle, or a loop where nothing
-//!   can ever wake anything, panics with every pending task and what it waits on; a loop
-//!   quiet on channels and semaphores is reported (`OL010`); the check is O(1) while
-//!   anything can still wake the loop. `deadlock::*`,
+//! - **A deadlock is named, never silent**: a `JoinHandle` cycle the `block_on` future
+//!   depends on, or a loop where nothing can ever wake anything, panics with every pending
+//!   task and what it waits on; a cycle beside a live `block_on` future is reported
+//!   (`OL011`), and in debug mode a loop quiet on channels and semaphores too (`OL010`);
+//!   the check follows one or two links while the `block_on` future can still be woken. `deadlock::*`,
 //!   `debug_mode::a_loop_that_can_never_progress_panics_naming_the_pending_tasks`.
 //! - **Resources return to baseline**: threads, descriptors and memory.
 //!   `pool_stress::pools_created_and_dropped_leave_no_thread_behind`,

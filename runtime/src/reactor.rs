@@ -20,6 +20,7 @@ use mio::event::Source;
 
 use crate::timerfd::TimerFd;
 use mio::{Events, Interest, Token};
+use oneloop_pool::wake;
 use slab::Slab;
 
 /// The token of the remote-wake `mio::Waker`.
@@ -123,7 +124,7 @@ impl Reactor {
     pub(crate) fn deregister(&self, key: IoKey, source: &mut impl Source) -> io::Result<()> {
         let result = self.registry.deregister(source);
         let slot = self.slots.borrow_mut().try_remove(key.0);
-        drop(slot); // after the borrow: dropping a waker may run arbitrary code
+        wake::discard(slot); // after the borrow: dropping a waker may run arbitrary code
         result
     }
 
@@ -131,7 +132,7 @@ impl Reactor {
     /// removed it from epoll).
     pub(crate) fn release(&self, key: IoKey) {
         let slot = self.slots.borrow_mut().try_remove(key.0);
-        drop(slot); // after the borrow: dropping a waker may run arbitrary code
+        wake::discard(slot); // after the borrow: dropping a waker may run arbitrary code
     }
 
     /// Number of registered sources.
@@ -150,7 +151,7 @@ impl Reactor {
             let slot = &mut slots[key.0];
             if slot.ready & dir.mask() != 0 {
                 drop(slots);
-                drop(fresh);
+                wake::discard(fresh);
                 return Poll::Ready(());
             }
             let waiters = match dir {
@@ -159,7 +160,7 @@ impl Reactor {
             };
             if waiters.iter().any(|w| w.will_wake(cx.waker())) {
                 drop(slots);
-                drop(fresh);
+                wake::discard(fresh);
                 return Poll::Pending;
             }
             if let Some(waker) = fresh.take() {

@@ -261,6 +261,8 @@ pub(crate) struct Core {
     /// A task whose `JoinHandle` waits lead back to itself, as seen when it last went
     /// pending (`spot_join_cycle`); the next idle check confirms or forgets it.
     cycle_candidate: Cell<Option<TaskRef>>,
+    /// The cycle last reported as `OL011` (once per cycle).
+    cycle_reported: Cell<Option<TaskRef>>,
     /// Reports (`OL010`) a loop that stays quiet with every task waiting on channels and
     /// semaphores nothing else can reach.
     stall: StallWatch,
@@ -318,6 +320,7 @@ impl Core {
             main_waiting: Cell::new(Waiting::Unknown),
             checks: Cell::new(0),
             cycle_candidate: Cell::new(None),
+            cycle_reported: Cell::new(None),
             stall: StallWatch::new(config.stall_report_after),
             wake_buffer: Cell::default(),
             remote_buffer: Cell::default(),
@@ -555,7 +558,8 @@ impl Core {
         let finished = cell.as_mut().poll();
         poll.end(|| cell.header().name.as_deref());
         if finished {
-            self.finish(task, cell);
+            let woken = self.finish(task, cell);
+            self.defer_panic(woken); // a loop step: raised once the batch is done
             return;
         }
         // Bind first: a temporary borrow in the `if let` would live through its body.
@@ -565,7 +569,8 @@ impl Core {
             self.spot_join_cycle(task, waiting);
         }
         if let Some(cell) = aborted {
-            self.cancel(task, cell); // it aborted itself during the poll
+            let woken = self.cancel(task, cell); // it aborted itself during the poll
+            self.defer_panic(woken);
         }
     }
 
@@ -615,10 +620,11 @@ impl Core {
     }
 
     /// Drops the task's future (catching a panic in its destructor) and finishes it.
-    fn cancel(&self, task: TaskRef, mut cell: TaskCellBox) {
+    fn cancel(&self, task: TaskRef, mut cell: TaskCellBox) -> Result<(), Panic> {
         cell.as_mut().cancel();
-        self.finish(task, cell);
+        let woken = self.finish(task, cell);
         self.restart_poll_timing();
+        woken
     }
 
     /// User code (a destructor) ran between two polls: the next poll's timing starts
@@ -630,16 +636,17 @@ impl Core {
     }
 
     /// The task is done: wake whoever awaits its handle; if nobody can ever read its
-    /// result, drop it now (and report a panic nobody will see otherwise).
-    fn finish(&self, task: TaskRef, cell: TaskCellBox) {
+    /// result, drop it now (and report a panic nobody will see otherwise). Returns the
+    /// panic of the handle's waker, if it panicked, for the caller to raise where it
+    /// belongs: after the loop's step, or to whoever called `abort`.
+    fn finish(&self, task: TaskRef, cell: TaskCellBox) -> Result<(), Panic> {
         let finished = self.tasks.borrow_mut().finish(task, cell);
-        if let Some(waker) = finished.join_waker {
-            self.defer_panic(wake::wake(waker));
-        }
+        let woken = finished.join_waker.map_or(Ok(()), wake::wake);
         if let Some(cell) = finished.orphan {
             self.drop_unobserved(task, cell);
             self.restart_poll_timing();
         }
+        woken
     }
 
     /// Drops a finished task whose result nobody will read. A panic in it is reported
@@ -680,7 +687,7 @@ impl Core {
             match wake::store_waker(&mut slot.join_waker, waker, &mut fresh) {
                 Ok(old) => {
                     drop(tasks);
-                    drop((old, fresh));
+                    wake::discard((old, fresh));
                     self.note_wait(Waiting::Join(task));
                     return Poll::Pending;
                 }
@@ -691,7 +698,7 @@ impl Core {
             }
         }
         let (cell, old) = self.tasks.borrow_mut().remove(task);
-        drop((old, fresh));
+        wake::discard((old, fresh));
         if let Some(mut cell) = cell {
             cell.as_mut().take_output(out);
         }
@@ -706,7 +713,7 @@ impl Core {
             Some(slot) if !slot.finished => {
                 let old = slot.join_waker.replace(fresh);
                 drop(tasks);
-                drop(old);
+                wake::discard(old);
             }
             _ => {
                 drop(tasks);
@@ -718,16 +725,23 @@ impl Core {
     /// The `JoinHandle` was dropped: the task runs on detached.
     pub(crate) fn release_handle(&self, task: TaskRef) {
         let (cell, waker) = self.tasks.borrow_mut().release_handle(task);
-        drop(waker);
+        wake::discard(waker);
         if let Some(cell) = cell {
             self.drop_unobserved(task, cell);
         }
     }
 
+    /// Cancels `task` now (or when its running poll returns). A panic of its handle's
+    /// waker goes to the caller (contained while the runtime shuts down).
     pub(crate) fn abort(&self, task: TaskRef) {
         let cell = self.tasks.borrow_mut().begin_abort(task);
         if let Some(cell) = cell {
-            self.cancel(task, cell);
+            let woken = self.cancel(task, cell);
+            if self.shutting_down.get() {
+                wake::contain(woken);
+            } else {
+                wake::resume(woken);
+            }
         }
     }
 
@@ -778,7 +792,7 @@ impl Core {
             match stored {
                 Ok(old) => {
                     drop(timers);
-                    drop((old, fresh));
+                    wake::discard((old, fresh));
                     self.note_wait(Waiting::Sleep(deadline));
                     return Poll::Pending;
                 }
@@ -798,7 +812,7 @@ impl Core {
 
     pub(crate) fn cancel_timer(&self, key: TimerKey) {
         let waker = self.timers.borrow_mut().remove(key);
-        drop(waker); // after the borrow
+        wake::discard(waker); // after the borrow, contained (it runs in `Sleep::drop`)
     }
 
     pub(crate) fn reactor(&self) -> &Reactor {
@@ -882,9 +896,22 @@ impl Core {
             let waiting = self.tasks.borrow().get(task)?.waiting;
             (self.follow_waits(waker, waiting, Some(task)) == Chain::Cycle).then_some(task)
         });
+        let main_chain = self.follow_waits(main_waker.clone(), self.main_waiting.get(), None);
         let chain = match cycle {
+            // The block_on future may still complete (a timer, a socket or a thread holds
+            // its waker): the cycle's tasks are stuck for good, but the program is not. Say
+            // so once, and keep watching in case the block_on future comes to depend on it.
+            Some(task) if main_chain == Chain::Live => {
+                self.cycle_candidate.set(Some(task));
+                if self.cycle_reported.replace(Some(task)) != Some(task) {
+                    let mut report = Report::empty(Code::JoinCycle);
+                    report.message = Some(self.waits_listed());
+                    self.reporter.emit(&report);
+                }
+                Chain::Live
+            }
             Some(_) => Chain::Cycle,
-            None => self.follow_waits(main_waker.clone(), self.main_waiting.get(), None),
+            None => main_chain,
         };
         let quiet = match chain {
             Chain::Live => None,
@@ -911,6 +938,17 @@ impl Core {
         }
         match quiet {
             Quiet::Stuck => panic!("{}", self.deadlock_message(chain)),
+            // Debug mode only: a program fed by a thread that is quiet for a while (a
+            // daemon waiting for its next message) looks the same, and must not be told
+            // off for it in production.
+            Quiet::OnPrimitives
+                if !self
+                    .instruments
+                    .as_ref()
+                    .is_some_and(Instruments::debugging) =>
+            {
+                None
+            }
             Quiet::OnPrimitives => {
                 let (sleep_at_most, report) = self.stall.quiet(self.counters.polls.get());
                 if let Some(after) = report {
@@ -925,12 +963,17 @@ impl Core {
     }
 
     /// A task's poll returned `Pending` waiting on a `JoinHandle`: if the tasks it waits on
-    /// lead back to it, remember it, for the next idle check to confirm the cycle. A few
-    /// table lookups, only for tasks that wait on a `JoinHandle`.
+    /// lead back to it, or into a loop of their own, remember a task of that cycle for the
+    /// next idle check to confirm. A few table lookups, only for tasks that wait on a
+    /// `JoinHandle`.
     fn spot_join_cycle(&self, task: TaskRef, waiting: Waiting) {
         let tasks = self.tasks.borrow();
+        // Each task waits on one handle at most, so a walk longer than there are tasks is
+        // going round a cycle: where it stands then is on it.
+        let steps = tasks.len().min(MAX_CHAIN);
         let mut next = waiting;
-        for _ in 0..MAX_CHAIN {
+        let mut at = task;
+        for _ in 0..=steps {
             let Waiting::Join(target) = next else {
                 return;
             };
@@ -942,6 +985,10 @@ impl Core {
                 return;
             };
             next = slot.waiting;
+            at = target;
+        }
+        if steps < MAX_CHAIN {
+            self.cycle_candidate.set(Some(at));
         }
     }
 
@@ -1084,8 +1131,11 @@ impl Core {
     fn shutdown(self: &Rc<Self>) {
         let _enter = context::enter_for_drop(self);
         self.shutting_down.set(true);
-        // Queued remote work (Handle::spawn) is dropped: its handles resolve as cancelled.
-        drop(self.remote.close());
+        // Queued remote work (Handle::spawn) is dropped: its handles resolve as cancelled,
+        // which wakes their waiters (user code, contained: the shutdown must complete).
+        for op in self.remote.close() {
+            wake::discard(op);
+        }
         // Dropping a future may spawn (cancelled at once) or abort others: repeat until
         // every task has finished.
         loop {

@@ -11,23 +11,30 @@
 //! loads; a live chain usually ends at its first or second step, so the common path is
 //! O(1) and allocates nothing.
 //!
-//! The chain proves a deadlock in two ways:
-//! - it comes back to a task already on it: tasks wait on each other's `JoinHandle`s in a
-//!   cycle. No other task can break it (the handles are `!Send` and held by the tasks of
-//!   the cycle), so this is a deadlock whatever else runs: timers, sockets, `Handle`s;
-//! - it ends at a task (or the `block_on` future) whose waker nobody holds. On its own that
-//!   is how `block_on(std::future::pending())` runs a program of tasks forever, so it is a
-//!   deadlock only if, besides, *no* task can make progress: no timer is armed, no `Handle`
-//!   exists, and no pending task's waker is held outside the runtime (an O(n) scan, made
-//!   only in that case).
+//! A task that goes pending on a `JoinHandle` also follows its own chain (`spot_join_cycle`):
+//! if it leads back into itself or loops, the tasks on the loop wait on each other's
+//! `JoinHandle`s and none can ever finish. The next idle check confirms that no waker on the
+//! cycle is held elsewhere, then:
+//! - if the `block_on` future's own chain is held elsewhere (a timer, a socket, a thread),
+//!   the program may still complete: the cycle is reported once (`OL011`);
+//! - otherwise nothing but a channel or semaphore (or nobody) holds the `block_on` future's
+//!   waker, and an unrelated timer or `Handle` changes nothing for it: `block_on` panics,
+//!   naming the cycle, rather than leave the program waiting beside tasks that are stuck.
+//!
+//! The chain from the `block_on` future proves a deadlock on its own when
+//! it ends at a task (or the `block_on` future itself) whose waker nobody holds. That is
+//! also how `block_on(std::future::pending())` runs a program of tasks for ever, so it is a
+//! deadlock only if, besides, *no* task can make progress: no timer is armed, no `Handle`
+//! exists, and no pending task's waker is held outside the runtime (an O(n) scan, made only
+//! in that case).
 //!
 //! A chain that ends at a waker held elsewhere (a channel, a semaphore, a socket, another
 //! thread) is not a proof: a channel's sender may be on any thread, and nothing tells the
 //! runtime where a `Send` value went. When every pending task waits on oneloop channels
 //! and semaphores and nothing else can wake the loop, it is most likely a deadlock through
-//! them (two tasks awaiting each other's oneshot, a task awaiting a permit it holds): the
-//! loop reports it (`OL010`, `StallWatch`) after a grace period in which another thread
-//! would have used its sender, and keeps waiting.
+//! them (two tasks awaiting each other's oneshot, a task awaiting a permit it holds): in
+//! debug mode the loop reports it (`OL010`, `StallWatch`) after a grace period in which
+//! another thread would have used its sender, and keeps waiting.
 
 use std::cell::Cell;
 use std::fmt;

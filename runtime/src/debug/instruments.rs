@@ -78,6 +78,11 @@ impl Instruments {
     /// Opens the trace file for `path`.
     /// In debug mode, the counter of task slots the task table keeps up to date, for the
     /// exit report of a runtime never dropped.
+    /// Debug mode is on (not only tracing).
+    pub(crate) fn debugging(&self) -> bool {
+        self.debug.is_some()
+    }
+
     pub(crate) fn task_count(&self) -> Option<Arc<AtomicUsize>> {
         self.registration.as_ref().map(Registration::task_count)
     }

@@ -82,9 +82,16 @@ pub enum Code {
     /// through them (two tasks awaiting each other's oneshot, a task awaiting a permit it
     /// holds itself, a receiver whose only sender its own task holds). Not a panic: a
     /// sender or a permit may be on another thread that has just not used it yet.
-    /// [`Report::message`] lists every task with what it waits on. Reported whether or not
-    /// debug mode is on (it costs nothing until it happens).
+    /// [`Report::message`] lists every task with what it waits on. Debug mode only: a
+    /// program fed by a thread (a daemon waiting for its next message) can be quiet the
+    /// same way.
     Stalled,
+    /// `OL011`: tasks wait on each other's `JoinHandle`s in a cycle, so none of them can
+    /// ever finish, while the `block_on` future can still complete (a timer, a socket or a
+    /// thread can wake it); when it cannot, `block_on` panics instead. Always on (it costs
+    /// nothing until it happens). [`Report::message`] lists every task with what it waits
+    /// on.
+    JoinCycle,
 }
 
 impl Code {
@@ -101,11 +108,12 @@ impl Code {
             Code::Summary => "OL008",
             Code::RuntimeLeaked => "OL009",
             Code::Stalled => "OL010",
+            Code::JoinCycle => "OL011",
         }
     }
 
     /// Every code, in order.
-    pub const ALL: [Code; 10] = [
+    pub const ALL: [Code; 11] = [
         Code::SlowPoll,
         Code::StillBlocking,
         Code::PanicNotRetrieved,
@@ -116,6 +124,7 @@ impl Code {
         Code::Summary,
         Code::RuntimeLeaked,
         Code::Stalled,
+        Code::JoinCycle,
     ];
 
     fn index(self) -> usize {
@@ -370,6 +379,13 @@ impl fmt::Display for Headline<'_> {
                  every task waits on a oneloop channel or semaphore: most likely a deadlock \
                  (tasks awaiting each other's channels, a task awaiting a permit or a sender \
                  it holds itself) unless another thread holds what they wait for. Waiting:{}",
+                report.message.as_deref().unwrap_or(""),
+            ),
+            Code::JoinCycle => write!(
+                f,
+                "tasks wait on each other's JoinHandles in a cycle: none of them can ever \
+                 finish. A task must not await, directly or through others, a task that \
+                 awaits it. Waiting:{}",
                 report.message.as_deref().unwrap_or(""),
             ),
         }

@@ -115,7 +115,7 @@ impl<T> Chan<T> {
             state.receiver_waker.take()
         };
         if let Some(waker) = waker {
-            waker.wake();
+            wake::resume(wake::wake(waker));
         }
         Ok(())
     }
@@ -134,7 +134,7 @@ impl<T> Chan<T> {
             state.receiver_waker.take()
         };
         if let Some(waker) = waker {
-            waker.wake();
+            wake::resume(wake::wake(waker));
         }
     }
 
@@ -337,23 +337,27 @@ impl<T> Receiver<T> {
 
     /// Polls for the next value (for hand-written futures).
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
-        // Waker code (clone, drop) runs outside the lock (`oneloop_pool::wake`).
+        // Waker code (clone, drop) runs outside the lock (`oneloop_pool::wake`): when the
+        // waker must be stored and no clone is at hand, one is made and the lock taken
+        // again, which also looks at the queue again.
         let mut fresh = None;
         loop {
-            match self.try_recv() {
-                Ok(value) => return Poll::Ready(Some(value)),
-                Err(TryRecvError::Disconnected) => return Poll::Ready(None),
-                Err(TryRecvError::Empty) => {}
-            }
             let mut state = self.chan.state.lock();
-            // Re-check under the lock: a value may have arrived since try_recv.
-            if !state.queue.is_empty() || state.finished() {
-                continue;
+            if let Some(value) = state.queue.pop_front() {
+                drop(state);
+                wake::discard(fresh);
+                self.free_slot();
+                return Poll::Ready(Some(value));
+            }
+            if state.finished() {
+                drop(state);
+                wake::discard(fresh);
+                return Poll::Ready(None);
             }
             match store_waker(&mut state.receiver_waker, cx.waker(), &mut fresh) {
                 Ok(old) => {
                     drop(state);
-                    drop((old, fresh));
+                    wake::discard((old, fresh));
                     context::note_wait(Waiting::Recv(self.chan.site));
                     return Poll::Pending;
                 }
@@ -375,12 +379,17 @@ impl<T> Receiver<T> {
                 None => return Err(TryRecvError::Empty),
             }
         };
+        self.free_slot();
+        Ok(value)
+    }
+
+    /// A value left the queue: give its slot back (bounded channels), waking a waiting
+    /// sender. A panic in that sender's waker is contained: re-raising it here would lose
+    /// the value just taken.
+    fn free_slot(&self) {
         if let Some(slots) = &self.chan.slots {
-            // Frees the value's slot and wakes a waiting sender. A panic in that sender's
-            // waker is contained: re-raising it here would lose the value just taken.
             wake::contain(wake::catch(|| slots.add_permits(1)));
         }
-        Ok(value)
     }
 
     /// Receives from a plain thread (not a task), blocking it until a value arrives.

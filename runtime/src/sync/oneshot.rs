@@ -20,7 +20,7 @@ use std::task::{Context, Poll, Waker};
 
 use std::panic::Location;
 
-use oneloop_pool::wake::store_waker;
+use oneloop_pool::wake::{self, store_waker};
 
 use crate::context;
 use crate::debug::deadlock::Waiting;
@@ -115,7 +115,7 @@ impl<T> Sender<T> {
             state.receiver_waker.take()
         };
         if let Some(waker) = waker {
-            waker.wake();
+            wake::resume(wake::wake(waker));
         }
         Ok(())
     }
@@ -138,13 +138,13 @@ impl<T> Sender<T> {
                 let mut state = inner.lock();
                 if state.receiver_gone {
                     drop(state);
-                    drop(fresh);
+                    wake::discard(fresh);
                     return Poll::Ready(());
                 }
                 match store_waker(&mut state.sender_waker, cx.waker(), &mut fresh) {
                     Ok(old) => {
                         drop(state);
-                        drop((old, fresh));
+                        wake::discard((old, fresh));
                         return Poll::Pending;
                     }
                     Err(_) => {
@@ -169,7 +169,7 @@ impl<T> Drop for Sender<T> {
             state.receiver_waker.take()
         };
         if let Some(waker) = waker {
-            waker.wake();
+            wake::resume(wake::wake(waker));
         }
     }
 }
@@ -197,7 +197,7 @@ impl<T> Receiver<T> {
             state.sender_waker.take()
         };
         if let Some(waker) = waker {
-            waker.wake();
+            wake::resume(wake::wake(waker));
         }
     }
 }
@@ -222,7 +222,7 @@ impl<T> Future for Receiver<T> {
             };
             if let Some(result) = ready {
                 drop(state);
-                drop(fresh);
+                wake::discard(fresh);
                 this.done = true;
                 return Poll::Ready(result);
             }
@@ -230,7 +230,7 @@ impl<T> Future for Receiver<T> {
                 Ok(old) => {
                     let site = state.site;
                     drop(state);
-                    drop((old, fresh));
+                    wake::discard((old, fresh));
                     context::note_wait(Waiting::Oneshot(site));
                     return Poll::Pending;
                 }
@@ -250,10 +250,11 @@ impl<T> Drop for Receiver<T> {
             state.receiver_gone = true;
             (state.sender_waker.take(), state.value.take())
         };
-        drop(value); // outside the lock: T's destructor is user code
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+        // Outside the lock, and the sender's waiter first: T's destructor is user code, and
+        // a panic in it must not leave `closed()` waiting.
+        let woken = waker.map_or(Ok(()), wake::wake);
+        drop(value);
+        wake::resume(woken);
     }
 }
 

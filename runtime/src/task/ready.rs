@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::task::Waker;
 
 use futures_task::ArcWake;
-use oneloop_pool::wake::store_waker;
+use oneloop_pool::wake::{self, store_waker};
 use parking_lot::Mutex;
 
 #[derive(Default)]
@@ -48,13 +48,13 @@ impl ReadyList {
             let mut state = self.state.lock();
             if let Some(index) = state.ready.pop_front() {
                 drop(state);
-                drop(fresh);
+                wake::discard(fresh);
                 return Some(index);
             }
             match store_waker(&mut state.parent, parent, &mut fresh) {
                 Ok(old) => {
                     drop(state);
-                    drop((old, fresh));
+                    wake::discard((old, fresh));
                     return None;
                 }
                 Err(_) => {
