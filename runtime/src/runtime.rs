@@ -33,7 +33,7 @@ use oneloop_pool::wake::{self, Panic, WakeList};
 use crate::builder::Config;
 use crate::context;
 use crate::debug::deadlock::{self, Chain, MAX_CHAIN, Quiet, StallWatch, Waiting};
-use crate::debug::instruments::{Instruments, Probe};
+use crate::debug::instruments::{Activity, Instruments, Probe};
 use crate::debug::leaks::Running;
 use crate::debug::{Code, Report, Reporter, TaskInfo};
 use crate::reactor::Reactor;
@@ -620,8 +620,11 @@ impl Core {
     }
 
     /// Drops the task's future (catching a panic in its destructor) and finishes it.
-    fn cancel(&self, task: TaskRef, mut cell: TaskCellBox) -> Result<(), Panic> {
-        cell.as_mut().cancel();
+    fn cancel(&self, task: TaskRef, cell: TaskCellBox) -> Result<(), Panic> {
+        let cell = self.between_polls(task, cell, Activity::DropFuture, |mut cell| {
+            cell.as_mut().cancel();
+            cell
+        });
         let woken = self.finish(task, cell);
         self.restart_poll_timing();
         woken
@@ -655,12 +658,38 @@ impl Core {
         let info = task_info(task.id, cell.header());
         let mut panic = cell.panic_message().map(str::to_owned);
         // The output's destructor is user code: contain a panic there too.
-        if let Err(payload) = wake::catch(|| drop(cell)) {
+        let dropped = self.between_polls(task, cell, Activity::DropOutput, |cell| {
+            wake::catch(|| drop(cell))
+        });
+        if let Err(payload) = dropped {
             let message = wake::into_message(payload);
             panic.get_or_insert(format!("(while dropping its output) {message}"));
         }
         if let Some(message) = panic {
             self.report_panic_not_retrieved(info, message);
+        }
+    }
+
+    /// Runs `f` on `cell`: a destructor of the task's the loop runs between polls (its
+    /// output's, its future's). In debug mode, when that may run user code, it is timed as
+    /// a poll of that task, so a slow destructor is reported for what it is and never
+    /// blamed on the next poll (`debug/watch.rs`).
+    fn between_polls<R>(
+        &self,
+        task: TaskRef,
+        cell: TaskCellBox,
+        activity: Activity,
+        f: impl FnOnce(TaskCellBox) -> R,
+    ) -> R {
+        match &self.instruments {
+            // Inside a poll (a task aborted another, or dropped a finished task's handle)
+            // the destructor is part of that poll, and timed with it.
+            Some(ins) if self.current.get().is_none() && cell.drop_runs_user_code() => {
+                let header = cell.header();
+                let site = ins.intern(header.location, header.name.as_deref());
+                ins.between_polls(task.id, site, activity, || f(cell))
+            }
+            _ => f(cell),
         }
     }
 

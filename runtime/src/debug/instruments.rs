@@ -20,6 +20,7 @@ use super::clock::Clock;
 use super::jobs::{JobLimits, JobWatch};
 use super::leaks::{self, Registration, Running};
 use super::trace::Tracer;
+pub(crate) use super::watch::Activity;
 use super::watch::{Debug, Finding, PollTimer};
 use super::{Code, DebugConfig, Report, Reporter, summary};
 
@@ -156,6 +157,27 @@ impl Instruments {
         }
     }
 
+    /// Runs `f`, a destructor of task `task` (spawned at `site`) that the loop runs between
+    /// polls, timed as a poll of that task in debug mode: a slow one is reported for that
+    /// task and what it was doing, and never counted into the next task's poll.
+    pub(crate) fn between_polls<R>(
+        &self,
+        task: u64,
+        site: u32,
+        activity: Activity,
+        f: impl FnOnce() -> R,
+    ) -> R {
+        let Some(debug) = &self.debug else {
+            return f();
+        };
+        let timer = debug.begin_activity(task, site, activity);
+        let result = f();
+        if let Some(finding) = debug.end_activity(timer, site) {
+            self.report(debug, finding);
+        }
+        result
+    }
+
     /// The batch of polls is over.
     #[inline]
     pub(crate) fn end_batch(&self) {
@@ -173,6 +195,7 @@ impl Instruments {
                 let mut report = Report::new(Code::SlowPoll, slow.task);
                 report.duration = Some(slow.elapsed);
                 report.times_reported = slow.times_reported;
+                report.message = slow.activity.describe().map(str::to_owned);
                 report
             }
             Finding::Unseen(unseen) => {

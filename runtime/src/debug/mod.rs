@@ -314,8 +314,10 @@ impl fmt::Display for Headline<'_> {
         match report.code {
             Code::SlowPoll if times > 0 => write!(
                 f,
-                "slow {task} unblocked after {duration} (threshold {threshold}; reported {times} \
-                 time{} while blocking): {offload}",
+                "slow {task} unblocked after {duration}{}{} (threshold {threshold}; reported \
+                 {times} time{} while blocking): {offload}",
+                if report.message.is_some() { " " } else { "" },
+                report.message.as_deref().unwrap_or(""),
                 if times == 1 { "" } else { "s" },
             ),
             Code::SlowPoll if report.task.is_none() => write!(
@@ -327,7 +329,10 @@ impl fmt::Display for Headline<'_> {
             ),
             Code::SlowPoll => write!(
                 f,
-                "slow {task} blocked the loop for {duration} (threshold {threshold}): {offload}"
+                "slow {task} blocked the loop for {duration}{}{} (threshold {threshold}): \
+                 {offload}",
+                if report.message.is_some() { " " } else { "" },
+                report.message.as_deref().unwrap_or(""),
             ),
             Code::StillBlocking => write!(
                 f,

@@ -8,11 +8,13 @@
 //! the loop loads that value after each poll (one load, no clock) and compares it with the
 //! value it saw last. So:
 //!
-//! - a poll the watchdog looked into closes its window when it returns, and is timed from
-//!   the later of the window's start and the look before the one that closed it. A poll
-//!   long enough to matter is always timed alone, from a reading taken at most a few quick
-//!   polls before it began (windows close on every look and every `limit` polls), never
-//!   more than two look intervals (a quarter of the threshold) before it;
+//! - a poll the watchdog looked into closes its window when it returns, and is timed
+//!   alone from a moment known to be before it began: the latest look, when that look saw
+//!   the loop not yet in it (each look publishes the poll `seq` it saw, `looked_seq`), or
+//!   else the look before the first one that saw it running (`first_seen_*`), and never
+//!   before the window's start. So it includes at most one look interval (an eighth of
+//!   the threshold) before the poll, and never the time the loop spent between polls
+//!   (preempted, or running a destructor: those are timed as what they are, `Activity`);
 //! - a poll nobody looked into fits between two looks, so it is shorter than the gap
 //!   between them: an eighth of the threshold when the watchdog keeps time. The watchdog
 //!   publishes any gap of half a threshold or more (`blind_until`); a window that lasted a
@@ -36,7 +38,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::panic::Location;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 use std::thread;
 use std::time::Duration;
 
@@ -72,6 +74,15 @@ pub(crate) struct Watch {
     /// When the watchdog last looked (clock ticks, strictly increasing). The loop loads it
     /// after each poll: a change means the watchdog looked since the previous poll ended.
     looked_at: AtomicU64,
+    /// The `seq` the watchdog saw at its latest look: stored before `looked_at` (which
+    /// publishes it), so a loop that read a look's time reads this look's `seq` or a later
+    /// one's. A look that saw a `seq` below a poll's happened before that poll began.
+    looked_seq: AtomicU64,
+    /// The first look that saw a poll running: that poll's `seq`, and the time of the look
+    /// before (which had not seen it, so the poll began after it). Written by the watchdog
+    /// (the bound, then the `seq` with Release); read by the loop when the poll returns.
+    first_seen_seq: AtomicU64,
+    first_seen_bound: AtomicU64,
     /// The end of the latest gap of half a threshold or more between two looks (the
     /// watchdog was not scheduled in time): polls in such a gap were not looked into.
     blind_until: AtomicU64,
@@ -109,6 +120,9 @@ impl Watch {
             task_id: AtomicU64::new(0),
             site: AtomicU32::new(0),
             looked_at: AtomicU64::new(now),
+            looked_seq: AtomicU64::new(0),
+            first_seen_seq: AtomicU64::new(0),
+            first_seen_bound: AtomicU64::new(0),
             blind_until: AtomicU64::new(0),
             flagged_seq: AtomicU64::new(0),
             flagged_count: AtomicU32::new(0),
@@ -133,10 +147,13 @@ impl Watch {
         if seq.is_multiple_of(2) {
             return None;
         }
-        let window_start = self.window_start.load(Ordering::Acquire);
-        let task = self.task_id.load(Ordering::Acquire);
-        let site = self.site.load(Ordering::Acquire);
-        (self.seq.load(Ordering::Acquire) == seq).then_some((seq, window_start, task, site))
+        let window_start = self.window_start.load(Ordering::Relaxed);
+        let task = self.task_id.load(Ordering::Relaxed);
+        let site = self.site.load(Ordering::Relaxed);
+        // Pairs with the Release fence in `begin_poll`: if a load above saw a value written
+        // for a later poll, the load below sees that the sequence moved on.
+        fence(Ordering::Acquire);
+        (self.seq.load(Ordering::Relaxed) == seq).then_some((seq, window_start, task, site))
     }
 
     fn task_info(&self, id: u64, site: u32) -> TaskInfo {
@@ -173,6 +190,8 @@ pub(crate) struct Debug {
     seq: Cell<u64>,
     /// `Watch::looked_at` as the loop last read it, after a poll.
     last_look: Cell<u64>,
+    /// What the current (or last) timed run is: a poll, or a destructor between polls.
+    activity: Cell<Activity>,
     window: Window,
     /// Slow polls seen so far (for `Metrics`).
     pub(crate) slow_polls: Cell<u64>,
@@ -215,6 +234,32 @@ pub(crate) struct PollTimer {
     seq: u64,
 }
 
+/// What the loop runs for a task: its poll, or, between polls, a destructor of its
+/// (`Core::between_polls`), timed like a poll so that it is blamed on that task and never
+/// on the next poll.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Activity {
+    #[default]
+    Poll,
+    /// Dropping the output of a task nobody awaits.
+    DropOutput,
+    /// Dropping the future of a cancelled task.
+    DropFuture,
+}
+
+impl Activity {
+    /// How a report says it, after the task (`None` for a poll).
+    pub(crate) fn describe(self) -> Option<&'static str> {
+        match self {
+            Activity::Poll => None,
+            Activity::DropOutput => Some("while its output was dropped (its destructor ran)"),
+            Activity::DropFuture => {
+                Some("while its future was dropped on cancellation (its destructor ran)")
+            }
+        }
+    }
+}
+
 /// What closing a window found.
 pub(crate) enum Finding {
     /// The window's last poll, timed alone, ran past the threshold.
@@ -229,6 +274,8 @@ pub(crate) struct SlowPoll {
     pub(crate) task: TaskInfo,
     pub(crate) elapsed: Duration,
     pub(crate) times_reported: u32,
+    /// A poll, or a destructor the loop ran for the task between polls.
+    pub(crate) activity: Activity,
 }
 
 /// Polls that may have blocked the loop, timed together.
@@ -281,6 +328,7 @@ impl Debug {
             last_site: Cell::new((0, 0)),
             seq: Cell::new(0),
             last_look: Cell::new(watch_look),
+            activity: Cell::new(Activity::Poll),
             slow_polls: Cell::new(0),
             site_stats: RefCell::new(Vec::new()),
         }
@@ -340,12 +388,25 @@ impl Debug {
         }
     }
 
+    /// Publishes that the loop is about to run a destructor of task `task_id` between its
+    /// polls; timed as a poll of that task (end it with `end_poll`).
+    pub(crate) fn begin_activity(&self, task_id: u64, site: u32, activity: Activity) -> PollTimer {
+        self.activity.set(activity);
+        self.begin_poll(task_id, site)
+    }
+
     /// Publishes that the loop is about to poll task `task_id` (spawned at `site`).
     #[inline]
     pub(crate) fn begin_poll(&self, task_id: u64, site: u32) -> PollTimer {
         let seq = self.seq.get() + 1;
         self.seq.set(seq);
         let watch = &self.watch;
+        // A seqlock: the fields below are rewritten while `seq` is even. The fence orders
+        // the store of that even `seq` (the previous `end_poll`) before them, for a reader
+        // that sees them and then fences (`Watch::running_poll`): it sees `seq` has moved.
+        // (On x86 a compiler barrier; on weakly ordered CPUs it is what keeps a reader from
+        // pairing this poll's task with the previous poll's `seq`.)
+        fence(Ordering::Release);
         watch.task_id.store(task_id, Ordering::Relaxed);
         watch.site.store(site, Ordering::Relaxed);
         watch.seq.store(seq, Ordering::Release);
@@ -372,7 +433,14 @@ impl Debug {
             return None;
         }
         self.last_look.set(look);
-        self.close_window(polls, (look != seen).then_some((seen, timer.seq)))
+        self.close_window(polls, (look != seen).then_some((look, timer.seq)))
+    }
+
+    /// The destructor begun with `begin_activity` returned.
+    pub(crate) fn end_activity(&self, timer: PollTimer, site: u32) -> Option<Finding> {
+        let finding = self.end_poll(timer, site);
+        self.activity.set(Activity::Poll);
+        finding
     }
 
     /// The batch of polls is over: closes the open window, if any.
@@ -384,8 +452,14 @@ impl Debug {
     }
 
     /// Reads the clock and accounts for the window's `polls`. `looked` is set when the
-    /// watchdog looked since the poll before the last one ended (so perhaps during the
-    /// last one): the look before that, and the last poll's seq.
+    /// watchdog looked since the previous poll ended (before or during the last one): the
+    /// latest look's time, and the last poll's seq.
+    ///
+    /// A task is named only for its own poll's time. The last poll is timed alone from a
+    /// moment known to be before it began and after anything the loop did before it (a
+    /// destructor, being preempted): a look that saw the loop not yet in it, or the
+    /// window's start. What lies between polls is never added to the next one beyond the
+    /// gap between two looks.
     #[inline(never)]
     fn close_window(&self, polls: usize, looked: Option<(u64, u64)>) -> Option<Finding> {
         let now = self.watch.clock.now();
@@ -395,11 +469,15 @@ impl Debug {
         self.watch.window_start.store(now, Ordering::Release);
         window.polls.set(0);
         let elapsed = now.saturating_sub(start);
-        // The last poll is timed alone if it is the only one, or if the watchdog looked
-        // during it: it began after both the window's start and the look before it.
         let last_alone = match looked {
-            Some((look, _)) => Some(now.saturating_sub(start.max(look))),
-            None if polls == 1 => Some(elapsed),
+            Some((look, seq)) => self.began_after(look, seq).map(|bound| {
+                // The poll began after `bound` and after the window's start.
+                now.saturating_sub(start.max(bound))
+            }),
+            // Alone in its window, which started right before it: exact, unless the
+            // watchdog was away meanwhile (the loop thread may not have run either; the
+            // window is then reported as what it is below, not blamed on the task).
+            None if polls == 1 && !self.watchdog_was_away(start, now) => Some(elapsed),
             None => None,
         };
         let together = polls - usize::from(last_alone.is_some());
@@ -440,6 +518,7 @@ impl Debug {
                             .task_info(self.watch.task_id.load(Ordering::Relaxed), site),
                         elapsed: self.watch.clock.duration(alone),
                         times_reported,
+                        activity: self.activity.get(),
                     }));
                 }
             }
@@ -452,6 +531,22 @@ impl Debug {
         }
         self.adapt_limit(polls, elapsed);
         finding
+    }
+
+    /// A time before poll `seq` began, known from the watchdog's looks, when one of them
+    /// tells: the latest look saw the loop before this poll (`look` is then before it), or
+    /// a look saw the poll running (it began after the look before that one). `None` when
+    /// the looks since the previous poll all fell outside this one: it was shorter than
+    /// the gap between two looks, and is timed with the polls before it.
+    fn began_after(&self, look: u64, seq: u64) -> Option<u64> {
+        let watch = &self.watch;
+        if watch.looked_seq.load(Ordering::Relaxed) < seq {
+            return Some(look);
+        }
+        if watch.first_seen_seq.load(Ordering::Acquire) == seq {
+            return Some(watch.first_seen_bound.load(Ordering::Relaxed));
+        }
+        None
     }
 
     /// Whether the watchdog went half a threshold or more without looking at some time
@@ -574,6 +669,10 @@ fn run_watchdog(watch: &Watch) {
         if now - last_look >= half {
             watch.blind_until.store(now, Ordering::Release);
         }
+        // Which poll the loop is in, read after the look's time: a poll that began later
+        // sees a smaller `seq` here and knows it began after this look.
+        let seen_seq = watch.seq.load(Ordering::Acquire);
+        watch.looked_seq.store(seen_seq, Ordering::Relaxed);
         watch.looked_at.store(now, Ordering::Release);
         let previous_look = std::mem::replace(&mut last_look, now);
         // Jobs are reported after seconds, not milliseconds: every half threshold will do
@@ -589,8 +688,14 @@ fn run_watchdog(watch: &Watch) {
         let (began, due, reports) = match watching {
             Some((watched, began, due, reports)) if watched == seq => (began, due, reports),
             // First seen now: it began after the previous look (which saw another poll or
-            // none) and after its window started.
-            _ => (window_start.max(previous_look), watch.threshold, 0),
+            // none) and after its window started. The loop times it from there too.
+            _ => {
+                watch
+                    .first_seen_bound
+                    .store(previous_look, Ordering::Relaxed);
+                watch.first_seen_seq.store(seq, Ordering::Release);
+                (window_start.max(previous_look), watch.threshold, 0)
+            }
         };
         let running_for = watch
             .clock
@@ -681,14 +786,19 @@ mod tests {
         debug.end_poll(timer, site)
     }
 
-    /// What the watchdog does when it looks.
+    /// What the watchdog does when it looks: publish the look, and if a poll is running
+    /// that no look saw before, that it saw it (the previous look is its bound).
     fn look(debug: &Debug) {
         let watch = &debug.watch;
-        let now = watch
-            .clock
-            .now()
-            .max(watch.looked_at.load(Ordering::Relaxed) + 1);
+        let previous = watch.looked_at.load(Ordering::Relaxed);
+        let now = watch.clock.now().max(previous + 1);
+        let seq = watch.seq.load(Ordering::Acquire);
+        watch.looked_seq.store(seq, Ordering::Relaxed);
         watch.looked_at.store(now, Ordering::Release);
+        if seq % 2 == 1 && watch.first_seen_seq.load(Ordering::Relaxed) != seq {
+            watch.first_seen_bound.store(previous, Ordering::Relaxed);
+            watch.first_seen_seq.store(seq, Ordering::Release);
+        }
     }
 
     fn sites(debug: &Debug) -> (u32, u32) {
@@ -810,7 +920,9 @@ mod tests {
         let debug = debug();
         let (_, slow) = sites(&debug);
         debug.restart_window();
-        // The window holds one poll (the limit starts at 1): nobody needs to look.
+        // The window holds one poll (the limit starts at 1), and the watchdog keeps time
+        // (it looked just now, before the poll): no look is needed during it.
+        look(&debug);
         let Some(Finding::Slow(slow_poll)) =
             poll(&debug, 4, slow, || thread::sleep(Duration::from_millis(50)))
         else {
@@ -818,5 +930,49 @@ mod tests {
         };
         assert!(slow_poll.elapsed >= Duration::from_millis(50));
         assert_eq!(slow_poll.task.id, Id(4));
+    }
+
+    #[test]
+    fn time_between_polls_is_never_blamed_on_the_next_poll() {
+        let debug = debug();
+        let (quick, _) = sites(&debug);
+        // The loop is away between two polls (preempted, or running a destructor) for
+        // longer than the threshold, while the watchdog keeps looking; then a quick poll.
+        for (alone_in_window, gap) in [(false, 60), (true, 60)] {
+            if alone_in_window {
+                debug.window.limit.set(1);
+            } else {
+                three_quick_polls_in_a_full_window(&debug, quick);
+            }
+            for _ in 0..6 {
+                thread::sleep(Duration::from_millis(gap / 6));
+                look(&debug);
+            }
+            let finding = poll(&debug, 3, quick, || ());
+            assert!(
+                !matches!(finding, Some(Finding::Slow(_))),
+                "the quick poll was blamed for the gap before it"
+            );
+            assert!(!matches!(debug.end_batch(), Some(Finding::Slow(_))));
+        }
+        assert_eq!(debug.slow_polls.get(), 0);
+    }
+
+    #[test]
+    fn a_slow_poll_after_a_gap_is_named_for_its_own_time() {
+        let debug = debug();
+        let (quick, slow) = sites(&debug);
+        three_quick_polls_in_a_full_window(&debug, quick);
+        thread::sleep(Duration::from_millis(30));
+        look(&debug); // during the gap: the poll below begins after this look
+        let Some(Finding::Slow(slow_poll)) = poll(&debug, 5, slow, || {
+            thread::sleep(Duration::from_millis(30));
+            look(&debug); // sees it running
+            thread::sleep(Duration::from_millis(30));
+        }) else {
+            panic!("the slow poll was not named");
+        };
+        assert_eq!(slow_poll.task.id, Id(5));
+        assert!(slow_poll.elapsed >= Duration::from_millis(60));
     }
 }

@@ -46,6 +46,10 @@ pub(crate) trait RawTask {
     /// The panic message when the task finished by panicking.
     fn panic_message(&self) -> Option<&str>;
 
+    /// Whether dropping what the cell holds now (its future, or its output) may run user
+    /// code: debug mode times such a drop (`Core::between_polls`).
+    fn drop_runs_user_code(&self) -> bool;
+
     /// Moves the output into `dst`, which must be `&mut Option<Result<T, JoinError>>` for the
     /// task's output type `T`.
     fn take_output(self: Pin<&mut Self>, dst: &mut dyn Any);
@@ -133,6 +137,14 @@ impl<F: Future + 'static> RawTask for TaskCell<F> {
             Some(message) => Err(JoinError::Panicked(message)),
         };
         stage.set(Stage::Finished { output });
+    }
+
+    fn drop_runs_user_code(&self) -> bool {
+        match &self.stage {
+            Stage::Running { .. } => std::mem::needs_drop::<F>(),
+            Stage::Finished { output: Ok(_) } => std::mem::needs_drop::<F::Output>(),
+            Stage::Finished { output: Err(_) } | Stage::Consumed => false,
+        }
     }
 
     fn panic_message(&self) -> Option<&str> {
