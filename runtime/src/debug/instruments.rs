@@ -17,7 +17,7 @@ use std::time::Instant;
 use oneloop_pool::JobObserver;
 
 use super::clock::Clock;
-use super::jobs::{JobLimits, JobWatch};
+use super::jobs::{JobLimits, JobWatch, PoolWatch};
 use super::leaks::{self, Registration, Running};
 use super::trace::Tracer;
 use super::watch::{Debug, Finding, PollTimer};
@@ -32,6 +32,8 @@ pub(crate) struct Instruments {
     reporter: Arc<Reporter>,
     /// Attached to offloaded jobs (debug mode and/or the trace).
     jobs: Arc<JobWatch>,
+    /// `jobs` as registered with pools (`PoolWatch`): the only strong reference.
+    pool_watch: Arc<dyn JobObserver>,
 }
 
 /// A poll in progress.
@@ -71,6 +73,7 @@ impl Instruments {
             registration,
             trace,
             reporter,
+            pool_watch: Arc::new(PoolWatch(jobs.clone())),
             jobs,
         }))
     }
@@ -200,6 +203,12 @@ impl Instruments {
         self.jobs.clone()
     }
 
+    /// The observer to register with the pools this runtime uses (`offload.rs`): only
+    /// this runtime holds it, so it goes when the runtime does.
+    pub(crate) fn pool_observer(&self) -> &Arc<dyn JobObserver> {
+        &self.pool_watch
+    }
+
     /// Task `task` (if known) submitted job `job`: the start of its arrow in the trace.
     pub(crate) fn submitted(&self, task: Option<u64>, job: u64) {
         if let (Some(trace), Some(task)) = (&self.trace, task) {
@@ -218,9 +227,12 @@ impl Instruments {
     pub(crate) fn finish(&self) {
         if let Some(debug) = &self.debug {
             debug.stop();
-            let mut report = Report::empty(Code::Summary);
-            report.message = Some(summary::render(debug, &self.jobs, &self.reporter));
-            self.reporter.emit(&report);
+            // Nothing polled, offloaded or reported: nothing to summarise.
+            if let Some(text) = summary::render(debug, &self.jobs, &self.reporter) {
+                let mut report = Report::empty(Code::Summary);
+                report.message = Some(text);
+                self.reporter.emit(&report);
+            }
         }
         if let Some(trace) = &self.trace
             && let Some(error) = trace.close()
