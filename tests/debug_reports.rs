@@ -270,3 +270,88 @@ fn a_runtime_that_did_nothing_prints_no_exit_summary() {
     drop(rt);
     assert!(reports.all().is_empty(), "{:?}", reports.all());
 }
+
+#[test]
+fn sigterm_flushes_the_trace_and_still_ends_the_program() {
+    use std::os::unix::process::ExitStatusExt;
+
+    let path =
+        std::env::temp_dir().join(format!("oneloop-sigterm-trace-{}.json", std::process::id()));
+    if in_child() {
+        let path = std::env::var("SIGTERM_TRACE_PATH").unwrap();
+        let rt = Runtime::builder()
+            .debug(true)
+            .slow_task_threshold(Duration::from_millis(20))
+            .on_report(|_: &oneloop::debug::Report| {})
+            .trace_file(path)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            oneloop::task::Builder::new()
+                .name("before the signal")
+                .spawn(async {})
+                .await
+                .unwrap();
+        });
+        // SAFETY: raise takes no pointers.
+        unsafe { libc::raise(libc::SIGTERM) };
+        // The signal ends the process; should it not, this exits with a failure.
+        for _ in 0..600 {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::process::exit(3);
+    }
+    let _ = std::fs::remove_file(&path);
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "sigterm_flushes_the_trace_and_still_ends_the_program",
+            "--quiet",
+        ])
+        .env("ONELOOP_TEST_CHILD", "1")
+        .env("SIGTERM_TRACE_PATH", &path)
+        .status()
+        .unwrap();
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let _ = std::fs::remove_file(&path);
+    // The program's own ending (the default action), not taken from it.
+    assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?}");
+    assert!(text.contains("before the signal"), "{text}");
+}
+
+#[test]
+fn a_trace_leaves_the_program_s_own_sigint_handler_in_charge() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    static CAUGHT: AtomicBool = AtomicBool::new(false);
+    extern "C" fn on_sigint(_: libc::c_int) {
+        CAUGHT.store(true, Ordering::SeqCst);
+    }
+    if in_child() {
+        // SAFETY: installs a handler that only stores to an atomic.
+        unsafe {
+            libc::signal(
+                libc::SIGINT,
+                on_sigint as extern "C" fn(libc::c_int) as usize,
+            )
+        };
+        let path = std::env::temp_dir().join(format!("oneloop-sigint-{}.json", std::process::id()));
+        let rt = Runtime::builder()
+            .debug(true)
+            .slow_task_threshold(Duration::from_millis(20))
+            .trace_file(&path)
+            .build()
+            .unwrap();
+        rt.block_on(async {});
+        // SAFETY: raise takes no pointers.
+        unsafe { libc::raise(libc::SIGINT) };
+        assert!(CAUGHT.load(Ordering::SeqCst), "the program's handler ran");
+        drop(rt);
+        let _ = std::fs::remove_file(&path);
+        return;
+    }
+    assert!(run_test_in_child(
+        "a_trace_leaves_the_program_s_own_sigint_handler_in_charge",
+        &[]
+    ));
+}

@@ -34,6 +34,11 @@ pub(crate) struct Instruments {
     jobs: Arc<JobWatch>,
     /// `jobs` as registered with pools (`PoolWatch`): the only strong reference.
     pool_watch: Arc<dyn JobObserver>,
+    /// With debug mode and a trace: while this is held, the watchdog's job scan takes the
+    /// default action of a SIGINT/SIGTERM after flushing the trace (`signals.rs`). Given
+    /// up by `finish`, once the watchdog has stopped and the trace is closed.
+    #[cfg(unix)]
+    signal_watch: parking_lot::Mutex<Option<super::signals::Watching>>,
 }
 
 /// A poll in progress.
@@ -68,7 +73,18 @@ impl Instruments {
         let registration = debug
             .is_some()
             .then(|| leaks::register(id, reporter.clone()));
+        #[cfg(unix)]
+        let signal_watch = match (&debug, &trace, limits) {
+            (Some(_), Some(_), Some(limits))
+                if limits.threshold <= super::signals::MAX_DEFERRAL =>
+            {
+                Some(super::signals::watching())
+            }
+            _ => None,
+        };
         Ok(Some(Instruments {
+            #[cfg(unix)]
+            signal_watch: parking_lot::Mutex::new(signal_watch),
             debug,
             registration,
             trace,
@@ -239,5 +255,8 @@ impl Instruments {
         {
             eprintln!("oneloop: the trace file could not be written: {error}");
         }
+        // Last: a signal deferred meanwhile takes its default action now.
+        #[cfg(unix)]
+        drop(self.signal_watch.lock().take());
     }
 }

@@ -99,6 +99,12 @@ impl JobWatch {
     pub(crate) fn scan(&self) {
         if let Some(trace) = &self.trace {
             trace.flush_if_due();
+            // A SIGINT or SIGTERM whose default action waits for this flush.
+            #[cfg(unix)]
+            if let Some(signal) = super::signals::take_pending() {
+                trace.flush();
+                super::signals::raise_default(signal);
+            }
         }
         let Some(limits) = self.limits else {
             return;

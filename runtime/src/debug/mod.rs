@@ -9,7 +9,8 @@
 //! (`jobs.rs`). The runtime prints a profile when it drops (`summary.rs`), and one that
 //! never drops is reported when the process exits (`leaks.rs`). Tracing
 //! ([`Builder::trace_file`](crate::Builder::trace_file), `ONELOOP_TRACE`) writes every poll
-//! and job to a timeline file (`trace.rs`). Both hang off one `Instruments` value
+//! and job to a timeline file (`trace.rs`), flushed on SIGINT and SIGTERM too
+//! (`signals.rs`). Which frames of a backtrace are the user's is `frames.rs`. Both hang off one `Instruments` value
 //! (`instruments.rs`): with neither on, a poll costs the loop one branch more.
 //!
 //! Everything found is a [`Report`] with a stable [`Code`], handed to the sink set by
@@ -25,6 +26,8 @@ pub(crate) mod frames;
 pub(crate) mod instruments;
 pub(crate) mod jobs;
 pub(crate) mod leaks;
+#[cfg(unix)]
+pub(crate) mod signals;
 pub(crate) mod stack;
 mod summary;
 pub(crate) mod trace;

@@ -20,6 +20,8 @@
 //! program that ends without dropping its runtime (`process::exit`, a signal's default
 //! action) leaves a file that holds every report and everything up to about a second
 //! before the end; it lacks the closing `]`, which Perfetto and chrome://tracing accept.
+//! SIGINT and SIGTERM flush it too, in debug mode, before they end the program
+//! (`signals.rs` says how, and what is guaranteed without debug mode).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -84,6 +86,9 @@ impl Tracer {
     /// Creates the trace file and writes the header.
     pub(crate) fn create(path: &Path) -> std::io::Result<Tracer> {
         let mut file = BufWriter::with_capacity(64 * 1024, File::create(path)?);
+        // SIGINT and SIGTERM flush the buffer before they end the program (`signals.rs`).
+        #[cfg(unix)]
+        super::signals::install();
         file.write_all(b"[\n")?;
         let tracer = Tracer {
             base: Instant::now(),
@@ -131,6 +136,11 @@ impl Tracer {
         } else if out.flushed.elapsed() >= FLUSH_EVERY {
             out.flush();
         }
+    }
+
+    /// Flushes the file now.
+    pub(crate) fn flush(&self) {
+        self.out.lock().flush();
     }
 
     /// Flushes the file if a second has passed since the last flush (the watchdog calls
