@@ -59,13 +59,17 @@ pub enum Code {
     /// `OL003`: a task panicked and nobody retrieved the panic (its `JoinHandle` was
     /// dropped or detached), like asyncio's "Task exception was never retrieved".
     PanicNotRetrieved,
-    /// `OL004`: an offloaded job waited in the pool's queue longer than the threshold
-    /// before a worker took it: the pool is too small for its load.
+    /// `OL004`: an offloaded job has waited in the pool's queue longer than the threshold
+    /// for a worker: the pool is too small for its load. Reported by the watchdog while it
+    /// still waits (again at doubling waits), else when it starts, or when it is cancelled
+    /// after waiting that long; [`JobInfo::started`] and [`JobInfo::token_set`] in
+    /// [`Report::job`] say which.
     JobWaited,
     /// `OL005`: an offloaded job has been running longer than the slow-job limit (the
     /// watchdog, while it runs; again at doubling intervals).
     JobStillRunning,
-    /// `OL006`: an offloaded job panicked and nobody awaited its result.
+    /// `OL006`: an offloaded job panicked and nobody awaited its result, or the `Drop` of
+    /// a result nobody awaited panicked on the worker ([`Report::message`] says which).
     JobPanicNotRetrieved,
     /// `OL007`: the runtime's default pool still had jobs running when the runtime was
     /// dropped and its shutdown timeout ran out; their threads are left to finish alone.
