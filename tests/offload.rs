@@ -326,10 +326,12 @@ fn debug_mode_reports_a_job_that_waited_too_long_for_a_worker() {
                     .is_some_and(|job| job.location.line() == line)
             })
             .collect();
-        assert_eq!(waited.len(), 1, "{:?}", reports.all());
+        // Reported while it waits (again at each doubling of the wait, which a slow
+        // machine may reach before the gate opens), not again when it starts.
+        assert!(!waited.is_empty(), "{:?}", reports.all());
         let job = waited[0].job.as_ref().unwrap();
         assert_eq!(job.location.line(), line);
-        assert!(waited[0].duration.unwrap() >= Duration::from_millis(40));
+        assert!(waited[0].duration.unwrap() >= Duration::from_millis(20));
         let text = waited[0].to_string();
         assert!(text.starts_with("oneloop: OL004 job #"), "{text}");
         assert!(

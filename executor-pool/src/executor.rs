@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use crate::Rejected;
-use crate::job::Job;
+use crate::job::{Job, JobObserver};
 use crate::semaphore::Semaphore;
 
 /// Runs jobs on other threads.
@@ -52,6 +52,14 @@ pub trait Executor: Send + Sync {
     fn admission(&self) -> Option<&Arc<Semaphore>> {
         None
     }
+
+    /// Attaches `observer` to the jobs this executor builds itself from now on (a
+    /// `ThreadPool`'s `spawn`), held weakly: it stops when the last other `Arc` of it
+    /// drops. Registering one twice registers it once. The default does nothing: jobs
+    /// submitted through [`execute`](Executor::execute) carry their own observer.
+    fn observe(&self, observer: &Arc<dyn JobObserver>) {
+        let _ = observer;
+    }
 }
 
 impl<E: Executor + ?Sized> Executor for &E {
@@ -61,6 +69,10 @@ impl<E: Executor + ?Sized> Executor for &E {
 
     fn admission(&self) -> Option<&Arc<Semaphore>> {
         (**self).admission()
+    }
+
+    fn observe(&self, observer: &Arc<dyn JobObserver>) {
+        (**self).observe(observer);
     }
 }
 
@@ -72,6 +84,10 @@ impl<E: Executor + ?Sized> Executor for Arc<E> {
     fn admission(&self) -> Option<&Arc<Semaphore>> {
         (**self).admission()
     }
+
+    fn observe(&self, observer: &Arc<dyn JobObserver>) {
+        (**self).observe(observer);
+    }
 }
 
 impl<E: Executor + ?Sized> Executor for Box<E> {
@@ -81,5 +97,9 @@ impl<E: Executor + ?Sized> Executor for Box<E> {
 
     fn admission(&self) -> Option<&Arc<Semaphore>> {
         (**self).admission()
+    }
+
+    fn observe(&self, observer: &Arc<dyn JobObserver>) {
+        (**self).observe(observer);
     }
 }

@@ -103,6 +103,17 @@ impl fmt::Display for JobInfo {
 /// Hooks a runtime attaches to a job to watch it (oneloop's debug mode does). Called on the
 /// worker thread; they must be quick.
 pub trait JobObserver: Send + Sync {
+    /// The job was built and is about to be submitted (on the submitting thread).
+    fn submitted(&self, info: &JobInfo) {
+        let _ = info;
+    }
+
+    /// The job was resolved without running: cancelled, its handle dropped, its pool shut
+    /// down, its deadline passed, or refused (`info.waited()` is how long it waited).
+    fn cancelled(&self, info: &JobInfo) {
+        let _ = info;
+    }
+
     /// A worker is about to run the job (`info.waited()` is its queue wait).
     fn started(&self, info: &JobInfo) {
         let _ = info;
@@ -117,6 +128,15 @@ pub trait JobObserver: Send + Sync {
     /// panic would otherwise go unseen. Without an observer it is printed on stderr.
     fn unobserved_panic(&self, info: &JobInfo, message: &str) {
         eprintln!("oneloop-pool: {info} panicked and nobody awaited it: {message}");
+    }
+
+    /// Nobody awaits the job's result, so the worker dropped it, and its `Drop` panicked
+    /// (contained: the worker carries on). Without an observer it is printed on stderr.
+    fn discarded_result_panicked(&self, info: &JobInfo, message: &str) {
+        eprintln!(
+            "oneloop-pool: the result of {info}, which nobody awaited, panicked when dropped: \
+             {message}"
+        );
     }
 }
 
@@ -264,6 +284,9 @@ where
             .is_some_and(|deadline| Instant::now() >= deadline)
         {
             record(Outcome::Expired);
+            if let Some(observer) = &header.observer {
+                observer.cancelled(&header.info());
+            }
             drop(self.finish(Err(JobError::DeadlineExpired)));
             wake::contain(wake::catch(|| drop(job)));
             return;
@@ -298,8 +321,14 @@ where
             if let Err(JobError::Panicked(message)) = &unread {
                 self.observer().unobserved_panic(&header.info(), message);
             }
-            // Nobody reads it: drop it here, containing a panic in its destructor.
-            wake::contain(wake::catch(|| drop(unread)));
+            // Nobody reads it: drop it here, containing a panic in its destructor, which
+            // nobody would see otherwise: tell the observer.
+            if let Err(panic) = wake::catch(|| drop(unread)) {
+                let message = panic_message(&*panic);
+                self.observer()
+                    .discarded_result_panicked(&header.info(), &message);
+                wake::drop_panic(panic);
+            }
         }
         // The panic payload is dropped last, after the handle has its answer. Its destructor
         // is user code too; if *that* panics, this worker thread dies and the pool replaces
@@ -324,6 +353,9 @@ where
             (job, state.permit.take(), state.waker.take())
         };
         self.header.cancelled.store(true, Ordering::Release);
+        if let Some(observer) = &self.header.observer {
+            observer.cancelled(&self.header.info());
+        }
         // The job is resolved; what follows is user code (the closure's destructor, the
         // wakers of a submitter waiting for the freed slot and of the handle's task). It
         // runs on whoever resolves: a shutdown, a worker, an executor. None of it may stop
@@ -418,6 +450,11 @@ where
         if !detach {
             // A running job is told nobody wants its result any more.
             self.header.cancelled.store(true, Ordering::Release);
+        }
+        if job.is_some()
+            && let Some(observer) = &self.header.observer
+        {
+            observer.cancelled(&self.header.info());
         }
         // The handle's owner drops it, so its own user code (the closure, the result) may
         // panic back at it, unless it is already unwinding; another task's waker (woken by
@@ -769,6 +806,9 @@ impl JobBuilder {
                 permit: None,
             }),
         });
+        if let Some(observer) = &cell.header.observer {
+            observer.submitted(&cell.header.info());
+        }
         let typed: Arc<dyn TypedJob<T>> = cell.clone();
         (Job { raw: Some(cell) }, JobHandle { job: Some(typed) })
     }

@@ -47,6 +47,7 @@
 //! - `worker.rs`: the worker loop, stealing, parking, replacing dead workers.
 //! - `job.rs`: the job slot and its state machine, [`Job`], [`JobHandle`], [`CancelToken`].
 //! - `executor.rs`: the [`Executor`] trait any pool can implement.
+//! - `observers.rs`: the [`JobObserver`]s a pool attaches to the jobs it builds itself.
 //! - `semaphore.rs`: the fair [`Semaphore`] behind bounded queues.
 //! - `wake.rs`: calling user wakers safely (collect under the lock, wake after it, each
 //!   panic contained): the rule every waiting structure here and in `oneloop` follows.
@@ -63,6 +64,7 @@ mod block_on;
 mod error;
 mod executor;
 mod job;
+mod observers;
 mod pool;
 #[cfg(feature = "rayon")]
 mod rayon;

@@ -24,7 +24,8 @@ use crossbeam_utils::CachePadded;
 use parking_lot::{Condvar, Mutex};
 
 use crate::executor::Executor;
-use crate::job::{CancelToken, Job, JobBuilder, JobHandle, JobInfo, JobRef, Outcome};
+use crate::job::{CancelToken, Job, JobBuilder, JobHandle, JobInfo, JobObserver, JobRef, Outcome};
+use crate::observers::Observers;
 use crate::semaphore::{Semaphore, TryAcquireError};
 use crate::wake;
 use crate::worker::{self, WorkerThread};
@@ -176,6 +177,7 @@ impl Builder {
         let deques: Vec<Worker<Job>> = (0..workers).map(|_| Worker::new_fifo()).collect();
         let shared = Arc::new(Shared {
             id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
+            observers: Observers::default(),
             config: Config {
                 thread_name: self.thread_name,
                 stack_size: self.stack_size,
@@ -339,7 +341,7 @@ impl ThreadPool {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let (job, handle) = JobBuilder::new().location(Location::caller()).build(f);
+        let (job, handle) = self.job_builder(Location::caller()).build(f);
         self.submit_or_wait(job);
         handle
     }
@@ -373,9 +375,7 @@ impl ThreadPool {
         F: FnOnce(CancelToken) -> T + Send + 'static,
         T: Send + 'static,
     {
-        let (job, handle) = JobBuilder::new()
-            .location(Location::caller())
-            .build_with_token(f);
+        let (job, handle) = self.job_builder(Location::caller()).build_with_token(f);
         self.submit_or_wait(job);
         handle
     }
@@ -388,8 +388,8 @@ impl ThreadPool {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let (job, handle) = JobBuilder::new()
-            .location(Location::caller())
+        let (job, handle) = self
+            .job_builder(Location::caller())
             .deadline(deadline)
             .build(f);
         self.submit_or_wait(job);
@@ -424,13 +424,22 @@ impl ThreadPool {
                     Err(TryAcquireError::Closed) => return Err(TrySpawnError::Shutdown(f)),
                 },
             };
-            let (job, handle) = JobBuilder::new().location(Location::caller()).build(f);
+            let (job, handle) = self.job_builder(Location::caller()).build(f);
             if let Some(permit) = permit {
                 job.attach_permit(permit);
             }
             shared.push(job);
             Ok(handle)
         })()
+    }
+
+    /// A builder for a job this pool builds itself, with its registered observers.
+    fn job_builder(&self, location: &'static Location<'static>) -> JobBuilder {
+        let builder = JobBuilder::new().location(location);
+        match self.owner.shared.observers.current() {
+            Some(observer) => builder.observer(observer),
+            None => builder,
+        }
     }
 
     /// Submits `job`, blocking for room if the policy says wait; resolves it if refused.
@@ -521,6 +530,10 @@ impl Executor for ThreadPool {
 
     fn admission(&self) -> Option<&Arc<Semaphore>> {
         self.owner.shared.admission.as_ref()
+    }
+
+    fn observe(&self, observer: &Arc<dyn JobObserver>) {
+        self.owner.shared.observers.add(observer);
     }
 }
 
@@ -623,6 +636,8 @@ enum Mode {
 pub(crate) struct Shared {
     pub(crate) id: u64,
     pub(crate) config: Config,
+    /// Observers attached to the jobs `spawn` builds (`observers.rs`).
+    observers: Observers,
     /// Jobs submitted from outside the pool.
     pub(crate) injector: Injector<Job>,
     /// One per worker, in worker order: how others steal from its deque.

@@ -155,6 +155,15 @@ fn builder(location: &'static Location<'static>, core: Option<&Core>) -> JobBuil
     }
 }
 
+/// In debug mode or with tracing, registers the runtime's job observer with `executor`,
+/// so the jobs spawned on it directly (`ThreadPool::spawn`) are watched too. The pool holds
+/// it weakly: once the runtime drops, its jobs are no longer watched.
+fn watch_executor<E: Executor>(executor: &E, core: Option<&Core>) {
+    if let Some(observer) = core.and_then(Core::pool_observer) {
+        executor.observe(observer);
+    }
+}
+
 /// Tells the loop's instruments which task submitted the job (for the trace's arrows).
 fn note_submitted<T>(core: Option<&Core>, handle: &JobHandle<T>)
 where
@@ -169,7 +178,8 @@ where
 /// [`Executor`]) and returns a future of its result: asyncio's `loop.run_in_executor`.
 ///
 /// Called inside a runtime in debug mode, the job is watched (queue wait, running time,
-/// unobserved panics); anywhere else it simply runs.
+/// unobserved panics), and so are the jobs spawned on `executor` directly from then on,
+/// while the runtime lives; anywhere else it simply runs.
 ///
 /// # Examples
 ///
@@ -209,6 +219,7 @@ where
     T: Send + 'static,
 {
     let core = context::with_current(Rc::clone);
+    watch_executor(executor, core.as_deref());
     let (job, handle) = builder(Location::caller(), core.as_deref()).build(f);
     note_submitted(core.as_deref(), &handle);
     submit(executor, job, handle)
@@ -224,6 +235,7 @@ where
     T: Send + 'static,
 {
     let core = context::with_current(Rc::clone);
+    watch_executor(executor, core.as_deref());
     let (job, handle) = builder(Location::caller(), core.as_deref()).build_with_token(f);
     note_submitted(core.as_deref(), &handle);
     submit(executor, job, handle)
@@ -258,7 +270,8 @@ where
     match core.default_pool() {
         Some(pool) => submit(&pool, job, handle),
         None => {
-            // The OS refused the pool's threads (reported to the sink).
+            // The OS refused the pool's threads (reported as OL012), now or less than a
+            // second ago (`Core::default_pool`): the same answer as a broken pool's.
             job.resolve(JobError::Broken);
             Offload {
                 handle,
@@ -277,6 +290,7 @@ impl crate::Runtime {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
+        watch_executor(executor, Some(self.core()));
         let (job, handle) = builder(Location::caller(), Some(self.core())).build(f);
         note_submitted(Some(self.core()), &handle);
         submit(executor, job, handle)

@@ -51,6 +51,12 @@ use crate::{Builder, Handle};
 const MAX_BATCH: usize = 128;
 
 /// Hands out runtime ids, so a timer or socket can tell which runtime it belongs to.
+/// How long after a failed attempt to start the default pool the next one may be made.
+/// Each attempt starts threads until the OS refuses one, then stops them all: retrying on
+/// every `to_thread` would spend that much per call, on the loop. A second is rare enough
+/// to cost nothing, and soon enough to recover once threads are available again.
+const DEFAULT_POOL_RETRY: Duration = Duration::from_secs(1);
+
 static NEXT_RUNTIME_ID: AtomicU64 = AtomicU64::new(1);
 
 /// An event loop on the current thread: tasks, timers, I/O, and the bridge for other
@@ -246,6 +252,10 @@ pub(crate) struct Core {
     shutting_down: Cell<bool>,
     /// The pool behind `to_thread`, created on first use; shut down with the runtime.
     default_pool: RefCell<Option<ThreadPool>>,
+    /// When building the default pool last failed (written and read by `default_pool`):
+    /// the next attempt waits `DEFAULT_POOL_RETRY` after it, so a burst of `to_thread`
+    /// calls against an OS that refuses threads does not start and stop a pool each.
+    default_pool_failed: Cell<Option<Instant>>,
     default_pool_workers: usize,
     default_pool_shutdown: Duration,
     /// The first panic of a waker the loop called itself, re-raised out of `block_on`
@@ -313,6 +323,7 @@ impl Core {
             reporter,
             shutting_down: Cell::new(false),
             default_pool: RefCell::new(None),
+            default_pool_failed: Cell::new(None),
             default_pool_workers: config.default_pool_workers,
             default_pool_shutdown: config.default_pool_shutdown,
             deferred_panic: Cell::new(None),
@@ -852,11 +863,17 @@ impl Core {
     // Offloading (the loop's side of `offload.rs`).
     // ---------------------------------------------------------------------------------
 
-    /// The default pool, started on first use. `None` if the OS refused its threads
-    /// (reported to the sink; the next call tries again).
+    /// The default pool, started on first use. `None` if the OS refused its threads:
+    /// reported as `OL012`, and tried again on a later call, at most once per
+    /// `DEFAULT_POOL_RETRY` (until then `None` at once, with no report).
     pub(crate) fn default_pool(&self) -> Option<ThreadPool> {
         if let Some(pool) = &*self.default_pool.borrow() {
             return Some(pool.clone());
+        }
+        if let Some(failed) = self.default_pool_failed.get()
+            && failed.elapsed() < DEFAULT_POOL_RETRY
+        {
+            return None;
         }
         let built = ThreadPool::builder()
             .workers(self.default_pool_workers)
@@ -864,15 +881,17 @@ impl Core {
             .build();
         match built {
             Ok(pool) => {
+                self.default_pool_failed.set(None);
                 *self.default_pool.borrow_mut() = Some(pool.clone());
                 Some(pool)
             }
             Err(error) => {
-                let report = Report::about_pool(
-                    Code::PoolShutdownIncomplete,
-                    format!("the default pool could not start its threads: {error}"),
-                    Duration::ZERO,
-                );
+                self.default_pool_failed.set(Some(Instant::now()));
+                let mut report = Report::empty(Code::DefaultPoolUnavailable);
+                report.message = Some(format!(
+                    "{error} (asked for {} workers)",
+                    self.default_pool_workers
+                ));
                 self.reporter.emit(&report);
                 None
             }
@@ -887,6 +906,12 @@ impl Core {
 
     pub(crate) fn job_observer(&self) -> Option<Arc<dyn oneloop_pool::JobObserver>> {
         self.instruments.as_ref().map(Instruments::job_observer)
+    }
+
+    /// What debug mode and tracing register with the pools `run_in_executor` uses, so the
+    /// jobs spawned on them directly are watched too (`offload.rs`).
+    pub(crate) fn pool_observer(&self) -> Option<&Arc<dyn oneloop_pool::JobObserver>> {
+        self.instruments.as_ref().map(Instruments::pool_observer)
     }
 
     /// The current task submitted the job `job` names (the trace draws the arrow from

@@ -17,7 +17,7 @@ use std::time::Instant;
 use oneloop_pool::JobObserver;
 
 use super::clock::Clock;
-use super::jobs::{JobLimits, JobWatch};
+use super::jobs::{JobLimits, JobWatch, PoolWatch};
 use super::leaks::{self, Registration, Running};
 use super::trace::Tracer;
 pub(crate) use super::watch::Activity;
@@ -33,6 +33,13 @@ pub(crate) struct Instruments {
     reporter: Arc<Reporter>,
     /// Attached to offloaded jobs (debug mode and/or the trace).
     jobs: Arc<JobWatch>,
+    /// `jobs` as registered with pools (`PoolWatch`): the only strong reference.
+    pool_watch: Arc<dyn JobObserver>,
+    /// With debug mode and a trace: while this is held, the watchdog's job scan takes the
+    /// default action of a SIGINT/SIGTERM after flushing the trace (`signals.rs`). Given
+    /// up by `finish`, once the watchdog has stopped and the trace is closed.
+    #[cfg(unix)]
+    signal_watch: parking_lot::Mutex<Option<super::signals::Watching>>,
 }
 
 /// A poll in progress.
@@ -67,11 +74,23 @@ impl Instruments {
         let registration = debug
             .is_some()
             .then(|| leaks::register(id, reporter.clone()));
+        #[cfg(unix)]
+        let signal_watch = match (&debug, &trace, limits) {
+            (Some(_), Some(_), Some(limits))
+                if limits.threshold <= super::signals::MAX_DEFERRAL =>
+            {
+                Some(super::signals::watching())
+            }
+            _ => None,
+        };
         Ok(Some(Instruments {
+            #[cfg(unix)]
+            signal_watch: parking_lot::Mutex::new(signal_watch),
             debug,
             registration,
             trace,
             reporter,
+            pool_watch: Arc::new(PoolWatch(jobs.clone())),
             jobs,
         }))
     }
@@ -223,6 +242,12 @@ impl Instruments {
         self.jobs.clone()
     }
 
+    /// The observer to register with the pools this runtime uses (`offload.rs`): only
+    /// this runtime holds it, so it goes when the runtime does.
+    pub(crate) fn pool_observer(&self) -> &Arc<dyn JobObserver> {
+        &self.pool_watch
+    }
+
     /// Task `task` (if known) submitted job `job`: the start of its arrow in the trace.
     pub(crate) fn submitted(&self, task: Option<u64>, job: u64) {
         if let (Some(trace), Some(task)) = (&self.trace, task) {
@@ -241,14 +266,20 @@ impl Instruments {
     pub(crate) fn finish(&self) {
         if let Some(debug) = &self.debug {
             debug.stop();
-            let mut report = Report::empty(Code::Summary);
-            report.message = Some(summary::render(debug, &self.jobs, &self.reporter));
-            self.reporter.emit(&report);
+            // Nothing polled, offloaded or reported: nothing to summarise.
+            if let Some(text) = summary::render(debug, &self.jobs, &self.reporter) {
+                let mut report = Report::empty(Code::Summary);
+                report.message = Some(text);
+                self.reporter.emit(&report);
+            }
         }
         if let Some(trace) = &self.trace
             && let Some(error) = trace.close()
         {
             eprintln!("oneloop: the trace file could not be written: {error}");
         }
+        // Last: a signal deferred meanwhile takes its default action now.
+        #[cfg(unix)]
+        drop(self.signal_watch.lock().take());
     }
 }

@@ -4,11 +4,18 @@
 //! mode or tracing is on (`offload.rs`). The pool calls it on the worker thread when the
 //! job starts and when it finishes.
 //!
-//! In debug mode a long queue wait is reported at start (`OL004`), a panic nobody awaits
-//! is reported (`OL006`), and the job sits in a registry of running jobs that the watchdog
-//! thread (`watch.rs`) scans, reporting one still running past the slow-job limit
-//! (`OL005`), again at doubling intervals. Queue waits and run times are also kept per
-//! submit site for the exit summary. With tracing on, each start and finish is drawn.
+//! In debug mode every job sits in a registry from submission to its end, which the
+//! watchdog thread (`watch.rs`) scans every half threshold: a job still waiting for a
+//! worker past the threshold is reported (`OL004`), one still running past the slow-job
+//! limit too (`OL005`), each again at doubling intervals. A long wait not reported yet is
+//! reported when the job starts, or when it is cancelled unrun. A panic nobody awaits, or
+//! a panic in the `Drop` of a result nobody reads, is reported (`OL006`). Queue waits and
+//! run times are also kept per submit site for the exit summary. With tracing on, each
+//! start and finish is drawn, and the scan flushes the trace file once a second.
+//!
+//! Jobs of `run_in_executor` and `to_thread` carry this observer; so do jobs spawned
+//! directly on a `ThreadPool` that a debug-mode runtime has used (`offload.rs` registers it
+//! with the pool, weakly: a dropped runtime detaches).
 
 use std::collections::HashMap;
 use std::panic::Location;
@@ -35,11 +42,24 @@ pub(crate) struct JobWatch {
     limits: Option<JobLimits>,
     trace: Option<Arc<Tracer>>,
     reporter: Arc<Reporter>,
+    /// Jobs waiting for a worker by id, with the wait at which each is next reported and
+    /// how often it was. Written by the submitter (insert), a worker or a canceller
+    /// (remove), read by the watchdog (debug mode only).
+    queued: Mutex<HashMap<u64, Waiting>>,
     /// Running jobs by id, with the running time at which each is next reported. Written by
     /// workers at start and finish, read by the watchdog (debug mode only).
     running: Mutex<HashMap<u64, (JobInfo, Duration)>>,
     /// Per submit site: jobs, longest queue wait, longest run (debug mode only).
     by_site: Mutex<HashMap<SiteKey, JobSiteStats>>,
+}
+
+/// A job waiting for a worker.
+struct Waiting {
+    info: JobInfo,
+    /// The wait at which the watchdog reports it next (the threshold, then doubling).
+    next: Duration,
+    /// Reported while waiting: its start or cancellation says nothing more.
+    reported: bool,
 }
 
 /// A submit site, by address (locations are `'static`, so the address identifies one).
@@ -51,7 +71,11 @@ pub(crate) struct JobSiteStats {
     pub(crate) location: &'static Location<'static>,
     pub(crate) jobs: u64,
     pub(crate) longest_wait: Duration,
+    /// The longest run of the jobs that finished (`finished` of them).
     pub(crate) longest_run: Duration,
+    pub(crate) finished: u64,
+    /// The longest running time so far of the site's jobs still running.
+    pub(crate) still_running: Option<Duration>,
 }
 
 impl JobWatch {
@@ -64,16 +88,41 @@ impl JobWatch {
             limits,
             trace,
             reporter,
+            queued: Mutex::new(HashMap::new()),
             running: Mutex::new(HashMap::new()),
             by_site: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Reports every job running past its next report time (called by the watchdog).
+    /// Reports every job waiting or running past its next report time, and flushes the
+    /// trace if a second has passed since it was last flushed (called by the watchdog).
     pub(crate) fn scan(&self) {
+        if let Some(trace) = &self.trace {
+            trace.flush_if_due();
+            // A SIGINT or SIGTERM whose default action waits for this flush.
+            #[cfg(unix)]
+            if let Some(signal) = super::signals::take_pending() {
+                trace.flush();
+                super::signals::raise_default(signal);
+            }
+        }
         let Some(limits) = self.limits else {
             return;
         };
+        let mut waited = Vec::new();
+        {
+            let mut queued = self.queued.lock();
+            for job in queued.values_mut() {
+                let so_far = job.info.waited();
+                if so_far >= job.next {
+                    job.reported = true;
+                    waited.push((job.info.clone(), so_far));
+                    while job.next <= so_far {
+                        job.next = job.next.saturating_mul(2);
+                    }
+                }
+            }
+        }
         let mut due = Vec::new();
         {
             let mut running = self.running.lock();
@@ -87,7 +136,10 @@ impl JobWatch {
                 }
             }
         }
-        // Outside the lock: the sink is user code.
+        // Outside the locks: the sink is user code.
+        for (info, so_far) in waited {
+            self.report_wait(info, so_far, limits);
+        }
         for (info, ran) in due {
             let mut report = Report::for_job(Code::JobStillRunning, info);
             report.duration = Some(ran);
@@ -96,13 +148,90 @@ impl JobWatch {
         }
     }
 
-    /// Per-site job statistics, for the exit summary.
+    fn report_wait(&self, info: JobInfo, waited: Duration, limits: JobLimits) {
+        let mut report = Report::for_job(Code::JobWaited, info);
+        report.duration = Some(waited);
+        report.threshold = Some(limits.threshold);
+        self.reporter.emit(&report);
+    }
+
+    /// The job left the queue (started or cancelled): whether it was reported waiting.
+    fn dequeued(&self, id: u64) -> bool {
+        self.queued
+            .lock()
+            .remove(&id)
+            .is_some_and(|job| job.reported)
+    }
+
+    /// Per-site job statistics, for the exit summary, with the jobs still running.
     pub(crate) fn site_stats(&self) -> Vec<JobSiteStats> {
-        self.by_site.lock().values().copied().collect()
+        let mut sites = self.by_site.lock().clone();
+        for (info, _) in self.running.lock().values() {
+            let key = info.location as *const Location<'static> as usize;
+            if let Some(stats) = sites.get_mut(&key) {
+                let so_far = info.running_for();
+                stats.still_running = Some(stats.still_running.unwrap_or_default().max(so_far));
+            }
+        }
+        sites.into_values().collect()
+    }
+}
+
+/// The runtime's observer as pools hold it (`Executor::observe`): a handle of its own,
+/// owned by the runtime's instruments alone, so that the pools' weak references die with
+/// the runtime even while jobs submitted with `run_in_executor` still hold the `JobWatch`.
+pub(crate) struct PoolWatch(pub(crate) Arc<JobWatch>);
+
+impl JobObserver for PoolWatch {
+    fn submitted(&self, info: &JobInfo) {
+        self.0.submitted(info);
+    }
+
+    fn cancelled(&self, info: &JobInfo) {
+        self.0.cancelled(info);
+    }
+
+    fn started(&self, info: &JobInfo) {
+        self.0.started(info);
+    }
+
+    fn finished(&self, info: &JobInfo) {
+        self.0.finished(info);
+    }
+
+    fn unobserved_panic(&self, info: &JobInfo, message: &str) {
+        self.0.unobserved_panic(info, message);
+    }
+
+    fn discarded_result_panicked(&self, info: &JobInfo, message: &str) {
+        self.0.discarded_result_panicked(info, message);
     }
 }
 
 impl JobObserver for JobWatch {
+    fn submitted(&self, info: &JobInfo) {
+        let Some(limits) = self.limits else {
+            return;
+        };
+        let job = Waiting {
+            info: info.clone(),
+            next: limits.threshold,
+            reported: false,
+        };
+        self.queued.lock().insert(info.id, job);
+    }
+
+    fn cancelled(&self, info: &JobInfo) {
+        let Some(limits) = self.limits else {
+            return;
+        };
+        let reported = self.dequeued(info.id);
+        let waited = info.waited();
+        if !reported && waited >= limits.threshold {
+            self.report_wait(info.clone(), waited, limits);
+        }
+    }
+
     fn started(&self, info: &JobInfo) {
         if let Some(trace) = &self.trace {
             trace.job_started(info);
@@ -111,6 +240,7 @@ impl JobObserver for JobWatch {
             return;
         };
         let waited = info.waited();
+        let reported = self.dequeued(info.id);
         self.running
             .lock()
             .insert(info.id, (info.clone(), limits.limit));
@@ -122,15 +252,15 @@ impl JobObserver for JobWatch {
                 jobs: 0,
                 longest_wait: Duration::ZERO,
                 longest_run: Duration::ZERO,
+                finished: 0,
+                still_running: None,
             });
             stats.jobs += 1;
             stats.longest_wait = stats.longest_wait.max(waited);
         }
-        if waited >= limits.threshold {
-            let mut report = Report::for_job(Code::JobWaited, info.clone());
-            report.duration = Some(waited);
-            report.threshold = Some(limits.threshold);
-            self.reporter.emit(&report);
+        // Reported while it waited: that report said it all.
+        if !reported && waited >= limits.threshold {
+            self.report_wait(info.clone(), waited, limits);
         }
     }
 
@@ -145,12 +275,21 @@ impl JobObserver for JobWatch {
         let key = info.location as *const Location<'static> as usize;
         if let Some(stats) = self.by_site.lock().get_mut(&key) {
             stats.longest_run = stats.longest_run.max(info.running_for());
+            stats.finished += 1;
         }
     }
 
     fn unobserved_panic(&self, info: &JobInfo, message: &str) {
         let mut report = Report::for_job(Code::JobPanicNotRetrieved, info.clone());
         report.message = Some(message.to_owned());
+        self.reporter.emit(&report);
+    }
+
+    fn discarded_result_panicked(&self, info: &JobInfo, message: &str) {
+        let mut report = Report::for_job(Code::JobPanicNotRetrieved, info.clone());
+        report.message = Some(format!(
+            "the Drop of its result, discarded on the worker, panicked: {message}"
+        ));
         self.reporter.emit(&report);
     }
 }

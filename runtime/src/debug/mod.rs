@@ -9,7 +9,8 @@
 //! (`jobs.rs`). The runtime prints a profile when it drops (`summary.rs`), and one that
 //! never drops is reported when the process exits (`leaks.rs`). Tracing
 //! ([`Builder::trace_file`](crate::Builder::trace_file), `ONELOOP_TRACE`) writes every poll
-//! and job to a timeline file (`trace.rs`). Both hang off one `Instruments` value
+//! and job to a timeline file (`trace.rs`), flushed on SIGINT and SIGTERM too
+//! (`signals.rs`). Which frames of a backtrace are the user's is `frames.rs`. Both hang off one `Instruments` value
 //! (`instruments.rs`): with neither on, a poll costs the loop one branch more.
 //!
 //! Everything found is a [`Report`] with a stable [`Code`], handed to the sink set by
@@ -20,9 +21,13 @@
 
 mod clock;
 pub(crate) mod deadlock;
+#[allow(dead_code)] // called by `stack.rs` once it trims with it
+pub(crate) mod frames;
 pub(crate) mod instruments;
 pub(crate) mod jobs;
 pub(crate) mod leaks;
+#[cfg(unix)]
+pub(crate) mod signals;
 pub(crate) mod stack;
 mod summary;
 pub(crate) mod trace;
@@ -54,13 +59,17 @@ pub enum Code {
     /// `OL003`: a task panicked and nobody retrieved the panic (its `JoinHandle` was
     /// dropped or detached), like asyncio's "Task exception was never retrieved".
     PanicNotRetrieved,
-    /// `OL004`: an offloaded job waited in the pool's queue longer than the threshold
-    /// before a worker took it: the pool is too small for its load.
+    /// `OL004`: an offloaded job has waited in the pool's queue longer than the threshold
+    /// for a worker: the pool is too small for its load. Reported by the watchdog while it
+    /// still waits (again at doubling waits), else when it starts, or when it is cancelled
+    /// after waiting that long; [`JobInfo::started`] and [`JobInfo::token_set`] in
+    /// [`Report::job`] say which.
     JobWaited,
     /// `OL005`: an offloaded job has been running longer than the slow-job limit (the
     /// watchdog, while it runs; again at doubling intervals).
     JobStillRunning,
-    /// `OL006`: an offloaded job panicked and nobody awaited its result.
+    /// `OL006`: an offloaded job panicked and nobody awaited its result, or the `Drop` of
+    /// a result nobody awaited panicked on the worker ([`Report::message`] says which).
     JobPanicNotRetrieved,
     /// `OL007`: the runtime's default pool still had jobs running when the runtime was
     /// dropped and its shutdown timeout ran out; their threads are left to finish alone.
@@ -92,6 +101,12 @@ pub enum Code {
     /// nothing until it happens). [`Report::message`] lists every task with what it waits
     /// on.
     JoinCycle,
+    /// `OL012`: the runtime's default pool could not start its threads (the OS refused
+    /// them: a thread or memory limit), so `to_thread` resolves its jobs to
+    /// [`JobError::Broken`](oneloop_pool::JobError::Broken). The runtime tries to build
+    /// the pool again on a later `to_thread`, at most once a second, and reports each
+    /// failed attempt.
+    DefaultPoolUnavailable,
 }
 
 impl Code {
@@ -109,11 +124,12 @@ impl Code {
             Code::RuntimeLeaked => "OL009",
             Code::Stalled => "OL010",
             Code::JoinCycle => "OL011",
+            Code::DefaultPoolUnavailable => "OL012",
         }
     }
 
     /// Every code, in order.
-    pub const ALL: [Code; 11] = [
+    pub const ALL: [Code; 12] = [
         Code::SlowPoll,
         Code::StillBlocking,
         Code::PanicNotRetrieved,
@@ -125,6 +141,7 @@ impl Code {
         Code::RuntimeLeaked,
         Code::Stalled,
         Code::JoinCycle,
+        Code::DefaultPoolUnavailable,
     ];
 
     fn index(self) -> usize {
@@ -336,7 +353,8 @@ impl fmt::Display for Headline<'_> {
             ),
             Code::StillBlocking => write!(
                 f,
-                "{task} has been blocking the loop for {duration} so far (threshold {threshold})"
+                "{task} has been blocking the loop for {duration} so far (threshold \
+                 {threshold}): {offload}"
             ),
             Code::PanicNotRetrieved => write!(
                 f,
@@ -344,11 +362,24 @@ impl fmt::Display for Headline<'_> {
                  JoinSet or TaskGroup) to handle the panic",
                 report.message.as_deref().unwrap_or("<no message>"),
             ),
-            Code::JobWaited => write!(
-                f,
-                "{job} waited {duration} for a worker (threshold {threshold}): the pool is too \
-                 small for its load; give it more workers, or bound the work submitted to it"
-            ),
+            Code::JobWaited => {
+                // The same code while the job waits, when it starts, and when it is cancelled
+                // after waiting: the job's snapshot says which.
+                let waited = match &report.job {
+                    Some(job) if job.started.is_none() && job.token_set => {
+                        format!("was cancelled after waiting {duration} for a worker")
+                    }
+                    Some(job) if job.started.is_none() => {
+                        format!("has been waiting {duration} for a worker so far")
+                    }
+                    _ => format!("waited {duration} for a worker"),
+                };
+                write!(
+                    f,
+                    "{job} {waited} (threshold {threshold}): the pool is too small for its \
+                     load; give it more workers, or bound the work submitted to it"
+                )
+            }
             Code::JobStillRunning => write!(
                 f,
                 "{job} has been running for {duration} so far (limit {threshold}): a stuck job \
@@ -356,12 +387,23 @@ impl fmt::Display for Headline<'_> {
             ),
             Code::JobPanicNotRetrieved => write!(
                 f,
-                "{job} panicked and nobody awaited its result: {}",
+                "{job} panicked and nobody awaited its result: {}; await its handle (or \
+                 join it) to handle the panic, or catch it inside the job",
                 report.message.as_deref().unwrap_or("<no message>"),
             ),
             Code::PoolShutdownIncomplete => write!(
                 f,
-                "the default pool did not finish within {threshold} of the runtime's drop: {}",
+                "the default pool did not finish within {threshold} of the runtime's drop: {}; \
+                 let long jobs check a CancelToken (run_in_executor_with_token), or raise \
+                 Builder::default_pool_shutdown_timeout",
+                report.message.as_deref().unwrap_or("<no details>"),
+            ),
+            Code::DefaultPoolUnavailable => write!(
+                f,
+                "the default pool could not start its threads: {}; to_thread fails with \
+                 JobError::Broken until a retry (at most once a second) succeeds. Lower \
+                 Builder::default_pool_workers, or raise the process's thread or memory \
+                 limits",
                 report.message.as_deref().unwrap_or("<no details>"),
             ),
             Code::Summary => write!(
@@ -577,6 +619,36 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("to_thread or run_in_executor"), "{text}");
+    }
+
+    #[test]
+    fn every_printed_report_says_what_to_do() {
+        // The hint each code's line ends with (the summary is a map, not a finding).
+        let hints = [
+            (Code::SlowPoll, "to_thread or run_in_executor"),
+            (Code::StillBlocking, "to_thread or run_in_executor"),
+            (Code::PanicNotRetrieved, "await its JoinHandle"),
+            (Code::JobWaited, "give it more workers"),
+            (Code::JobStillRunning, "CancelToken"),
+            (Code::JobPanicNotRetrieved, "await its handle"),
+            (Code::PoolShutdownIncomplete, "CancelToken"),
+            (Code::RuntimeLeaked, "give tasks a `Handle`"),
+            (Code::Stalled, "most likely a deadlock"),
+            (Code::JoinCycle, "must not await"),
+            (Code::DefaultPoolUnavailable, "default_pool_workers"),
+        ];
+        for code in Code::ALL {
+            if code == Code::Summary {
+                continue;
+            }
+            let (_, hint) = hints
+                .iter()
+                .find(|(c, _)| *c == code)
+                .unwrap_or_else(|| panic!("no hint listed for {code}"));
+            let text = Report::empty(code).to_string();
+            assert!(text.contains(hint), "{code}: {text}");
+        }
+        assert_eq!(Code::DefaultPoolUnavailable.as_str(), "OL012");
     }
 
     #[test]

@@ -5,17 +5,24 @@
 use std::fmt::Write;
 
 use super::jobs::JobWatch;
-use super::watch::Debug;
+use super::watch::{Debug, SiteStats};
 use super::{Millis, Reporter};
 
 /// How many sites each list shows.
 const TOP: usize = 5;
 
-pub(crate) fn render(debug: &Debug, jobs: &JobWatch, reporter: &Reporter) -> String {
+/// The summary's text; `None` when there is nothing to say (no task polled, no job, no
+/// report), so an idle runtime prints nothing.
+pub(crate) fn render(debug: &Debug, jobs: &JobWatch, reporter: &Reporter) -> Option<String> {
     let mut out = String::new();
     let mut polls = debug.site_stats();
     polls.retain(|(_, stats)| stats.polls > 0);
-    polls.sort_by_key(|(_, stats)| std::cmp::Reverse(stats.longest.max(stats.longest_group)));
+    let mut sites = jobs.site_stats();
+    let counts = reporter.counts();
+    if polls.is_empty() && sites.is_empty() && counts.is_empty() {
+        return None;
+    }
+    rank_polls(&mut polls);
     let _ = writeln!(out, "  slowest polls, by spawn site:");
     if polls.is_empty() {
         let _ = writeln!(out, "    (no task was polled)");
@@ -34,23 +41,31 @@ pub(crate) fn render(debug: &Debug, jobs: &JobWatch, reporter: &Reporter) -> Str
             site.location, stats.slow, stats.polls
         );
     }
-    let mut sites = jobs.site_stats();
     if !sites.is_empty() {
         sites.sort_by_key(|site| std::cmp::Reverse(site.longest_wait));
         let _ = writeln!(out, "  offloaded jobs, longest queue wait first:");
         for site in sites.iter().take(TOP) {
+            // A job still running has no run time yet: say so, with how long so far,
+            // rather than count it as a job that ran for nothing.
+            let ran = match (site.finished, site.still_running) {
+                (0, Some(so_far)) => format!("still running ({} so far)", Millis(so_far)),
+                (_, Some(so_far)) => format!(
+                    "ran {:>9}, one still running ({} so far)",
+                    Millis(site.longest_run).to_string(),
+                    Millis(so_far)
+                ),
+                (_, None) => format!("ran {:>9}", Millis(site.longest_run).to_string()),
+            };
             let _ = writeln!(
                 out,
-                "    waited {:>9}, ran {:>9}, {} job{} submitted at {}",
+                "    waited {:>9}, {ran}, {} job{} submitted at {}",
                 Millis(site.longest_wait).to_string(),
-                Millis(site.longest_run).to_string(),
                 site.jobs,
                 if site.jobs == 1 { "" } else { "s" },
                 site.location
             );
         }
     }
-    let counts = reporter.counts();
     let _ = write!(out, "  reports:");
     if counts.is_empty() {
         let _ = write!(out, " none");
@@ -58,5 +73,53 @@ pub(crate) fn render(debug: &Debug, jobs: &JobWatch, reporter: &Reporter) -> Str
     for (i, (code, n)) in counts.iter().enumerate() {
         let _ = write!(out, "{} {code} x{n}", if i == 0 { "" } else { "," });
     }
-    out
+    Some(out)
+}
+
+/// Culprits first: the sites whose polls were *timed alone* over the threshold, by their
+/// slowest such poll, then the rest by the longest poll known.
+///
+/// A poll timed only together with others (`longest_group`) is known by an upper bound:
+/// the whole window, which includes any slow poll that ran in it. A heartbeat whose quick
+/// polls shared a window with a 300 ms checksum is a victim of that checksum, and its
+/// bound is as large as the culprit's own time; ranking by the bound would put the victim
+/// first (lesson 01 did). Only polls timed alone count as slow, so they rank first.
+fn rank_polls<T>(polls: &mut [(T, SiteStats)]) {
+    polls.sort_by_key(|(_, stats)| {
+        std::cmp::Reverse((
+            stats.slow > 0,
+            stats.longest,
+            stats.longest.max(stats.longest_group),
+        ))
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn stats(slow: u64, longest: u64, longest_group: u64) -> SiteStats {
+        SiteStats {
+            polls: 10,
+            slow,
+            longest: Duration::from_millis(longest),
+            longest_group: Duration::from_millis(longest_group),
+        }
+    }
+
+    #[test]
+    fn the_task_that_blocked_ranks_above_the_tasks_it_delayed() {
+        // Lesson 01: the handler's checksum poll was timed alone (300 ms, slow); the
+        // heartbeat's polls shared a window with it, so their bound is a bit larger.
+        let mut polls = vec![
+            ("main", stats(0, 1, 40)),
+            ("heartbeat", stats(0, 2, 301)),
+            ("handler", stats(1, 300, 0)),
+        ];
+        rank_polls(&mut polls);
+        let order: Vec<&str> = polls.iter().map(|(name, _)| *name).collect();
+        assert_eq!(order, ["handler", "heartbeat", "main"]);
+    }
 }

@@ -14,6 +14,14 @@
 //! bounded however long the run (the file grows by about 150 bytes per event). The file is
 //! a JSON array, closed when the runtime drops. Writing stops, with one report, if the file
 //! cannot be written.
+//!
+//! The buffer is flushed with every report, by the first event written a second or more
+//! after the last flush, and by debug mode's watchdog once a second (`flush_if_due`). So a
+//! program that ends without dropping its runtime (`process::exit`, a signal's default
+//! action) leaves a file that holds every report and everything up to about a second
+//! before the end; it lacks the closing `]`, which Perfetto and chrome://tracing accept.
+//! SIGINT and SIGTERM flush it too, in debug mode, before they end the program
+//! (`signals.rs` says how, and what is guaranteed without debug mode).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -22,7 +30,7 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, ThreadId};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use oneloop_pool::JobInfo;
 use parking_lot::Mutex;
@@ -54,12 +62,33 @@ struct Output {
     threads: HashMap<ThreadId, u32>,
     /// A write error, to report once.
     error: Option<std::io::Error>,
+    /// When the buffer was last flushed (written by `flush`, read by every write).
+    flushed: Instant,
+}
+
+/// How stale the file may get: what a program killed without dropping its runtime loses
+/// at most. Once a second costs one `write(2)` a second, nothing next to the events.
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+impl Output {
+    fn flush(&mut self) {
+        self.flushed = Instant::now();
+        if let Some(file) = self.file.as_mut()
+            && let Err(error) = file.flush()
+        {
+            self.file = None;
+            self.error = Some(error);
+        }
+    }
 }
 
 impl Tracer {
     /// Creates the trace file and writes the header.
     pub(crate) fn create(path: &Path) -> std::io::Result<Tracer> {
         let mut file = BufWriter::with_capacity(64 * 1024, File::create(path)?);
+        // SIGINT and SIGTERM flush the buffer before they end the program (`signals.rs`).
+        #[cfg(unix)]
+        super::signals::install();
         file.write_all(b"[\n")?;
         let tracer = Tracer {
             base: Instant::now(),
@@ -68,6 +97,7 @@ impl Tracer {
                 first: true,
                 threads: HashMap::new(),
                 error: None,
+                flushed: Instant::now(),
             }),
             submitters: Mutex::new(HashMap::new()),
             resumes: Mutex::new(Vec::new()),
@@ -103,6 +133,22 @@ impl Tracer {
         if let Err(error) = result {
             out.file = None;
             out.error = Some(error);
+        } else if out.flushed.elapsed() >= FLUSH_EVERY {
+            out.flush();
+        }
+    }
+
+    /// Flushes the file now.
+    pub(crate) fn flush(&self) {
+        self.out.lock().flush();
+    }
+
+    /// Flushes the file if a second has passed since the last flush (the watchdog calls
+    /// this, so a quiet program's last events reach the file too).
+    pub(crate) fn flush_if_due(&self) {
+        let mut out = self.out.lock();
+        if out.flushed.elapsed() >= FLUSH_EVERY {
+            out.flush();
         }
     }
 
@@ -240,6 +286,8 @@ impl Tracer {
         self.write(format_args!(
             r#"{{"ph":"i","s":"t","cat":"report","name":"{name}","pid":{PID},"tid":{LOOP_TID},"ts":{ts:.3}}}"#
         ));
+        // A report is what a reader looks for first: on disk at once, whatever follows.
+        self.out.lock().flush();
     }
 
     /// Finishes the file (the runtime is dropping). Returns the write error, if any.
