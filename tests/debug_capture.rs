@@ -85,6 +85,14 @@ fn counting_runtime(threshold: Duration) -> (Runtime, Arc<AtomicUsize>) {
     (rt, captured)
 }
 
+/// How many captures a storm waits for (`ONELOOP_CAPTURES` overrides it).
+fn captures_wanted() -> usize {
+    std::env::var("ONELOOP_CAPTURES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(300)
+}
+
 /// Panics-and-catches and takes backtraces (both run the unwinder) for `polls` polls of a
 /// few milliseconds each, each past the 1 ms threshold, so each gets a capture, landing
 /// mostly inside the unwinder.
@@ -117,9 +125,26 @@ fn unwind_storm(captures_wanted: usize) {
 fn unwind_for(time: Duration) {
     let end = Instant::now() + time;
     while Instant::now() < end {
-        let _ = black_box(catch_unwind(|| panic!("unwinding on purpose")));
+        let _ = black_box(catch_unwind(|| deep_panic(16)));
         let _ = black_box(std::backtrace::Backtrace::force_capture());
     }
+}
+
+/// Panics `depth` frames down, each frame with a destructor, so the unwind runs landing
+/// pads all the way up.
+#[inline(never)]
+fn deep_panic(depth: u32) {
+    struct Guard(u32);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            black_box(self.0);
+        }
+    }
+    let _guard = Guard(depth);
+    if depth == 0 {
+        std::panic::resume_unwind(Box::new("unwinding on purpose"));
+    }
+    deep_panic(black_box(depth - 1));
 }
 
 /// Registers an unwind table at run time, as a JIT does: one CIE and one FDE covering a
@@ -154,7 +179,7 @@ fn register_a_frame() {
 fn captures_landing_while_the_loop_unwinds_never_crash_it() {
     if in_child() {
         if std::env::var(SCENARIO).as_deref() == Ok("storm") {
-            unwind_storm(300);
+            unwind_storm(captures_wanted());
         }
         return;
     }
@@ -175,7 +200,7 @@ fn captures_landing_while_the_loop_unwinds_with_a_registered_frame_never_hang_it
         if std::env::var(SCENARIO).as_deref() == Ok("registered") {
             #[cfg(target_arch = "x86_64")]
             register_a_frame();
-            unwind_storm(300);
+            unwind_storm(captures_wanted());
         }
         return;
     }

@@ -78,6 +78,11 @@ pub(crate) fn install() -> bool {
 }
 
 #[cfg(target_os = "linux")]
+mod blocked;
+#[cfg(target_os = "linux")]
+mod unwind;
+
+#[cfg(target_os = "linux")]
 pub(crate) use imp::{LoopThread, capture};
 
 /// Turns captured instruction pointers into text (resolving symbols loads the binary's
@@ -85,7 +90,7 @@ pub(crate) use imp::{LoopThread, capture};
 pub(crate) fn render(ips: &[usize]) -> String {
     #[cfg(target_os = "linux")]
     {
-        imp::render(ips)
+        unwind::render(ips)
     }
     #[cfg(not(target_os = "linux"))]
     {
@@ -108,12 +113,12 @@ mod imp {
 
     use parking_lot::Mutex;
 
-    /// Frames kept from one capture.
-    const MAX_FRAMES: usize = 64;
+    use super::blocked::{signal_blocked, syscall_name, takes_fd};
+    use super::unwind::{StackCopy, WORD, read_stack, walk};
+
     /// Bytes of stack copied per capture: 64 frames of ordinary code fit many times over,
     /// and the copy stays a few microseconds.
     const STACK_BYTES: usize = 64 * 1024;
-    const WORD: usize = std::mem::size_of::<usize>();
     /// Captures in flight at once, process-wide (one per runtime whose watchdog is
     /// capturing). A watchdog that finds none free reports without a backtrace.
     const SLOTS: usize = 4;
@@ -424,26 +429,6 @@ mod imp {
         pub(crate) note: Option<String>,
     }
 
-    /// A copy of part of the loop thread's stack, starting at its stack pointer.
-    struct StackCopy {
-        base: usize,
-        words: Vec<usize>,
-    }
-
-    impl StackCopy {
-        /// The word at `addr` of the real stack, if the copy holds it.
-        fn word(&self, addr: usize) -> Option<usize> {
-            if addr < self.base || !addr.is_multiple_of(WORD) {
-                return None;
-            }
-            self.words.get((addr - self.base) / WORD).copied()
-        }
-
-        fn end(&self) -> usize {
-            self.base + self.words.len() * WORD
-        }
-    }
-
     /// Looks at the loop thread (the poll is still running while `still_blocked`) and
     /// captures its stack if it can do so without disturbing it. Symbols are resolved
     /// later, by `render`.
@@ -489,7 +474,7 @@ mod imp {
                 }),
             };
         }
-        if signal_blocked(&task) {
+        if signal_blocked(&task, signal()) {
             return note("no backtrace: the loop thread blocks the backtrace signal".into());
         }
         let Some((slot, generation)) = claim(thread) else {
@@ -633,23 +618,11 @@ mod imp {
         }
     }
 
-    /// Whether the thread has the capture signal masked (`SigBlk` in its status).
-    fn signal_blocked(task: &str) -> bool {
-        let Ok(status) = std::fs::read_to_string(format!("{task}/status")) else {
-            return false;
-        };
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("SigBlk:"))
-            .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
-            .is_some_and(|mask| mask & (1 << (signal() - 1)) != 0)
-    }
-
     /// The thread sleeps in a system call (`text` is its `/proc/.../syscall`): name the
     /// call, and copy its stack without interrupting it.
     fn in_syscall(thread: &LoopThread, task: &str, text: &str) -> Capture {
         let fields: Vec<&str> = text.split_whitespace().collect();
-        let number: Option<i64> = fields.first().and_then(|n| n.parse().ok());
+        let number: Option<libc::c_long> = fields.first().and_then(|n| n.parse().ok());
         let hex = |i: usize| {
             fields
                 .get(i)
@@ -663,13 +636,13 @@ mod imp {
             Some(name) => format!("blocked in {name}"),
             None => format!("blocked in syscall {number}"),
         };
-        if name.as_deref().is_some_and(takes_fd) {
-            if let Some(fd) = hex(1) {
-                let target = std::fs::read_link(format!("/proc/self/fd/{fd}"))
-                    .map(|path| path.display().to_string())
-                    .unwrap_or_else(|_| "closed".into());
-                let _ = write!(what, " on fd {fd} ({target})");
-            }
+        if name.as_deref().is_some_and(takes_fd)
+            && let Some(fd) = hex(1)
+        {
+            let target = std::fs::read_link(format!("/proc/self/fd/{fd}"))
+                .map(|path| path.display().to_string())
+                .unwrap_or_else(|_| "closed".into());
+            let _ = write!(what, " on fd {fd} ({target})");
         }
         // The user stack does not move while the thread sleeps in the kernel. Copy it, then
         // make sure the thread is still in the same call: otherwise the copy may be torn.
@@ -693,195 +666,25 @@ mod imp {
             note: Some(what),
         }
     }
+}
 
-    /// Copies `len` bytes of this process's memory at `addr`, failing cleanly (no fault)
-    /// where it is not mapped.
-    fn read_stack(addr: usize, len: usize) -> Option<StackCopy> {
-        let mut words = vec![0usize; len / WORD];
-        let local = libc::iovec {
-            iov_base: words.as_mut_ptr().cast(),
-            iov_len: words.len() * WORD,
-        };
-        let remote = libc::iovec {
-            iov_base: addr as *mut c_void,
-            iov_len: words.len() * WORD,
-        };
-        // SAFETY: `local` describes `words`, which we own and which outlives the call; the
-        // kernel checks `remote` and reports unmapped memory as an error, never a fault.
-        let got = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
-        if got <= 0 {
-            return None;
-        }
-        words.truncate(got as usize / WORD);
-        Some(StackCopy { base: addr, words })
-    }
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::imp::{LoopThread, capture};
 
-    /// Unwinds the copy by frame pointers: `pc` first, then (aarch64) the link register,
-    /// then the chain of frame records from `fp`. Without a usable `fp` (blocked in libc,
-    /// which has no frame pointers) it looks for the first frame record in the copy.
-    fn walk(pc: usize, fp: Option<usize>, lr: usize, copy: &StackCopy) -> Vec<usize> {
-        let code = executable_ranges();
-        let is_code = |ip: usize| code.iter().any(|range| range.contains(&ip));
-        let mut ips = vec![pc];
-        let mut chain = fp
-            .map(|fp| frame_chain(fp, copy, &is_code))
-            .unwrap_or_default();
-        if chain.len() < 2 {
-            chain = (copy.base..copy.end().min(copy.base + 16 * 1024))
-                .step_by(WORD)
-                .map(|at| frame_chain(at, copy, &is_code))
-                .find(|found| found.len() >= 2)
-                .unwrap_or(chain);
-        }
-        if lr != 0 && is_code(lr) && chain.first() != Some(&lr) {
-            ips.push(lr);
-        }
-        ips.extend(chain);
-        ips.truncate(MAX_FRAMES);
-        ips
-    }
-
-    /// Return addresses along a frame-record chain starting at `fp` (record: saved frame
-    /// pointer, then return address). Stops at the first record outside the copy, not
-    /// strictly above the previous one, or whose return address is not code.
-    fn frame_chain(
-        mut fp: usize,
-        copy: &StackCopy,
-        is_code: &impl Fn(usize) -> bool,
-    ) -> Vec<usize> {
-        let mut ips = Vec::new();
-        while ips.len() < MAX_FRAMES {
-            let ret = fp.checked_add(WORD).and_then(|at| copy.word(at));
-            let (Some(next), Some(ret)) = (copy.word(fp), ret) else {
-                break;
-            };
-            if !is_code(ret) {
-                break;
-            }
-            ips.push(ret);
-            if next <= fp {
-                break;
-            }
-            fp = next;
-        }
-        ips
-    }
-
-    /// The process's executable mappings, from `/proc/self/maps`.
-    fn executable_ranges() -> Vec<std::ops::Range<usize>> {
-        let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
-        maps.lines()
-            .filter_map(|line| {
-                let mut fields = line.split_whitespace();
-                let (range, perms) = (fields.next()?, fields.next()?);
-                if !perms.contains('x') {
-                    return None;
-                }
-                let (start, end) = range.split_once('-')?;
-                Some(usize::from_str_radix(start, 16).ok()?..usize::from_str_radix(end, 16).ok()?)
-            })
-            .collect()
-    }
-
-    /// Calls whose first argument is the file descriptor they wait on.
-    fn takes_fd(name: &str) -> bool {
-        !matches!(
-            name,
-            "poll"
-                | "ppoll"
-                | "select"
-                | "pselect6"
-                | "nanosleep"
-                | "clock_nanosleep"
-                | "futex"
-                | "wait4"
-                | "openat"
-        )
-    }
-
-    /// The common blocking calls' names (numbers differ between architectures).
-    fn syscall_name(number: i64) -> Option<String> {
-        let mut table: Vec<(libc::c_long, &str)> = vec![
-            (libc::SYS_read, "read"),
-            (libc::SYS_write, "write"),
-            (libc::SYS_readv, "readv"),
-            (libc::SYS_writev, "writev"),
-            (libc::SYS_pread64, "pread64"),
-            (libc::SYS_pwrite64, "pwrite64"),
-            (libc::SYS_recvfrom, "recvfrom"),
-            (libc::SYS_sendto, "sendto"),
-            (libc::SYS_recvmsg, "recvmsg"),
-            (libc::SYS_sendmsg, "sendmsg"),
-            (libc::SYS_accept, "accept"),
-            (libc::SYS_accept4, "accept4"),
-            (libc::SYS_connect, "connect"),
-            (libc::SYS_ppoll, "ppoll"),
-            (libc::SYS_pselect6, "pselect6"),
-            (libc::SYS_epoll_pwait, "epoll_pwait"),
-            (libc::SYS_nanosleep, "nanosleep"),
-            (libc::SYS_clock_nanosleep, "clock_nanosleep"),
-            (libc::SYS_futex, "futex"),
-            (libc::SYS_wait4, "wait4"),
-            (libc::SYS_openat, "openat"),
-            (libc::SYS_fsync, "fsync"),
-            (libc::SYS_flock, "flock"),
-        ];
-        #[cfg(target_arch = "x86_64")]
-        table.extend([
-            (libc::SYS_poll, "poll"),
-            (libc::SYS_select, "select"),
-            (libc::SYS_epoll_wait, "epoll_wait"),
-        ]);
-        table
-            .into_iter()
-            .find(|&(n, _)| i64::from(n) == number)
-            .map(|(_, name)| name.to_owned())
-    }
-
-    /// Symbolizes the frames and keeps the user's part: from the interrupted code up to the
-    /// runtime's own poll machinery.
-    pub(super) fn render(ips: &[usize]) -> String {
-        let mut all: Vec<(String, String)> = Vec::new();
-        for &ip in ips {
-            let before = all.len();
-            // `resolve` takes backtrace-rs's internal lock: fine on this ordinary thread.
-            backtrace::resolve(ip as *mut c_void, |symbol| {
-                let name = symbol
-                    .name()
-                    .map(|name| format!("{name:#}"))
-                    .unwrap_or_else(|| format!("{ip:#x}"));
-                let place = match (symbol.filename(), symbol.lineno()) {
-                    (Some(file), Some(line)) => format!(" at {}:{line}", file.display()),
-                    _ => String::new(),
-                };
-                all.push((name, place));
-            });
-            if all.len() == before {
-                all.push((format!("{ip:#x}"), String::new()));
-            }
-        }
-        let frames = all
-            .iter()
-            .take_while(|(name, _)| !is_runtime_frame(name))
-            .map(|(name, place)| format!("    {name}{place}"))
-            .collect();
-        finish(frames)
-    }
-
-    /// The runtime's own frames around a poll: where the user's stack ends.
-    fn is_runtime_frame(name: &str) -> bool {
-        let name = name.trim_start_matches('<');
-        name.starts_with("oneloop::task::cell") || name.starts_with("oneloop::runtime::")
-    }
-
-    fn finish(frames: Vec<String>) -> String {
-        let mut out = String::new();
-        if frames.is_empty() {
-            out.push_str("    <no frames: build with debug info to see symbols>");
-        }
-        for (i, frame) in frames.iter().enumerate() {
-            let _ = write!(out, "{}{frame}", if i == 0 { "" } else { "\n" });
-        }
-        out
+    #[test]
+    fn a_loop_thread_that_has_exited_is_neither_read_nor_signalled() {
+        // The thread records itself, as a runtime built on it does, then exits: its id may
+        // now belong to another thread.
+        let gone = std::thread::spawn(|| LoopThread::current().expect("a loop thread"))
+            .join()
+            .unwrap();
+        let capture = capture(&gone, || true);
+        assert!(capture.ips.is_none(), "no stack from a thread that is gone");
+        assert!(
+            capture.note.is_none(),
+            "not even /proc was read for it: {:?}",
+            capture.note
+        );
     }
 }
