@@ -8,8 +8,8 @@
 //!   `epoll_wait`, `nanosleep`, socket calls with `SO_RCVTIMEO`) fail with `EINTR` even with
 //!   `SA_RESTART` (signal(7)): debug mode would change the program it watches. The kernel
 //!   gives the call's number, first argument, stack pointer and program counter, so the
-//!   report names the call and its file descriptor ("blocked in recvfrom on fd 7
-//!   (socket:[1234])"), and the stack is copied with `process_vm_readv` (which fails
+//!   report names the call and its file descriptor (`blocked in recvfrom on fd 7
+//!   (socket:[1234])`), and the stack is copied with `process_vm_readv` (which fails
 //!   cleanly instead of faulting) while the thread sleeps.
 //! - **Running user code**: the watchdog sends the thread a real-time signal
 //!   (`SIGRTMIN + 7`) whose handler copies the interrupted registers and a bounded slice of
@@ -424,8 +424,8 @@ mod imp {
     pub(crate) struct Capture {
         /// Instruction pointers, innermost first, for `render`.
         pub(crate) ips: Option<Vec<usize>>,
-        /// What the thread is doing, when it is not running user code ("blocked in
-        /// recvfrom on fd 7 (socket:[1234])"), or why there is no backtrace.
+        /// What the thread is doing, when it is not running user code (`blocked in
+        /// recvfrom on fd 7 (socket:[1234])`), or why there is no backtrace.
         pub(crate) note: Option<String>,
     }
 
