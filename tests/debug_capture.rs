@@ -278,6 +278,7 @@ fn a_loop_asleep_in_the_kernel_is_named_with_its_stack_and_not_interrupted() {
     let message = first.message.as_deref().unwrap_or_default();
     assert_eq!(message, "blocked in futex", "the call is named");
     let backtrace = first.backtrace.as_ref().expect("a backtrace").to_string();
+    println!("{first}");
     assert!(
         backtrace.contains("park_the_loop"),
         "the stack is read while the thread sleeps:\n{backtrace}"
@@ -299,6 +300,7 @@ fn a_busy_loop_gets_a_backtrace_naming_the_user_s_function() {
     let first = &reports.with_code(Code::StillBlocking)[0];
     assert_eq!(first.message, None);
     let backtrace = first.backtrace.as_ref().expect("a backtrace").to_string();
+    println!("{first}");
     assert!(
         backtrace.contains("spin_the_loop_until"),
         "frame pointers walked over the copy:\n{backtrace}"

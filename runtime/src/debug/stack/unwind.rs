@@ -56,22 +56,34 @@ pub(super) fn read_stack(addr: usize, len: usize) -> Option<StackCopy> {
 }
 
 /// Unwinds the copy by frame pointers: `pc` first, then (aarch64) the link register,
-/// then the chain of frame records from `fp`. Without a usable `fp` (blocked in libc,
-/// which has no frame pointers) it looks for the first frame record in the copy.
+/// then the chain of frame records from `fp`.
+///
+/// Code built without frame pointers (libc, a prebuilt standard library) leaves `fp` at its
+/// caller's record, so that caller's own frame would be missed; without a usable `fp` at
+/// all (a thread blocked in libc) there is no chain. Either way the walk also looks for the
+/// first frame record above the stack pointer (a callee saving the frame pointer pushes it
+/// right above its return address) and keeps that chain when it leads into the one from
+/// `fp` and is longer, or when there is nothing better.
 pub(super) fn walk(pc: usize, fp: Option<usize>, lr: usize, copy: &StackCopy) -> Vec<usize> {
     let code = executable_ranges();
     let is_code = |ip: usize| code.iter().any(|range| range.contains(&ip));
     let mut ips = vec![pc];
-    let mut chain = fp
+    let from_fp = fp
         .map(|fp| frame_chain(fp, copy, &is_code))
         .unwrap_or_default();
-    if chain.len() < 2 {
-        chain = (copy.base..copy.end().min(copy.base + SCAN_BYTES))
-            .step_by(WORD)
-            .map(|at| frame_chain(at, copy, &is_code))
-            .find(|found| found.len() >= 2)
-            .unwrap_or(chain);
+    let scan_end = match fp {
+        Some(fp) if !from_fp.is_empty() => fp,
+        _ => copy.end(),
     }
+    .min(copy.base + SCAN_BYTES);
+    let scanned = (copy.base..scan_end)
+        .step_by(WORD)
+        .map(|at| frame_chain(at, copy, &is_code))
+        .find(|found| found.len() >= 2 && found.ends_with(&from_fp));
+    let chain = match scanned {
+        Some(scanned) if scanned.len() > from_fp.len() || from_fp.len() < 2 => scanned,
+        _ => from_fp,
+    };
     if lr != 0 && is_code(lr) && chain.first() != Some(&lr) {
         ips.push(lr);
     }
@@ -191,6 +203,27 @@ mod tests {
             walk(0x1234, Some(base + 16), 0, &copy),
             vec![0x1234, one, two]
         );
+    }
+
+    #[test]
+    fn a_caller_of_code_without_frame_pointers_is_found_above_the_stack_pointer() {
+        let base = 0x7000_0000;
+        let [one, two] = code_addresses();
+        // The interrupted code keeps no frame record but saved the frame pointer (base+32)
+        // right above its return address (into `one`'s function); `fp` still points at its
+        // caller's record, whose return address is `two`.
+        let mut words = vec![0usize; 6];
+        words[1] = base + 32;
+        words[2] = one;
+        words[4] = 0;
+        words[5] = two;
+        let copy = StackCopy { base, words };
+        assert_eq!(
+            walk(0x1234, Some(base + 32), 0, &copy),
+            vec![0x1234, one, two]
+        );
+        // Blocked in the kernel, with no frame pointer at all: the same chain.
+        assert_eq!(walk(0x1234, None, 0, &copy), vec![0x1234, one, two]);
     }
 
     #[test]
