@@ -441,24 +441,14 @@ mod imp {
             return Capture::default(); // the thread is gone; its id may be someone else's
         }
         let task = format!("/proc/self/task/{}", thread.tid);
-        match std::fs::read_to_string(format!("{task}/syscall")) {
-            Ok(text) if text.trim() == "running" => {}
-            Ok(text) => {
+        match kernel_state(&task) {
+            KernelState::Running => {}
+            KernelState::InSyscall(text) => {
                 drop(alive);
                 return in_syscall(thread, &task, &text);
             }
-            // No `syscall` file (a kernel without it): the scheduler state must say R.
-            Err(_) => {
-                let state = std::fs::read_to_string(format!("{task}/stat"))
-                    .ok()
-                    .and_then(|stat| {
-                        let (_, rest) = stat.rsplit_once(')')?;
-                        rest.split_whitespace().next().map(str::to_owned)
-                    });
-                if state.as_deref() != Some("R") {
-                    let state = state.unwrap_or_else(|| "unknown".into());
-                    return note(format!("blocked in the kernel (state {state})"));
-                }
+            KernelState::Other(state) => {
+                return note(format!("blocked in the kernel (state {state})"));
             }
         }
         if !still_ours() {
@@ -480,6 +470,20 @@ mod imp {
         let Some((slot, generation)) = claim(thread) else {
             return Capture::default(); // every slot busy with other runtimes' captures
         };
+        // Look once more, as late as possible: a thread that entered a system call since
+        // the first look must not get the signal. (What is left is the few microseconds
+        // between this read and `send`: see the module docs.)
+        match kernel_state(&task) {
+            KernelState::Running => {}
+            state => {
+                slot.state.store(pack(generation, IDLE), Ordering::Release);
+                drop(alive);
+                return match state {
+                    KernelState::InSyscall(text) => in_syscall(thread, &task, &text),
+                    _ => Capture::default(),
+                };
+            }
+        }
         if !still_blocked() || !send(thread.tid, generation) {
             slot.state.store(pack(generation, IDLE), Ordering::Release);
             return Capture::default();
@@ -503,6 +507,39 @@ mod imp {
         Capture {
             ips: Some(walk(pc, Some(fp), lr, &copy)),
             note: None,
+        }
+    }
+
+    /// What the kernel says the thread is doing.
+    enum KernelState {
+        /// Running or runnable in user space: it may be signalled.
+        Running,
+        /// Asleep in a system call: the contents of its `syscall` file.
+        InSyscall(String),
+        /// Anything else (stopped, a zombie, a kernel without the `syscall` file and a
+        /// state other than R): its scheduler state.
+        Other(String),
+    }
+
+    fn kernel_state(task: &str) -> KernelState {
+        match std::fs::read_to_string(format!("{task}/syscall")) {
+            Ok(text) if text.trim() == "running" => KernelState::Running,
+            Ok(text) => KernelState::InSyscall(text),
+            // No `syscall` file (a kernel without it): the scheduler state must say R.
+            Err(_) => {
+                let state = std::fs::read_to_string(format!("{task}/stat"))
+                    .ok()
+                    .and_then(|stat| {
+                        let (_, rest) = stat.rsplit_once(')')?;
+                        rest.split_whitespace().next().map(str::to_owned)
+                    })
+                    .unwrap_or_else(|| "unknown".into());
+                if state == "R" {
+                    KernelState::Running
+                } else {
+                    KernelState::Other(state)
+                }
+            }
         }
     }
 
@@ -614,6 +651,8 @@ mod imp {
                 }
                 continue;
             }
+            // Sleep, never spin: the handler runs on the loop thread, which may share
+            // this CPU.
             std::thread::sleep(Duration::from_micros(50));
         }
     }
