@@ -592,7 +592,10 @@ mod imp {
             value: usize,
             rest: [u8; 96],
         }
-        const _: () = assert!(std::mem::size_of::<QueuedInfo>() == 128);
+        // (Backtraces are only installed on 64-bit targets, where this is the layout.)
+        const _: () = assert!(
+            cfg!(not(target_pointer_width = "64")) || std::mem::size_of::<QueuedInfo>() == 128
+        );
         // SAFETY: getpid/getuid cannot fail. rt_tgsigqueueinfo reads a 128-byte siginfo
         // from `info`, which lives for the call; a negative si_code to our own process is
         // permitted. The caller holds the thread's `alive` lock, so `tid` is that thread.
