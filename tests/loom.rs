@@ -21,10 +21,14 @@
 //!   submission that panics inside it.
 //! - `semaphore`: the fair semaphore: grants at the head, a waker that panics, close, and
 //!   a waiter dropped as it is granted.
+//! - `capture`: the debug watchdog's backtrace capture slot (generations, a late signal
+//!   handler, a watchdog that gives up).
 #![cfg(loom)]
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+#[path = "loom/capture.rs"]
+mod capture;
 #[path = "loom/job_slot.rs"]
 mod job_slot;
 #[path = "loom/remote_wake.rs"]

@@ -147,9 +147,13 @@ impl Builder {
         self
     }
 
-    /// Whether the watchdog captures a backtrace of the blocked loop thread (Linux; on by
-    /// default in debug mode). It sends the loop thread a real-time signal; turn it off if
-    /// the application uses that signal or must not be interrupted.
+    /// Whether the watchdog captures a backtrace of the blocked loop thread (Linux, x86_64
+    /// and aarch64; on by default in debug mode). A loop thread asleep in a system call is
+    /// never interrupted: the report's `message` names the call and its file descriptor.
+    /// One running user code is sent a real-time signal (`SIGRTMIN+7`) whose handler only
+    /// copies its registers and stack; turn this off if the application uses that signal
+    /// or must never be interrupted. Backtraces follow frame pointers: build with
+    /// `-C force-frame-pointers=yes` for complete ones.
     pub fn debug_backtraces(mut self, on: bool) -> Self {
         self.backtraces = Some(on);
         self

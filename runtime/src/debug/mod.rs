@@ -201,7 +201,8 @@ pub struct Report {
     pub times_reported: u32,
     /// For `OL003`: the panic message. For `OL001` about polls timed together: how many
     /// polls of which tasks. For `OL009`: which runtime, on which thread, with how many
-    /// tasks.
+    /// tasks. For `OL002` (Linux): the system call the loop thread is blocked in (`blocked
+    /// in recvfrom on fd 7 (socket:[1234])`), or why there is no backtrace.
     pub message: Option<String>,
     /// For `OL002`: the loop thread's stack at the moment of the report (Linux only, first
     /// report of each blocking poll).

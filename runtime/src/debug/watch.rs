@@ -95,9 +95,10 @@ pub(crate) struct Watch {
     threshold: Duration,
     backtraces: bool,
     reporter: Arc<Reporter>,
-    /// The loop thread, for the backtrace signal.
+    /// The loop thread, recorded when the runtime is built on it: looked at through
+    /// `/proc`, and signalled for a backtrace only while it runs user code (`stack.rs`).
     #[cfg(target_os = "linux")]
-    loop_thread: libc::pthread_t,
+    loop_thread: Option<stack::LoopThread>,
     /// Offloaded jobs being watched (scanned by the watchdog every half threshold).
     jobs: Arc<JobWatch>,
     /// Set when the runtime drops; the watchdog exits.
@@ -132,8 +133,7 @@ impl Watch {
             jobs,
             reporter,
             #[cfg(target_os = "linux")]
-            // SAFETY: pthread_self has no preconditions and always succeeds.
-            loop_thread: unsafe { libc::pthread_self() },
+            loop_thread: stack::LoopThread::current(),
             stop: Mutex::new(false),
             stop_signal: Condvar::new(),
         }
@@ -732,13 +732,18 @@ fn report_still_blocking(
 ) -> bool {
     let still_running = || watch.seq.load(Ordering::Acquire) == seq;
     // Only the raw stack is captured here (microseconds); symbols are resolved when the
-    // report is displayed, so the report itself is never late.
+    // report is displayed, so the report itself is never late. A loop thread sleeping in a
+    // system call is not interrupted: the capture names the call instead.
     #[cfg(target_os = "linux")]
-    let ips = (first && watch.backtraces)
-        .then(|| stack::capture(watch.loop_thread, still_running))
-        .flatten();
+    let (ips, note) = match (&watch.loop_thread, first && watch.backtraces) {
+        (Some(thread), true) => {
+            let capture = stack::capture(thread, still_running);
+            (capture.ips, capture.note)
+        }
+        _ => (None, None),
+    };
     #[cfg(not(target_os = "linux"))]
-    let ips: Option<Vec<usize>> = None;
+    let (ips, note): (Option<Vec<usize>>, Option<String>) = (None, None);
     if !still_running() {
         return false; // it returned while we looked: the loop's OL001 tells the rest
     }
@@ -754,6 +759,7 @@ fn report_still_blocking(
     report.duration = Some(running_for);
     report.threshold = Some(watch.threshold);
     report.backtrace = ips.map(Backtrace::new);
+    report.message = note;
     watch.reporter.emit(&report);
     true
 }
