@@ -245,6 +245,12 @@ fn a_blocking_receive_with_a_timeout_times_out_normally_and_is_named() {
         message.starts_with(&format!("blocked in recvfrom on fd {fd} (socket:[")),
         "{message:?}"
     );
+    // ... and the line a user greps says so.
+    let line = first.to_string();
+    assert!(
+        line.contains(&format!(", blocked in recvfrom on fd {fd} (socket:[")),
+        "{line}"
+    );
 }
 
 /// Parks the loop thread until `reported` (the sink unparks it): asleep in the kernel the

@@ -21,7 +21,6 @@
 
 mod clock;
 pub(crate) mod deadlock;
-#[allow(dead_code)] // called by `stack.rs` once it trims with it
 pub(crate) mod frames;
 pub(crate) mod instruments;
 pub(crate) mod jobs;
@@ -355,7 +354,10 @@ impl fmt::Display for Headline<'_> {
             Code::StillBlocking => write!(
                 f,
                 "{task} has been blocking the loop for {duration} so far (threshold \
-                 {threshold}): {offload}"
+                 {threshold}){}{}: {offload}",
+                // What the loop thread is doing: "blocked in recvfrom on fd 7 (socket:[..])"
+                if report.message.is_some() { ", " } else { "" },
+                report.message.as_deref().unwrap_or(""),
             ),
             Code::PanicNotRetrieved => write!(
                 f,

@@ -85,8 +85,24 @@ mod unwind;
 #[cfg(target_os = "linux")]
 pub(crate) use imp::{LoopThread, capture};
 
+/// Loads the binary's debug info on a short-lived thread of its own, once per process, so
+/// that the first report's symbols resolve quickly and the watchdog (which renders a
+/// report's backtrace when its sink prints it) never spends the first resolution's
+/// hundreds of milliseconds instead of looking at the loop.
+pub(crate) fn warm_up_symbols() {
+    #[cfg(target_os = "linux")]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            let _ = std::thread::Builder::new()
+                .name("oneloop-symbols".into())
+                .spawn(unwind::warm_up);
+        });
+    }
+}
+
 /// Turns captured instruction pointers into text (resolving symbols loads the binary's
-/// debug info the first time, which can take a moment).
+/// debug info the first time, which can take a moment: see `warm_up_symbols`).
 pub(crate) fn render(ips: &[usize]) -> String {
     #[cfg(target_os = "linux")]
     {

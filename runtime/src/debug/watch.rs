@@ -129,7 +129,10 @@ impl Watch {
             flagged_count: AtomicU32::new(0),
             sites: Mutex::new(Vec::new()),
             threshold: config.threshold,
-            backtraces: config.backtraces && stack::install(),
+            backtraces: config.backtraces && stack::install() && {
+                stack::warm_up_symbols();
+                true
+            },
             jobs,
             reporter,
             #[cfg(target_os = "linux")]

@@ -6,6 +6,8 @@
 use std::ffi::c_void;
 use std::fmt::Write;
 
+use crate::debug::frames::{Frame, trim};
+
 /// Frames kept from one capture.
 const MAX_FRAMES: usize = 64;
 pub(super) const WORD: usize = std::mem::size_of::<usize>();
@@ -133,7 +135,8 @@ fn executable_ranges() -> Vec<std::ops::Range<usize>> {
 /// Symbolizes the frames and keeps the user's part: from the interrupted code up to the
 /// runtime's own poll machinery.
 pub(super) fn render(ips: &[usize]) -> String {
-    let mut all: Vec<(String, String)> = Vec::new();
+    // (name, file, " at file:line") per resolved frame, innermost first.
+    let mut all: Vec<(String, Option<String>, String)> = Vec::new();
     for &ip in ips {
         let before = all.len();
         // `resolve` takes backtrace-rs's internal lock: fine on this ordinary thread.
@@ -142,28 +145,54 @@ pub(super) fn render(ips: &[usize]) -> String {
                 .name()
                 .map(|name| format!("{name:#}"))
                 .unwrap_or_else(|| format!("{ip:#x}"));
-            let place = match (symbol.filename(), symbol.lineno()) {
-                (Some(file), Some(line)) => format!(" at {}:{line}", file.display()),
+            let file = symbol.filename().map(|file| file.display().to_string());
+            let place = match (&file, symbol.lineno()) {
+                (Some(file), Some(line)) => format!(" at {file}:{line}"),
                 _ => String::new(),
             };
-            all.push((name, place));
+            all.push((name, file, place));
         });
         if all.len() == before {
-            all.push((format!("{ip:#x}"), String::new()));
+            all.push((format!("{ip:#x}"), None, String::new()));
         }
     }
-    let frames = all
+    // The user's frames, the same in every build profile (`debug/frames.rs`): the blocking
+    // call's library frames inside them and the runtime's up to `main` are only counted.
+    let frames: Vec<Frame<'_>> = all
         .iter()
-        .take_while(|(name, _)| !is_runtime_frame(name))
-        .map(|(name, place)| format!("    {name}{place}"))
+        .map(|(name, file, _)| Frame {
+            name,
+            file: file.as_deref(),
+        })
         .collect();
-    finish(frames)
+    let trimmed = trim(&frames);
+    let mut lines = Vec::new();
+    if trimmed.hidden_inner > 0 {
+        lines.push(format!(
+            "    ... {} frames of std/libc (the blocking call)",
+            trimmed.hidden_inner
+        ));
+    }
+    lines.extend(
+        all[trimmed.keep.clone()]
+            .iter()
+            .map(|(name, _, place)| format!("    {name}{place}")),
+    );
+    if trimmed.hidden_outer > 0 {
+        lines.push(format!(
+            "    ... {} frames of oneloop and std up to main",
+            trimmed.hidden_outer
+        ));
+    }
+    finish(lines)
 }
 
-/// The runtime's own frames around a poll: where the user's stack ends.
-fn is_runtime_frame(name: &str) -> bool {
-    let name = name.trim_start_matches('<');
-    name.starts_with("oneloop::task::cell") || name.starts_with("oneloop::runtime::")
+/// Resolves one address of this binary, so that its debug info is loaded (the first
+/// resolution reads it: hundreds of milliseconds) before a report needs it. Called on a
+/// thread of its own when debug mode starts: never on the watchdog's timing path.
+pub(super) fn warm_up() {
+    let here: fn() = warm_up;
+    let _ = render(&[here as usize]);
 }
 
 fn finish(frames: Vec<String>) -> String {
