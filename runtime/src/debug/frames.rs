@@ -45,12 +45,21 @@ pub(crate) struct Trimmed {
     pub(crate) hidden_outer: usize,
 }
 
-/// Keeps the user's frames: everything from the innermost user frame to the outermost
-/// one (library frames between two user frames stay, they are the path between them).
-/// With no user frame at all (a runtime bug, or no symbols), keeps everything.
+/// Keeps the task's own frames: from the innermost user frame out to the last user frame
+/// before the runtime's own code (the poll that called the task), so the runtime's loop and
+/// whatever called `block_on` are left out. Library frames between two kept user frames
+/// stay: they are the path between them. With no user frame at all (a runtime bug, or no
+/// symbols), keeps everything.
 pub(crate) fn trim(frames: &[Frame<'_>]) -> Trimmed {
     let first = frames.iter().position(|frame| !is_library(frame));
-    let last = frames.iter().rposition(|frame| !is_library(frame));
+    let runtime = first.and_then(|first| {
+        frames[first..]
+            .iter()
+            .position(is_runtime)
+            .map(|offset| first + offset)
+    });
+    let outer = runtime.map_or(frames, |runtime| &frames[..runtime]);
+    let last = outer.iter().rposition(|frame| !is_library(frame));
     match (first, last) {
         (Some(first), Some(last)) => Trimmed {
             keep: first..last + 1,
@@ -65,6 +74,15 @@ pub(crate) fn trim(frames: &[Frame<'_>]) -> Trimmed {
     }
 }
 
+/// Whether a frame is this runtime's own code (where a task's stack ends: its poll).
+fn is_runtime(frame: &Frame<'_>) -> bool {
+    let name = frame.name.trim_start_matches('<');
+    name.starts_with("oneloop::")
+        || frame
+            .file
+            .is_some_and(|file| file.starts_with(concat!(env!("CARGO_MANIFEST_DIR"), "/src/")))
+}
+
 /// Whether a frame belongs to std, the runtime, a dependency or the C library.
 pub(crate) fn is_library(frame: &Frame<'_>) -> bool {
     // `<oneloop::task::cell::Cell<F> as ...>::poll`: the type's crate decides.
@@ -72,21 +90,36 @@ pub(crate) fn is_library(frame: &Frame<'_>) -> bool {
     if name.is_empty() || name.starts_with("0x") {
         return true; // unresolved
     }
+    let by_name = name
+        .split_once("::")
+        .map(|(krate, _)| LIBRARY_CRATES.contains(&krate));
     if let Some(file) = frame.file {
-        // std's sources as shipped with the toolchain, and dependencies from a registry.
-        if file.starts_with("/rustc/")
+        // The file decides when the name cannot: in release builds (`line-tables-only`)
+        // names come without their crate path (`crc32`, `run_task`), files keep theirs.
+        // std's sources as shipped with the toolchain, dependencies from a registry, and
+        // this runtime's own sources (and its pool's, beside it in the workspace).
+        let by_file = file.starts_with("/rustc/")
             || file.contains("/rustlib/src/")
             || file.contains("/.cargo/registry/")
             || file.contains("/.cargo/git/")
-        {
-            return true;
-        }
+            || file.starts_with(concat!(env!("CARGO_MANIFEST_DIR"), "/src/"))
+            || is_pool_source(file);
+        return by_file || by_name == Some(true);
     }
-    match name.split_once("::") {
-        Some((krate, _)) => LIBRARY_CRATES.contains(&krate),
-        // No path: a C symbol (`clock_nanosleep`, `__restore_rt`, `start_thread`, `main`).
-        None => true,
-    }
+    // No file: the name's crate, and no path at all is a C symbol (`clock_nanosleep`,
+    // `__restore_rt`, `start_thread`, `main`).
+    by_name.unwrap_or(true)
+}
+
+/// The pool crate's sources, as the compiler names them in a workspace build: the
+/// workspace root (the runtime's parent directory) followed by `executor-pool/src/`.
+fn is_pool_source(file: &str) -> bool {
+    let runtime = env!("CARGO_MANIFEST_DIR");
+    let root = runtime.rsplit_once('/').map_or("", |(root, _)| root);
+    !root.is_empty()
+        && file
+            .strip_prefix(root)
+            .is_some_and(|rest| rest.starts_with("/executor-pool/src/"))
 }
 
 #[cfg(test)]
@@ -170,5 +203,38 @@ mod tests {
             "<demo::Checksum as core::future::future::Future>::poll",
             None
         )));
+    }
+
+    #[test]
+    fn release_names_without_paths_are_told_apart_by_their_files() {
+        let runtime = concat!(env!("CARGO_MANIFEST_DIR"), "/src/task/cell.rs");
+        let frames = [
+            frame("__memcpy_avx_unaligned", None),
+            frame("crc32", Some("/home/me/demo/examples/lib.rs")),
+            frame("run", Some("/home/me/demo/examples/lib.rs")),
+            frame("{closure#0}<demo::handler>", Some(runtime)),
+            frame("run_task", Some(runtime)),
+            frame("main", None),
+        ];
+        let trimmed = trim(&frames);
+        assert_eq!(trimmed.keep, 1..3, "the user's two frames, by their file");
+        assert_eq!((trimmed.hidden_inner, trimmed.hidden_outer), (1, 3));
+    }
+
+    #[test]
+    fn the_task_s_stack_ends_at_the_runtime_s_poll() {
+        let runtime = concat!(env!("CARGO_MANIFEST_DIR"), "/src/task/cell.rs");
+        let frames = [
+            frame("crc32", Some("/home/me/demo/examples/lib.rs")),
+            frame("{async_block#0}", Some("/home/me/demo/examples/demo.rs")),
+            frame("poll<demo::handler>", Some(runtime)),
+            frame("block_on<demo::main>", Some(runtime)),
+            // What called `block_on`: user code too, but not the task's.
+            frame("main", Some("/home/me/demo/examples/demo.rs")),
+            frame("lang_start", Some("/rustc/abc/library/std/src/rt.rs")),
+        ];
+        let trimmed = trim(&frames);
+        assert_eq!(trimmed.keep, 0..2);
+        assert_eq!(trimmed.hidden_outer, 4);
     }
 }
