@@ -150,9 +150,44 @@ pub fn contain<R>(result: Result<R, Panic>) -> Option<R> {
 /// destructor. For the end of a poll or a `Drop`, where the state is already final and a
 /// panic could only lose what the caller was about to return, or abort a thread that is
 /// already unwinding.
-pub fn discard<T>(value: T) {
+///
+/// Free when there is nothing to drop (an empty `Option`, a pair of them): that check is
+/// inlined, and only a real drop goes through `catch_unwind`.
+#[inline]
+pub fn discard<T: Discard>(value: T) {
+    if !value.is_nothing() {
+        discard_now(value);
+    }
+}
+
+#[inline(never)]
+fn discard_now<T>(value: T) {
     contain(catch(|| drop(value)));
 }
+
+/// A value [`discard`] can tell is empty without dropping it.
+pub trait Discard {
+    /// True when dropping it runs no code (`None`); false by default.
+    fn is_nothing(&self) -> bool {
+        false
+    }
+}
+
+impl<T> Discard for Option<T> {
+    #[inline]
+    fn is_nothing(&self) -> bool {
+        self.is_none()
+    }
+}
+
+impl<A: Discard, B: Discard> Discard for (A, B) {
+    #[inline]
+    fn is_nothing(&self) -> bool {
+        self.0.is_nothing() && self.1.is_nothing()
+    }
+}
+
+impl Discard for Waker {}
 
 /// Re-raises the panic of a contained call after the work it interrupted is complete;
 /// contains it instead when the thread is already unwinding (a second panic would abort

@@ -399,6 +399,7 @@ impl Core {
     }
 
     /// Keeps the first panic of a waker the loop called (see `raise_deferred_panic`).
+    #[inline]
     fn defer_panic(&self, result: Result<(), Panic>) {
         if let Err(panic) = result {
             let mut first = self.deferred_panic.take();
@@ -546,6 +547,8 @@ impl Core {
             && let Some(ins) = &self.instruments
         {
             ins.end_batch();
+            // For the exit report of a runtime never dropped (`debug/leaks.rs`).
+            self.tasks.borrow().publish_len();
         }
     }
 
@@ -557,17 +560,28 @@ impl Core {
         bump(&self.counters.polls, 1);
         self.current.set(Some(task.id));
         self.waiting.set(Waiting::Unknown);
-        let mut poll = PollEnd {
-            core: self,
-            probe: self
-                .instruments
-                .as_ref()
-                .map(|ins| ins.begin_poll(task.id, site)),
-            task: task.id,
-            site,
+        let finished = match &self.instruments {
+            None => {
+                let _end = PollEnd {
+                    core: self,
+                    probe: None,
+                    task: task.id,
+                    site,
+                };
+                cell.as_mut().poll()
+            }
+            Some(ins) => {
+                let mut poll = PollEnd {
+                    core: self,
+                    probe: Some(ins.begin_poll(task.id, site)),
+                    task: task.id,
+                    site,
+                };
+                let finished = cell.as_mut().poll();
+                poll.end(|| cell.header().name.as_deref());
+                finished
+            }
         };
-        let finished = cell.as_mut().poll();
-        poll.end(|| cell.header().name.as_deref());
         if finished {
             let woken = self.finish(task, cell);
             self.defer_panic(woken); // a loop step: raised once the batch is done
@@ -1188,7 +1202,7 @@ impl Core {
         // Queued remote work (Handle::spawn) is dropped: its handles resolve as cancelled,
         // which wakes their waiters (user code, contained: the shutdown must complete).
         for op in self.remote.close() {
-            wake::discard(op);
+            wake::discard(Some(op));
         }
         // Dropping a future may spawn (cancelled at once) or abort others: repeat until
         // every task has finished.
@@ -1203,6 +1217,7 @@ impl Core {
         }
         // Results nobody read yet are dropped here, on the loop thread, one by one.
         let (cells, wakers) = self.tasks.borrow_mut().drain();
+        self.tasks.borrow().publish_len();
         for cell in cells {
             wake::contain(wake::catch(|| drop(cell)));
         }

@@ -73,8 +73,9 @@ impl TaskTable {
         }
     }
 
-    /// A slot was taken or freed.
-    fn publish_len(&self) {
+    /// Publishes the number of slots (debug mode; the loop calls it once per batch of polls
+    /// and at shutdown, not per change: a count read at process exit may be a batch old).
+    pub(crate) fn publish_len(&self) {
         if let Some(len) = &self.published_len {
             len.store(self.slab.len(), Ordering::Release);
         }
@@ -100,7 +101,6 @@ impl TaskTable {
             waiting: Waiting::Unknown,
             visited: 0,
         });
-        self.publish_len();
         task
     }
 
@@ -154,7 +154,6 @@ impl TaskTable {
             }
         } else {
             self.slab.remove(task.key);
-            self.publish_len();
             Finished {
                 join_waker,
                 orphan: Some(cell),
@@ -172,9 +171,7 @@ impl TaskTable {
         slot.has_handle = false;
         let waker = slot.join_waker.take();
         let cell = if slot.finished {
-            let cell = self.slab.remove(task.key).cell;
-            self.publish_len();
-            cell
+            self.slab.remove(task.key).cell
         } else {
             None
         };
@@ -188,7 +185,6 @@ impl TaskTable {
             return (None, None);
         }
         let slot = self.slab.remove(task.key);
-        self.publish_len();
         (slot.cell, slot.join_waker)
     }
 
@@ -234,7 +230,6 @@ impl TaskTable {
             cells.extend(slot.cell);
             wakers.extend(slot.join_waker);
         }
-        self.publish_len();
         (cells, wakers)
     }
 }
