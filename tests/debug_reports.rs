@@ -169,13 +169,17 @@ fn a_default_pool_that_cannot_start_has_its_own_report_and_is_not_rebuilt_per_ca
     if in_child() {
         hang_guard(|| {
             let reports = Reports::default();
+            // (No backtraces: loading the binary's debug info for them, on a thread of its
+            // own, could land after the cap below and run out of address space itself.)
             let rt = Runtime::builder()
                 .debug(true)
+                .debug_backtraces(false)
                 .default_pool_workers(ThreadPool::MAX_WORKERS)
                 .on_report(reports.sink())
                 .build()
                 .unwrap();
             cap_address_space();
+            let began = std::time::Instant::now();
             let results = rt.block_on(async {
                 let mut results = Vec::new();
                 for _ in 0..5 {
@@ -183,16 +187,19 @@ fn a_default_pool_that_cannot_start_has_its_own_report_and_is_not_rebuilt_per_ca
                 }
                 results
             });
+            // Attempts are at least a second apart (a loaded machine may take over a second
+            // to start and join the threads of one failed attempt): never one per call.
+            let attempts_allowed = 1 + began.elapsed().as_secs() as usize;
             assert!(
                 results.iter().all(|r| *r == Err(JobError::Broken)),
                 "{results:?}"
             );
             let codes: Vec<&str> = reports.all().iter().map(|r| r.code.as_str()).collect();
-            // One attempt, one report: the four calls after it do not rebuild the pool.
-            assert_eq!(
-                codes.iter().filter(|&&code| code == "OL012").count(),
-                1,
-                "{codes:?}"
+            // One report per attempt, and the calls after a failure do not rebuild the pool.
+            let attempts = codes.iter().filter(|&&code| code == "OL012").count();
+            assert!(
+                attempts >= 1 && attempts <= attempts_allowed.min(4),
+                "{attempts} attempts for 5 calls: {codes:?}"
             );
             assert!(!codes.contains(&"OL007"), "{codes:?}");
             let report = reports

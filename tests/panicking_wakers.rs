@@ -223,7 +223,9 @@ fn shutdown_now_wakes_every_blocked_submitter_even_if_one_waker_panics() {
             let pool = pool.clone();
             thread::spawn(move || pool.shutdown_now())
         };
-        wait_until(|| pool.is_shutdown());
+        // The worker is held, so only shutdown_now's drain can resolve the queued job: once
+        // it has, let the worker finish (shutdown_now waits for it).
+        wait_until(|| queued.is_finished());
         gate.open();
         stopper.join().expect("shutdown_now must not panic");
         assert_eq!(blocker.join(), Ok(()));
