@@ -7,9 +7,7 @@
 use std::fmt;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use super::TcpStream;
 
@@ -166,6 +164,9 @@ impl fmt::Debug for OwnedWriteHalf {
 
 #[cfg(feature = "futures-io")]
 mod futures_io_impls {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
     use super::*;
 
     impl futures_io::AsyncRead for ReadHalf<'_> {

@@ -5,6 +5,7 @@ use std::fmt;
 use std::future::poll_fn;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
+#[cfg(feature = "futures-io")]
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
