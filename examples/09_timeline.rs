@@ -9,7 +9,9 @@
 //! and arrows link each submit to the worker and back to the handler's resume. The trace
 //! files open in Perfetto (ui.perfetto.dev) too.
 //!
-//! Run with: cargo run --example 09_timeline   (writes examples/timeline.svg)
+//! Run with: cargo run --example 09_timeline   (writes target/timeline.svg; give a path
+//! to write it elsewhere: `cargo run --example 09_timeline -- examples/timeline.svg`
+//! refreshes the picture the README shows)
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -333,7 +335,19 @@ fn main() {
     run(Mode::Inline, &inline_trace, &job);
     run(Mode::Offloaded, &offloaded_trace, &job);
     let (inline, offloaded) = (read(&inline_trace), read(&offloaded_trace));
-    let picture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("timeline.svg");
+    // Never into the source tree unless asked: the path given, else the build's target dir.
+    let picture = std::env::args_os()
+        .nth(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))
+                .join("timeline.svg")
+        });
+    if let Some(dir) = picture.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).expect("create the picture's directory");
+    }
     draw(&inline, &offloaded, &picture);
     println!(
         "traces: {} and {}",
