@@ -33,7 +33,7 @@ use parking_lot::Mutex;
 use crate::JobError;
 use crate::semaphore::OwnedSemaphorePermit;
 use crate::waiting::{self, WaitingOn};
-use crate::wake::{self, store_waker};
+use crate::wake;
 
 /// Numbers jobs across all pools, for reports.
 static NEXT_JOB_ID: AtomicU64 = AtomicU64::new(1);
@@ -384,33 +384,21 @@ where
     T: Send + 'static,
 {
     fn poll_result(&self, cx: &mut Context<'_>) -> Poll<Result<T, JobError>> {
-        let mut fresh = None;
-        loop {
-            let mut state = self.state.lock();
-            match std::mem::replace(&mut state.stage, Stage::Taken) {
-                Stage::Done(result) => {
-                    drop(state);
-                    wake::discard(fresh); // contained: a panic here would lose the result
-                    return Poll::Ready(result);
-                }
+        // The waker is cloned, and the one it replaces dropped, outside the lock.
+        wake::poll_waker_slot(
+            cx.waker(),
+            || self.state.lock(),
+            |state| match std::mem::replace(&mut state.stage, Stage::Taken) {
+                Stage::Done(result) => Ok(result),
                 Stage::Taken => {
                     panic!("oneloop-pool: JobHandle polled after it returned its result")
                 }
-                pending => state.stage = pending,
-            }
-            // The waker is cloned, and the one it replaces dropped, outside the lock.
-            match store_waker(&mut state.waker, cx.waker(), &mut fresh) {
-                Ok(old) => {
-                    drop(state);
-                    wake::discard((old, fresh));
-                    return Poll::Pending;
+                pending => {
+                    state.stage = pending;
+                    Err(&mut state.waker)
                 }
-                Err(_) => {
-                    drop(state);
-                    fresh = Some(cx.waker().clone());
-                }
-            }
-        }
+            },
+        )
     }
 
     fn cancel(&self) -> bool {

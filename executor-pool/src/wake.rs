@@ -23,7 +23,7 @@
 use std::any::Any;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
-use std::task::Waker;
+use std::task::{Poll, Waker};
 
 /// The payload of a caught panic.
 pub type Panic = Box<dyn Any + Send + 'static>;
@@ -262,6 +262,60 @@ pub fn store_waker(
             Some(new) => Ok(slot.replace(new)),
             None => Err(NeedsClone),
         },
+    }
+}
+
+/// Polls a value guarded by a lock whose waiter slot takes `waker`, with no waker code under
+/// the lock: the pattern of every oneloop channel and handle, written once.
+///
+/// `lock` takes the lock; `look`, under it, returns the value when it is ready, or else the
+/// slot where the waiter's waker belongs. The waker is cloned (when the slot does not hold
+/// one for the same task already) with the lock released, and the look is made again; a
+/// replaced or surplus waker is dropped after the lock, contained ([`discard`]).
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Mutex;
+/// use std::task::{Poll, Waker};
+/// use oneloop_pool::wake::poll_waker_slot;
+///
+/// struct Slot { value: Option<u32>, waiter: Option<Waker> }
+/// let slot = Mutex::new(Slot { value: None, waiter: None });
+/// let polled = poll_waker_slot(Waker::noop(), || slot.lock().unwrap(), |state| {
+///     state.value.take().ok_or(&mut state.waiter)
+/// });
+/// assert!(polled.is_pending() && slot.lock().unwrap().waiter.is_some());
+/// slot.lock().unwrap().value = Some(7);
+/// let polled = poll_waker_slot(Waker::noop(), || slot.lock().unwrap(), |state| {
+///     state.value.take().ok_or(&mut state.waiter)
+/// });
+/// assert_eq!(polled, Poll::Ready(7));
+/// ```
+pub fn poll_waker_slot<G, R>(
+    waker: &Waker,
+    mut lock: impl FnMut() -> G,
+    mut look: impl for<'a> FnMut(&'a mut G) -> Result<R, &'a mut Option<Waker>>,
+) -> Poll<R> {
+    let mut fresh = None;
+    loop {
+        let mut guard = lock();
+        let stored = match look(&mut guard) {
+            Ok(ready) => {
+                drop(guard);
+                discard(fresh);
+                return Poll::Ready(ready);
+            }
+            Err(slot) => store_waker(slot, waker, &mut fresh),
+        };
+        drop(guard);
+        match stored {
+            Ok(old) => {
+                discard((old, fresh));
+                return Poll::Pending;
+            }
+            Err(NeedsClone) => fresh = Some(waker.clone()),
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Waker};
 
-use oneloop_pool::wake::{self, store_waker};
+use oneloop_pool::wake;
 use parking_lot::Mutex;
 
 use crate::context;
@@ -256,26 +256,19 @@ impl<T> Future for RemoteJoinHandle<T> {
             "oneloop: RemoteJoinHandle polled after it returned its result"
         );
         // Waker code (clone, drop) runs outside the lock (`oneloop_pool::wake`).
-        let mut fresh = None;
-        loop {
-            let mut state = this.shared.state.lock();
-            if let Some(result) = state.result.take() {
-                drop(state);
-                wake::discard(fresh);
+        let polled = wake::poll_waker_slot(
+            cx.waker(),
+            || this.shared.state.lock(),
+            |state| state.result.take().ok_or(&mut state.waker),
+        );
+        match polled {
+            Poll::Ready(result) => {
                 this.done = true;
-                return Poll::Ready(result);
+                Poll::Ready(result)
             }
-            match store_waker(&mut state.waker, cx.waker(), &mut fresh) {
-                Ok(old) => {
-                    drop(state);
-                    wake::discard((old, fresh));
-                    context::note_wait(Waiting::RemoteJoin);
-                    return Poll::Pending;
-                }
-                Err(_) => {
-                    drop(state);
-                    fresh = Some(cx.waker().clone());
-                }
+            Poll::Pending => {
+                context::note_wait(Waiting::RemoteJoin);
+                Poll::Pending
             }
         }
     }

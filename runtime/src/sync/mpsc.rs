@@ -34,7 +34,7 @@ use std::task::{Context, Poll, Waker};
 
 use std::panic::Location;
 
-use oneloop_pool::wake::{self, store_waker};
+use oneloop_pool::wake;
 use parking_lot::Mutex;
 
 use super::Semaphore;
@@ -337,36 +337,22 @@ impl<T> Receiver<T> {
 
     /// Polls for the next value (for hand-written futures).
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
-        // Waker code (clone, drop) runs outside the lock (`oneloop_pool::wake`): when the
-        // waker must be stored and no clone is at hand, one is made and the lock taken
-        // again, which also looks at the queue again.
-        let mut fresh = None;
-        loop {
-            let mut state = self.chan.state.lock();
-            if let Some(value) = state.queue.pop_front() {
-                drop(state);
-                wake::discard(fresh);
-                self.free_slot();
-                return Poll::Ready(Some(value));
-            }
-            if state.finished() {
-                drop(state);
-                wake::discard(fresh);
-                return Poll::Ready(None);
-            }
-            match store_waker(&mut state.receiver_waker, cx.waker(), &mut fresh) {
-                Ok(old) => {
-                    drop(state);
-                    wake::discard((old, fresh));
-                    context::note_wait(Waiting::Recv(self.chan.site));
-                    return Poll::Pending;
-                }
-                Err(_) => {
-                    drop(state);
-                    fresh = Some(cx.waker().clone());
-                }
-            }
+        // Waker code (clone, drop) runs outside the lock (`oneloop_pool::wake`).
+        let polled = wake::poll_waker_slot(
+            cx.waker(),
+            || self.chan.state.lock(),
+            |state| match state.queue.pop_front() {
+                Some(value) => Ok(Some(value)),
+                None if state.finished() => Ok(None),
+                None => Err(&mut state.receiver_waker),
+            },
+        );
+        match &polled {
+            Poll::Ready(Some(_)) => self.free_slot(),
+            Poll::Ready(None) => {}
+            Poll::Pending => context::note_wait(Waiting::Recv(self.chan.site)),
         }
+        polled
     }
 
     /// Takes the next value if one is queued.

@@ -20,7 +20,7 @@ use std::task::{Context, Poll, Waker};
 
 use std::panic::Location;
 
-use oneloop_pool::wake::{self, store_waker};
+use oneloop_pool::wake;
 
 use crate::context;
 use crate::debug::deadlock::Waiting;
@@ -30,7 +30,6 @@ use parking_lot::Mutex;
 #[track_caller]
 pub fn channel<T>() -> (Sender<T>, Receiver<T>) {
     let inner = Arc::new(Mutex::new(State {
-        site: Location::caller(),
         value: None,
         sender_gone: false,
         receiver_gone: false,
@@ -41,13 +40,15 @@ pub fn channel<T>() -> (Sender<T>, Receiver<T>) {
         Sender {
             inner: Some(inner.clone()),
         },
-        Receiver { inner, done: false },
+        Receiver {
+            inner,
+            done: false,
+            site: Location::caller(),
+        },
     )
 }
 
 struct State<T> {
-    /// Where the channel was made: the deadlock check names it.
-    site: &'static Location<'static>,
     value: Option<T>,
     sender_gone: bool,
     receiver_gone: bool,
@@ -68,6 +69,8 @@ pub struct Sender<T> {
 pub struct Receiver<T> {
     inner: Arc<Mutex<State<T>>>,
     done: bool,
+    /// Where the channel was made: the deadlock check names it.
+    site: &'static Location<'static>,
 }
 
 /// The sender was dropped without sending.
@@ -133,26 +136,17 @@ impl<T> Sender<T> {
             let Some(inner) = &self.inner else {
                 return Poll::Ready(());
             };
-            let mut fresh = None;
-            loop {
-                let mut state = inner.lock();
-                if state.receiver_gone {
-                    drop(state);
-                    wake::discard(fresh);
-                    return Poll::Ready(());
-                }
-                match store_waker(&mut state.sender_waker, cx.waker(), &mut fresh) {
-                    Ok(old) => {
-                        drop(state);
-                        wake::discard((old, fresh));
-                        return Poll::Pending;
+            wake::poll_waker_slot(
+                cx.waker(),
+                || inner.lock(),
+                |state| {
+                    if state.receiver_gone {
+                        Ok(())
+                    } else {
+                        Err(&mut state.sender_waker)
                     }
-                    Err(_) => {
-                        drop(state);
-                        fresh = Some(cx.waker().clone());
-                    }
-                }
-            }
+                },
+            )
         })
         .await
     }
@@ -212,34 +206,21 @@ impl<T> Future for Receiver<T> {
             "oneloop: oneshot Receiver polled after it completed"
         );
         // Waker code (clone, drop) runs outside the lock (`oneloop_pool::wake`).
-        let mut fresh = None;
-        loop {
-            let mut state = this.inner.lock();
-            let ready = match state.value.take() {
-                Some(value) => Some(Ok(value)),
-                None if state.sender_gone => Some(Err(RecvError(()))),
-                None => None,
-            };
-            if let Some(result) = ready {
-                drop(state);
-                wake::discard(fresh);
-                this.done = true;
-                return Poll::Ready(result);
-            }
-            match store_waker(&mut state.receiver_waker, cx.waker(), &mut fresh) {
-                Ok(old) => {
-                    let site = state.site;
-                    drop(state);
-                    wake::discard((old, fresh));
-                    context::note_wait(Waiting::Oneshot(site));
-                    return Poll::Pending;
-                }
-                Err(_) => {
-                    drop(state);
-                    fresh = Some(cx.waker().clone());
-                }
-            }
+        let polled = wake::poll_waker_slot(
+            cx.waker(),
+            || this.inner.lock(),
+            |state| match state.value.take() {
+                Some(value) => Ok(Ok(value)),
+                None if state.sender_gone => Ok(Err(RecvError(()))),
+                None => Err(&mut state.receiver_waker),
+            },
+        );
+        if polled.is_ready() {
+            this.done = true;
+        } else {
+            context::note_wait(Waiting::Oneshot(this.site));
         }
+        polled
     }
 }
 

@@ -6,10 +6,10 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::task::Waker;
+use std::task::{Poll, Waker};
 
 use futures_task::ArcWake;
-use oneloop_pool::wake::{self, store_waker};
+use oneloop_pool::wake;
 use parking_lot::Mutex;
 
 #[derive(Default)]
@@ -43,25 +43,14 @@ impl ReadyList {
     /// parent's waker is cloned, and the one it replaces dropped, outside the lock
     /// (`oneloop_pool::wake`).
     pub(crate) fn pop_or_register(&self, parent: &Waker) -> Option<usize> {
-        let mut fresh = None;
-        loop {
-            let mut state = self.state.lock();
-            if let Some(index) = state.ready.pop_front() {
-                drop(state);
-                wake::discard(fresh);
-                return Some(index);
-            }
-            match store_waker(&mut state.parent, parent, &mut fresh) {
-                Ok(old) => {
-                    drop(state);
-                    wake::discard((old, fresh));
-                    return None;
-                }
-                Err(_) => {
-                    drop(state);
-                    fresh = Some(parent.clone());
-                }
-            }
+        let polled = wake::poll_waker_slot(
+            parent,
+            || self.state.lock(),
+            |state| state.ready.pop_front().ok_or(&mut state.parent),
+        );
+        match polled {
+            Poll::Ready(index) => Some(index),
+            Poll::Pending => None,
         }
     }
 }
