@@ -85,10 +85,13 @@
 //! - `offload.rs`: [`run_in_executor`], [`to_thread`]: closures on worker threads
 //!   (the pools themselves are in the `oneloop-pool` crate, re-exported as [`pool`]).
 //! - `handle.rs`: [`Handle`] for other threads, and [`RemoteJoinHandle`].
-//! - `debug/`: reports ([`debug::Report`]); poll timing, the watchdog and backtraces; the
-//!   job observer; the exit summary; the exit report of runtimes never dropped; the trace
-//!   file; `instruments.rs` ties them to the loop; `deadlock.rs`: what each task waits on,
-//!   the proofs of a deadlock, the quiet-loop report.
+//! - `debug/`: reports ([`debug::Report`]); poll timing and the watchdog (`watch.rs`);
+//!   the loop thread's backtrace (`stack/`: `/proc` first, a signal handler that only
+//!   copies, a frame-pointer walk over the copy) trimmed to the user's frames
+//!   (`frames.rs`); the job observer; the exit summary; the exit report of runtimes never
+//!   dropped; the trace file and its SIGINT/SIGTERM flush (`signals.rs`); `instruments.rs`
+//!   ties them to the loop; `deadlock.rs`: what each task waits on, the proofs of a
+//!   deadlock, the quiet-loop report.
 //! - `park.rs`: waiting on a future from a plain thread.
 //! - `spin.rs`: the learned spin before the loop sleeps.
 //! - `timerfd.rs`: waking on a timer's exact deadline, not on the next millisecond.

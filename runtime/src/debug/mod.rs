@@ -10,14 +10,17 @@
 //! never drops is reported when the process exits (`leaks.rs`). Tracing
 //! ([`Builder::trace_file`](crate::Builder::trace_file), `ONELOOP_TRACE`) writes every poll
 //! and job to a timeline file (`trace.rs`), flushed on SIGINT and SIGTERM too
-//! (`signals.rs`). Which frames of a backtrace are the user's is `frames.rs`. Both hang off one `Instruments` value
-//! (`instruments.rs`): with neither on, a poll costs the loop one branch more.
+//! (`signals.rs`). Which frames of a backtrace are the user's is `frames.rs`. Both hang
+//! off one `Instruments` value (`instruments.rs`): with neither on, a poll costs the loop
+//! one branch more.
 //!
 //! Everything found is a [`Report`] with a stable [`Code`], handed to the sink set by
 //! [`Builder::on_report`](crate::Builder::on_report) (one line on stderr by default).
-//! Two reports do not need debug mode, because they cost nothing until they happen: a
-//! task that panicked with nobody left to retrieve the panic (`OL003`), and a loop that can
-//! never make progress again (a panic, see `Core::check_deadlock`).
+//! Some reports do not need debug mode, because they cost nothing until they happen: a
+//! task that panicked with nobody left to retrieve the panic (`OL003`), tasks stuck in a
+//! `JoinHandle` cycle (`OL011`), a default pool that cannot start (`OL012`), and a loop
+//! that can never make progress again (a panic, see `Core::check_deadlock` and
+//! `deadlock.rs`).
 
 mod clock;
 pub(crate) mod deadlock;
