@@ -1076,15 +1076,7 @@ impl Core {
             slot.visited = epoch;
         }
         for _ in 0..MAX_CHAIN {
-            let target = match waiting {
-                Waiting::Join(target) => Some(target),
-                _ => None,
-            };
-            let joined = target.and_then(|target| {
-                let slot = tasks.get(target)?;
-                let holds = slot.join_waker.as_ref()?.data() == Arc::as_ptr(&waker).cast();
-                (holds && !slot.finished).then_some(target)
-            });
+            let joined = tasks.joined_by(waiting, Arc::as_ptr(&waker).cast());
             // Our own references: `waker` here, the task's header (or block_on's stack),
             // and the join slot of the task it waits on.
             let ours = 2 + usize::from(joined.is_some());
@@ -1126,20 +1118,10 @@ impl Core {
         // How a waker's owners add up: the task's header (or block_on's stack), the join
         // slot of the task it waits on, and the channel or semaphore it waits on.
         let mut accounted = |waker: &Arc<TaskWaker>, waiting: Waiting| {
-            let joined = match waiting {
-                Waiting::Join(target) => tasks.get(target).is_some_and(|target| {
-                    !target.finished
-                        && target
-                            .join_waker
-                            .as_ref()
-                            .is_some_and(|w| w.data() == Arc::as_ptr(waker).cast())
-                }),
-                _ => false,
-            };
-            let primitive = waiting.is_primitive();
+            let joined = tasks.joined_by(waiting, Arc::as_ptr(waker).cast());
             let count = Arc::strong_count(waker);
-            let base = 1 + usize::from(joined);
-            if count > base && primitive && count == base + 1 {
+            let base = 1 + usize::from(joined.is_some());
+            if waiting.is_primitive() && count == base + 1 {
                 on_primitive = true;
                 return true;
             }

@@ -117,7 +117,7 @@ impl Slot {
             generation
         };
         let ours = shape == Shape::NoBinding || self.tid.load(Ordering::Relaxed) == tid;
-        // SAFETY (model): the handler owns the copy while COPYING.
+        // SAFETY: (model) the handler owns the copy while COPYING; loom checks it.
         self.copy
             .with_mut(|copy| unsafe { *copy = ours.then_some((tid, generation)) });
         if self
@@ -139,7 +139,7 @@ impl Slot {
         let mut looked = false;
         loop {
             if self.state.load(Ordering::Acquire) == pack(generation, DONE) {
-                // SAFETY (model): DONE for our generation: the handler is finished.
+                // SAFETY: (model) DONE for our generation: the handler is finished.
                 let copy = self.copy.with(|copy| unsafe { *copy });
                 self.state.store(pack(generation, IDLE), Ordering::Release);
                 return Some(copy);

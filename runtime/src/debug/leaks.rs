@@ -113,10 +113,10 @@ impl Live {
 fn install_exit_report() {
     static INSTALL: Once = Once::new();
     INSTALL.call_once(|| {
-        // SAFETY: `atexit` stores a function pointer to call from `exit`. The function is
-        // a plain `extern "C" fn()` with no captured state that never unwinds (it catches
-        // every panic), so calling it from `exit`, on whichever thread exits, is sound. If
-        // registration fails (the C library's table is full), there is just no report.
+        // `atexit` stores a function pointer to call from `exit`. If registration fails
+        // (the C library's table is full), there is just no report.
+        // SAFETY: the function is a plain `extern "C" fn()` with no captured state that
+        // never unwinds (it catches every panic): sound to call from `exit`, on any thread.
         unsafe {
             libc::atexit(report_at_exit);
         }

@@ -181,10 +181,10 @@ mod imp {
         stack: UnsafeCell<[usize; STACK_BYTES / WORD]>,
     }
 
-    // SAFETY: `stack` is written only by the handler that moved the slot to `COPYING` for
-    // its generation, and read only by the watchdog that owns that generation after it
-    // saw `DONE` (Release/Acquire); a slot is claimed again only from `IDLE` or
-    // `ABANDONED`, never while a handler may still write (`COPYING`, `ORPHANED`).
+    // `stack` is written only by the handler that moved the slot to `COPYING` for its
+    // generation, and read only by the watchdog that owns that generation after it saw
+    // `DONE` (Release/Acquire); a slot is claimed again only from `IDLE` or `ABANDONED`.
+    // SAFETY: so `stack` is never written while read, nor by two handlers at once.
     unsafe impl Sync for Slot {}
 
     impl Slot {
@@ -328,12 +328,11 @@ mod imp {
         } else {
             0
         };
-        // SAFETY: [sp, sp + len) lies within this thread's own stack ([low, high) recorded
-        // by `LoopThread::current` on this thread), which is mapped, and above the
-        // interrupted stack pointer, so it holds the interrupted frames and nothing of
-        // the handler's; nothing else writes it while this thread runs the handler. The
-        // destination is the slot's buffer, which this handler owns while `COPYING` (see
-        // `Slot`'s `Sync`), and is `STACK_BYTES` long.
+        // [sp, sp + len) lies within this thread's own stack ([low, high) recorded by
+        // `LoopThread::current` on this thread), which is mapped, above the interrupted
+        // stack pointer (the interrupted frames, none of the handler's). The destination is
+        // the slot's buffer, owned by this handler while `COPYING` (see `Slot`'s `Sync`).
+        // SAFETY: both ranges are valid for `len <= STACK_BYTES` bytes and do not overlap.
         unsafe {
             std::ptr::copy_nonoverlapping(sp as *const u8, slot.stack.get().cast::<u8>(), len);
         }

@@ -124,6 +124,17 @@ impl TaskTable {
         Some((slot.cell.take()?, slot.site))
     }
 
+    /// The task a waiter waits on through its `JoinHandle` (`waiting`), if that task is
+    /// pending and its join slot holds the waiter's waker (`waker`, the data pointer of the
+    /// waiter's `TaskWaker`): that task's finishing is then what will wake it.
+    pub(crate) fn joined_by(&self, waiting: Waiting, waker: *const ()) -> Option<TaskRef> {
+        let Waiting::Join(target) = waiting else {
+            return None;
+        };
+        let slot = self.get(target).filter(|slot| !slot.finished)?;
+        (slot.join_waker.as_ref()?.data() == waker).then_some(target)
+    }
+
     /// Puts a polled, still-pending cell back, with what it now waits on. Hands it back
     /// instead if `abort()` was called during the poll: the caller cancels it and calls
     /// `finish`.
