@@ -2,22 +2,21 @@
 //!
 //! `Runtime::block_on` (in `runtime.rs`) enters the context for as long as it runs; free
 //! functions such as `oneloop::spawn`, and runtime-bound futures such as `Sleep`, find the
-//! loop through it. Wakers use it too (see `waker.rs`): a wake on the loop thread goes
-//! straight onto the run queue, any other wake goes through the remote queue.
+//! loop through it. Entering also installs the runtime's run queue for the wakers of its
+//! tasks (`task/run_queue.rs`), which never need the rest of the runtime.
 //!
 //! Every access uses `LocalKey::try_with`, because wakes and drops can run while the
 //! thread's locals are being destroyed; there the answer is simply "no runtime here".
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::Arc;
 
 use oneloop_pool::waiting;
 
-use crate::debug::deadlock::Waiting;
 use crate::debug::leaks::Running;
 use crate::runtime::Core;
-use crate::waker::{Remote, TaskRef};
+use crate::task::run_queue::{self, LocalGuard};
+use crate::task::waiting::Waiting;
 
 thread_local! {
     /// Set by `enter` for the duration of `block_on` (and of the runtime's `Drop`); read by
@@ -33,6 +32,8 @@ pub(crate) struct EnterGuard {
     previous_hook: Option<waiting::Hook>,
     /// For `block_on` in debug mode: the runtime counts as running meanwhile.
     running: Option<Running>,
+    /// Local wakes push onto this runtime's run queue meanwhile (`task/run_queue.rs`).
+    _run_queue: LocalGuard,
 }
 
 /// Enters `core` for a `block_on`.
@@ -45,7 +46,7 @@ pub(crate) struct EnterGuard {
 pub(crate) fn enter(core: &Rc<Core>) -> EnterGuard {
     match CURRENT.try_with(|current| current.borrow().is_some()) {
         Ok(false) => {
-            let mut guard = replace(Some(core.clone()));
+            let mut guard = replace(core);
             guard.running = core.running();
             guard
         }
@@ -73,10 +74,11 @@ pub(crate) fn enter(core: &Rc<Core>) -> EnterGuard {
 /// runtime (a destructor that spawns finds none; one that cancels a timer or deregisters a
 /// socket finds nothing to do, as the runtime frees those itself).
 pub(crate) fn enter_for_drop(core: &Rc<Core>) -> EnterGuard {
-    replace(Some(core.clone()))
+    replace(core)
 }
 
-fn replace(mut new: Option<Rc<Core>>) -> EnterGuard {
+fn replace(core: &Rc<Core>) -> EnterGuard {
+    let mut new = Some(core.clone());
     // If `CURRENT` is gone, `new` is dropped unused and the guard restores nothing.
     let previous = CURRENT
         .try_with(|current| current.replace(new.take()))
@@ -88,6 +90,7 @@ fn replace(mut new: Option<Rc<Core>>) -> EnterGuard {
         previous,
         previous_hook,
         running: None,
+        _run_queue: run_queue::enter(core.id(), core.run_queue()),
     }
 }
 
@@ -158,20 +161,6 @@ pub(crate) fn current_for(what: &str, owner: u64) -> Rc<Core> {
         );
     }
     core
-}
-
-/// Pushes `task` onto the local run queue if this thread is running the runtime that owns
-/// `remote`; returns false otherwise (the caller then takes the remote path).
-pub(crate) fn schedule_local(remote: &Arc<Remote>, task: TaskRef) -> bool {
-    CURRENT
-        .try_with(|current| match &*current.borrow() {
-            Some(core) if core.id() == remote.runtime_id => {
-                core.schedule(task);
-                true
-            }
-            _ => false,
-        })
-        .unwrap_or(false)
 }
 
 /// The id of the runtime running on this thread, if any.

@@ -18,9 +18,10 @@ use parking_lot::Mutex;
 
 use crate::context;
 use crate::debug::TaskInfo;
-use crate::debug::deadlock::Waiting;
+use crate::task::id::TaskRef;
+use crate::task::waiting::Waiting;
 use crate::task::{Id, JoinError};
-use crate::waker::{Remote, RemoteOp, TaskRef};
+use crate::waker::{Remote, RemoteOp};
 
 /// A `Send + Sync + Clone` way to reach a runtime from any thread.
 ///

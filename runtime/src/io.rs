@@ -14,8 +14,8 @@ use mio::Interest;
 use mio::event::Source;
 
 use crate::context;
-use crate::debug::deadlock::Waiting;
 use crate::reactor::{Direction, IoKey};
+use crate::task::waiting::Waiting;
 use crate::waker::{Remote, RemoteOp};
 
 /// The most operations one `poll_io` tries before it yields. Each `WouldBlock` clears the

@@ -15,7 +15,6 @@
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, Location, catch_unwind, resume_unwind};
@@ -32,17 +31,20 @@ use oneloop_pool::wake::{self, Panic, WakeList};
 
 use crate::builder::Config;
 use crate::context;
-use crate::debug::deadlock::{self, Chain, MAX_CHAIN, Quiet, StallWatch, Waiting};
+use crate::debug::deadlock::{self, Chain, MAX_CHAIN, Quiet, StallWatch};
 use crate::debug::instruments::{Activity, Instruments, Probe};
 use crate::debug::leaks::Running;
 use crate::debug::{Code, Report, Reporter, TaskInfo};
 use crate::reactor::Reactor;
 use crate::spin::Spin;
 use crate::task::cell::{Header, TaskCell};
-use crate::task::table::{Cell as TaskCellBox, TaskTable};
+use crate::task::id::{MAIN_KEY, TaskRef};
+use crate::task::run_queue::RunQueue;
+use crate::task::table::{BoxedTask, TaskTable};
+use crate::task::waiting::Waiting;
 use crate::task::{Id, JoinHandle};
 use crate::time::timers::{Stored::NeedsClone, Stored::NotArmed, TimerKey, TimerQueue};
-use crate::waker::{MAIN_KEY, Remote, RemoteOp, TaskRef, TaskWaker};
+use crate::waker::{Remote, RemoteOp, TaskWaker};
 use crate::{Builder, Handle};
 
 /// The most tasks polled between two looks at the reactor. Each look is an `epoll_wait`
@@ -228,12 +230,9 @@ pub(crate) struct Core {
     id: u64,
     /// Every task, by generation-checked key (`task/table.rs`).
     tasks: RefCell<TaskTable>,
-    /// Tasks to poll, each at most once (their waker's `scheduled` flag sees to that).
-    /// Pushed by local wakes (`schedule`), by the remote drain and by `spawn`; popped by
-    /// `run_ready`.
-    run_queue: RefCell<VecDeque<TaskRef>>,
-    /// The `block_on` future was woken and must be polled this tick.
-    main_woken: Cell<bool>,
+    /// Tasks to poll (`task/run_queue.rs`): pushed by wakes on this thread directly, by the
+    /// remote drain and by `spawn`; popped by `run_ready`.
+    run_queue: Rc<RunQueue>,
     /// The task being polled right now (`Some(0)` for the `block_on` future).
     current: Cell<Option<u64>>,
     reactor: Reactor,
@@ -312,8 +311,7 @@ impl Core {
             tasks: RefCell::new(TaskTable::new(
                 instruments.as_ref().and_then(Instruments::task_count),
             )),
-            run_queue: RefCell::default(),
-            main_woken: Cell::new(false),
+            run_queue: Rc::default(),
             current: Cell::new(None),
             reactor,
             timers: RefCell::default(),
@@ -344,6 +342,10 @@ impl Core {
         self.id
     }
 
+    pub(crate) fn run_queue(&self) -> &Rc<RunQueue> {
+        &self.run_queue
+    }
+
     /// In debug mode, marks the runtime as inside `block_on` until the guard drops (read by
     /// the exit report of runtimes never dropped, `debug/leaks.rs`).
     pub(crate) fn running(&self) -> Option<Running> {
@@ -372,12 +374,12 @@ impl Core {
             .as_ref()
             .map_or(0, |ins| ins.intern(location, Some("main")));
         let mut future = pin!(future);
-        self.main_woken.set(true);
+        self.run_queue.wake_main();
         loop {
             self.park(&main_waker);
             self.fire_timers();
             self.raise_deferred_panic();
-            if self.main_woken.replace(false)
+            if self.run_queue.take_main_woken()
                 && let Poll::Ready(output) = self.poll_main(future.as_mut(), &main_waker, main_site)
             {
                 return output;
@@ -420,7 +422,7 @@ impl Core {
     /// Step 1: sleep in the reactor until something is ready, then take in what woke us:
     /// I/O readiness (wakes the tasks waiting on it) and remote wakes.
     fn park(&self, main_waker: &Arc<TaskWaker>) {
-        let busy = self.main_woken.get() || !self.run_queue.borrow().is_empty();
+        let busy = self.run_queue.is_busy();
         let next_timer = if busy {
             None
         } else {
@@ -477,7 +479,7 @@ impl Core {
         self.remote.drain(&mut ops);
         for op in ops.drain(..) {
             match op {
-                RemoteOp::Wake(task) => self.schedule(task),
+                RemoteOp::Wake(task) => self.run_queue.push(task),
                 // Every queued op runs even if one panics (see `raise_deferred_panic`).
                 RemoteOp::Run(run) => self.defer_panic(wake::catch(run)),
             }
@@ -531,14 +533,14 @@ impl Core {
     /// Step 3b: poll the tasks that were ready when this step began. Tasks woken during
     /// the batch wait for the next tick, after the reactor and timers have had a look.
     fn run_ready(&self) {
-        let ready = self.run_queue.borrow().len().min(MAX_BATCH);
+        let ready = self.run_queue.len().min(MAX_BATCH);
         if ready > 0
             && let Some(ins) = &self.instruments
         {
             ins.mark(); // the polls below are timed from here
         }
         for _ in 0..ready {
-            let Some(task) = self.run_queue.borrow_mut().pop_front() else {
+            let Some(task) = self.run_queue.pop() else {
                 break;
             };
             self.run_task(task);
@@ -599,15 +601,6 @@ impl Core {
         }
     }
 
-    /// Queues a task woken on the loop thread (or drained from the remote queue).
-    pub(crate) fn schedule(&self, task: TaskRef) {
-        if task.key == MAIN_KEY {
-            self.main_woken.set(true);
-        } else {
-            self.run_queue.borrow_mut().push_back(task);
-        }
-    }
-
     // ---------------------------------------------------------------------------------
     // Task life cycle: spawn, finish, cancel, and the JoinHandle's side.
     // ---------------------------------------------------------------------------------
@@ -639,13 +632,13 @@ impl Core {
         if self.shutting_down.get() {
             self.abort(task); // too late to run: resolve its handle as cancelled
         } else {
-            self.run_queue.borrow_mut().push_back(task);
+            self.run_queue.push(task);
         }
         JoinHandle::new(Rc::downgrade(self), task)
     }
 
     /// Drops the task's future (catching a panic in its destructor) and finishes it.
-    fn cancel(&self, task: TaskRef, cell: TaskCellBox) -> Result<(), Panic> {
+    fn cancel(&self, task: TaskRef, cell: BoxedTask) -> Result<(), Panic> {
         let cell = self.between_polls(task, cell, Activity::DropFuture, |mut cell| {
             cell.as_mut().cancel();
             cell
@@ -667,7 +660,7 @@ impl Core {
     /// result, drop it now (and report a panic nobody will see otherwise). Returns the
     /// panic of the handle's waker, if it panicked, for the caller to raise where it
     /// belongs: after the loop's step, or to whoever called `abort`.
-    fn finish(&self, task: TaskRef, cell: TaskCellBox) -> Result<(), Panic> {
+    fn finish(&self, task: TaskRef, cell: BoxedTask) -> Result<(), Panic> {
         let finished = self.tasks.borrow_mut().finish(task, cell);
         let woken = finished.join_waker.map_or(Ok(()), wake::wake);
         if let Some(cell) = finished.orphan {
@@ -679,7 +672,7 @@ impl Core {
 
     /// Drops a finished task whose result nobody will read. A panic in it is reported
     /// (`OL003`), like asyncio's "Task exception was never retrieved".
-    fn drop_unobserved(&self, task: TaskRef, cell: TaskCellBox) {
+    fn drop_unobserved(&self, task: TaskRef, cell: BoxedTask) {
         let info = task_info(task.id, cell.header());
         let mut panic = cell.panic_message().map(str::to_owned);
         // The output's destructor is user code: contain a panic there too.
@@ -702,9 +695,9 @@ impl Core {
     fn between_polls<R>(
         &self,
         task: TaskRef,
-        cell: TaskCellBox,
+        cell: BoxedTask,
         activity: Activity,
-        f: impl FnOnce(TaskCellBox) -> R,
+        f: impl FnOnce(BoxedTask) -> R,
     ) -> R {
         match &self.instruments {
             // Inside a poll (a task aborted another, or dropped a finished task's handle)
@@ -1210,7 +1203,7 @@ impl Core {
         if let Some(panic) = self.deferred_panic.take() {
             wake::drop_panic(panic);
         }
-        self.run_queue.borrow_mut().clear();
+        self.run_queue.clear();
         // The tasks are gone, and with them every handle to a job that had not started
         // (those jobs are cancelled). Wait a while for the running ones; while panicking,
         // not at all.

@@ -2,7 +2,7 @@
 //!
 //! Every task owns one [`TaskWaker`] (an `Arc`, turned into a `std::task::Waker` by
 //! `futures-task`'s `ArcWake`, so no `unsafe` is needed). A wake on the loop thread pushes
-//! the task onto the local run queue (see `context.rs`); a wake from any other thread goes
+//! the task onto the local run queue (`task/run_queue.rs`); a wake from any other thread goes
 //! through [`Remote`]: a locked queue plus one coalesced `mio::Waker::wake()` (an eventfd
 //! write on Linux) per drain. The loop drains that queue in `Core::park` (`runtime.rs`).
 //!
@@ -15,20 +15,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use futures_task::ArcWake;
 use parking_lot::Mutex;
 
-use crate::context;
-
-/// The slab key used for the `block_on` future, which lives on `block_on`'s stack rather
-/// than in the task slab.
-pub(crate) const MAIN_KEY: usize = usize::MAX;
-
-/// Names one task: its slot in the task slab plus the id that slot was given when the task
-/// was spawned. Slots are reused; ids never are, so a stale `TaskRef` (held by the waker of
-/// a task that has finished) no longer matches the slot and is ignored.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct TaskRef {
-    pub(crate) key: usize,
-    pub(crate) id: u64,
-}
+use crate::task::id::TaskRef;
+use crate::task::run_queue;
 
 /// The data behind a task's `Waker`. It holds only `Send + Sync` state, so the last clone
 /// may be dropped on any thread without touching the (`!Send`) future.
@@ -64,7 +52,7 @@ impl ArcWake for TaskWaker {
         if arc_self.scheduled.swap(true, Ordering::AcqRel) {
             return; // already queued: one entry in the run queue however many wakes
         }
-        if !context::schedule_local(&arc_self.remote, arc_self.task) {
+        if !run_queue::push_local(arc_self.remote.runtime_id, arc_self.task) {
             arc_self.remote.wake(arc_self.task);
         }
     }

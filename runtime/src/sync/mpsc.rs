@@ -39,7 +39,7 @@ use parking_lot::Mutex;
 
 use super::Semaphore;
 use crate::context;
-use crate::debug::deadlock::Waiting;
+use crate::task::waiting::Waiting;
 
 /// A bounded channel holding at most `capacity` values.
 ///

@@ -23,7 +23,7 @@ use std::panic::Location;
 use oneloop_pool::wake;
 
 use crate::context;
-use crate::debug::deadlock::Waiting;
+use crate::task::waiting::Waiting;
 use parking_lot::Mutex;
 
 /// Creates a one-value channel.

@@ -1,4 +1,5 @@
-//! `JoinHandle`: the awaitable result of a spawned task, and `JoinError`.
+//! `JoinHandle`: the awaitable result of a spawned task (why it may carry none is
+//! `JoinError`, in `error.rs`).
 //!
 //! A handle names its task by `TaskRef` and reaches the loop through a `Weak` to the core,
 //! so a handle that outlives its runtime resolves to `Cancelled` instead of touching freed
@@ -12,43 +13,9 @@ use std::pin::Pin;
 use std::rc::Weak;
 use std::task::{Context, Poll, Waker};
 
-use super::Id;
+use super::{Id, JoinError};
 use crate::runtime::Core;
-use crate::waker::TaskRef;
-
-/// Why a task produced no value.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum JoinError {
-    /// The task was aborted ([`JoinHandle::abort`], a `JoinSet` or `TaskGroup` cancelling it,
-    /// or its runtime shutting down) before it finished.
-    Cancelled,
-    /// The task panicked; this is the panic's message. The loop and every other task carry
-    /// on.
-    Panicked(String),
-}
-
-impl JoinError {
-    /// True for [`JoinError::Cancelled`].
-    pub fn is_cancelled(&self) -> bool {
-        matches!(self, JoinError::Cancelled)
-    }
-
-    /// True for [`JoinError::Panicked`].
-    pub fn is_panic(&self) -> bool {
-        matches!(self, JoinError::Panicked(_))
-    }
-}
-
-impl fmt::Display for JoinError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            JoinError::Cancelled => f.write_str("task was cancelled"),
-            JoinError::Panicked(message) => write!(f, "task panicked: {message}"),
-        }
-    }
-}
-
-impl std::error::Error for JoinError {}
+use crate::task::id::TaskRef;
 
 /// An owned permission to await a task's result, returned by [`spawn`](crate::spawn).
 ///

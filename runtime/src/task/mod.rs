@@ -13,41 +13,28 @@
 
 mod builder;
 pub(crate) mod cell;
+mod error;
 mod group;
+pub(crate) mod id;
 mod join;
 mod join_set;
 mod ready;
+pub(crate) mod run_queue;
 pub(crate) mod table;
+pub(crate) mod waiting;
 
-use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 pub use builder::Builder;
+pub use error::JoinError;
 pub use group::{GroupError, JoinAll, TaskGroup, TryJoinAll, join_all, try_join_all};
-pub use join::{JoinError, JoinHandle};
+pub use id::Id;
+pub use join::JoinHandle;
 pub use join_set::JoinSet;
 
 use crate::context;
-
-/// A task's id, unique within its runtime: `#1`, `#2`, ... in spawn order; `#0` is the
-/// future given to `block_on`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Id(pub(crate) u64);
-
-impl Id {
-    /// The id as a number.
-    pub fn as_u64(self) -> u64 {
-        self.0
-    }
-}
-
-impl fmt::Display for Id {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "#{}", self.0)
-    }
-}
 
 /// Spawns `future` as a new task on the current runtime and returns its [`JoinHandle`].
 ///

@@ -16,16 +16,17 @@ use std::task::Waker;
 use slab::Slab;
 
 use super::cell::RawTask;
-use crate::debug::deadlock::Waiting;
-use crate::waker::TaskRef;
+use crate::task::id::TaskRef;
+use crate::task::waiting::Waiting;
 
-pub(crate) type Cell = Pin<Box<dyn RawTask>>;
+/// A task as the table stores it: its cell (`cell.rs`), pinned on the heap, its type erased.
+pub(crate) type BoxedTask = Pin<Box<dyn RawTask>>;
 
 pub(crate) struct Slot {
     /// The id the task got at spawn; a `TaskRef` with another id is stale.
     id: u64,
     /// The task itself; `None` only while the loop is polling it.
-    pub(crate) cell: Option<Cell>,
+    pub(crate) cell: Option<BoxedTask>,
     /// True once the output (or the panic, or the cancellation) is stored in the cell.
     pub(crate) finished: bool,
     /// True while a `JoinHandle` exists (the slot outlives the task for it).
@@ -51,7 +52,7 @@ pub(crate) struct Finished {
     pub(crate) join_waker: Option<Waker>,
     /// Nobody holds a handle: the slot is freed and this cell must be dropped (it may hold
     /// an output with a destructor). If it panicked, nobody will ever know unless reported.
-    pub(crate) orphan: Option<Cell>,
+    pub(crate) orphan: Option<BoxedTask>,
 }
 
 #[derive(Default)]
@@ -82,7 +83,7 @@ impl TaskTable {
     }
 
     /// Inserts a task; `make` builds its cell from the `TaskRef` it will have.
-    pub(crate) fn insert(&mut self, site: u32, make: impl FnOnce(TaskRef) -> Cell) -> TaskRef {
+    pub(crate) fn insert(&mut self, site: u32, make: impl FnOnce(TaskRef) -> BoxedTask) -> TaskRef {
         // Id 0 is the `block_on` future's, so tasks count from 1.
         self.next_id += 1;
         let entry = self.slab.vacant_entry();
@@ -116,7 +117,7 @@ impl TaskTable {
 
     /// Takes the cell out for a poll, with the task's debug-mode site, unless the task is
     /// stale, finished or already out.
-    pub(crate) fn take_for_poll(&mut self, task: TaskRef) -> Option<(Cell, u32)> {
+    pub(crate) fn take_for_poll(&mut self, task: TaskRef) -> Option<(BoxedTask, u32)> {
         let slot = self.get_mut(task)?;
         if slot.finished {
             return None;
@@ -138,7 +139,12 @@ impl TaskTable {
     /// Puts a polled, still-pending cell back, with what it now waits on. Hands it back
     /// instead if `abort()` was called during the poll: the caller cancels it and calls
     /// `finish`.
-    pub(crate) fn put_back(&mut self, task: TaskRef, cell: Cell, waiting: Waiting) -> Option<Cell> {
+    pub(crate) fn put_back(
+        &mut self,
+        task: TaskRef,
+        cell: BoxedTask,
+        waiting: Waiting,
+    ) -> Option<BoxedTask> {
         let slot = self
             .get_mut(task)
             .expect("oneloop bug: polled task lost its slot");
@@ -151,7 +157,7 @@ impl TaskTable {
     }
 
     /// Records that the task in `cell` has finished.
-    pub(crate) fn finish(&mut self, task: TaskRef, cell: Cell) -> Finished {
+    pub(crate) fn finish(&mut self, task: TaskRef, cell: BoxedTask) -> Finished {
         let slot = self
             .get_mut(task)
             .expect("oneloop bug: finished task lost its slot");
@@ -175,7 +181,7 @@ impl TaskTable {
     /// The `JoinHandle` is going away without having taken the output. Returns the cell
     /// when the task had finished (the slot is freed), and the handle's waker, for the
     /// caller to drop after the borrow.
-    pub(crate) fn release_handle(&mut self, task: TaskRef) -> (Option<Cell>, Option<Waker>) {
+    pub(crate) fn release_handle(&mut self, task: TaskRef) -> (Option<BoxedTask>, Option<Waker>) {
         let Some(slot) = self.get_mut(task) else {
             return (None, None);
         };
@@ -191,7 +197,7 @@ impl TaskTable {
 
     /// The `JoinHandle` took the output: free the slot, handing back the emptied cell and
     /// any waker left in it (to drop after the borrow).
-    pub(crate) fn remove(&mut self, task: TaskRef) -> (Option<Cell>, Option<Waker>) {
+    pub(crate) fn remove(&mut self, task: TaskRef) -> (Option<BoxedTask>, Option<Waker>) {
         if self.get(task).is_none() {
             return (None, None);
         }
@@ -201,7 +207,7 @@ impl TaskTable {
 
     /// Starts an abort. Returns the cell to cancel now, or `None` when the task has finished
     /// or is being polled (then it is cancelled when the poll returns).
-    pub(crate) fn begin_abort(&mut self, task: TaskRef) -> Option<Cell> {
+    pub(crate) fn begin_abort(&mut self, task: TaskRef) -> Option<BoxedTask> {
         let slot = self.get_mut(task)?;
         if slot.finished {
             return None;
@@ -234,7 +240,7 @@ impl TaskTable {
 
     /// Empties the table (runtime shutdown), handing every cell and waker back to be
     /// dropped after the borrow.
-    pub(crate) fn drain(&mut self) -> (Vec<Cell>, Vec<Waker>) {
+    pub(crate) fn drain(&mut self) -> (Vec<BoxedTask>, Vec<Waker>) {
         let mut cells = Vec::new();
         let mut wakers = Vec::new();
         for slot in self.slab.drain() {
