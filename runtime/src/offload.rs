@@ -151,7 +151,7 @@ fn builder(location: &'static Location<'static>, core: Option<&Core>) -> JobBuil
         Some(observer) => builder.observer(observer),
         // Otherwise the time of the loop's current turn will do (it was read when the
         // turn began), which spares a clock read per job.
-        None => builder.submitted_at(core.now()),
+        None => builder.submitted_at(core.timers().now()),
     }
 }
 

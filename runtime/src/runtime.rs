@@ -43,7 +43,7 @@ use crate::task::run_queue::RunQueue;
 use crate::task::table::{BoxedTask, TaskTable};
 use crate::task::waiting::Waiting;
 use crate::task::{Id, JoinHandle};
-use crate::time::timers::{Stored::NeedsClone, Stored::NotArmed, TimerKey, TimerQueue};
+use crate::time::timers::Timers;
 use crate::waker::{Remote, RemoteOp, TaskWaker};
 use crate::{Builder, Handle};
 
@@ -236,10 +236,8 @@ pub(crate) struct Core {
     /// The task being polled right now (`Some(0)` for the `block_on` future).
     current: Cell<Option<u64>>,
     reactor: Reactor,
-    timers: RefCell<TimerQueue>,
-    /// The time timers were last fired at; refreshed once per tick. A timer compared
-    /// against it can only be late, never early, because the clock only moves forward.
-    now: Cell<Instant>,
+    /// Timers and the clock they are compared against (`time/timers.rs`).
+    timers: Timers,
     /// What other threads touch: the remote queue and the eventfd.
     pub(crate) remote: Arc<Remote>,
     /// Debug mode and tracing (`debug/instruments.rs`); `None` when both are off, which
@@ -288,7 +286,6 @@ struct Counters {
     ticks: Cell<u64>,
     polls: Cell<u64>,
     spawned: Cell<u64>,
-    timers_fired: Cell<u64>,
 }
 
 fn bump(counter: &Cell<u64>, by: u64) {
@@ -314,8 +311,7 @@ impl Core {
             run_queue: Rc::default(),
             current: Cell::new(None),
             reactor,
-            timers: RefCell::default(),
-            now: Cell::new(Instant::now()),
+            timers: Timers::new(),
             remote,
             instruments,
             reporter,
@@ -426,7 +422,7 @@ impl Core {
         let next_timer = if busy {
             None
         } else {
-            self.timers.borrow().next_deadline()
+            self.timers.next_deadline()
         };
         let mut wake_at = None;
         let timeout = if busy {
@@ -489,14 +485,8 @@ impl Core {
 
     /// Step 2: wake every timer whose deadline has passed, earliest first.
     fn fire_timers(&self) {
-        let now = Instant::now();
-        self.now.set(now);
-        if self.timers.borrow().is_empty() {
-            return;
-        }
         let mut wakers = self.wake_buffer.take();
-        let fired = self.timers.borrow_mut().fire_due(now, &mut wakers);
-        bump(&self.counters.timers_fired, fired as u64);
+        self.timers.fire_due(&mut wakers);
         // The fired timers have left the queue: each waker must be called, whatever the
         // others do, or its task would never hear of its timer again.
         self.wake_batch(wakers);
@@ -809,57 +799,8 @@ impl Core {
         self.waiting.set(waiting);
     }
 
-    // ---------------------------------------------------------------------------------
-    // Timers (the `Sleep` future's side).
-    // ---------------------------------------------------------------------------------
-
-    /// `Sleep::poll`: ready once `deadline` has passed; otherwise the timer is armed (or
-    /// its waker refreshed) and `key` remembers it.
-    pub(crate) fn poll_timer(
-        &self,
-        deadline: Instant,
-        key: &mut Option<TimerKey>,
-        cx: &mut Context<'_>,
-    ) -> Poll<()> {
-        if deadline <= self.now.get() {
-            if let Some(key) = key.take() {
-                self.cancel_timer(key);
-            }
-            return Poll::Ready(());
-        }
-        // The waker is cloned, and the one it replaces dropped, outside the borrow: both
-        // are user code (`oneloop_pool::wake`).
-        let mut fresh = None;
-        loop {
-            let mut timers = self.timers.borrow_mut();
-            let stored = match *key {
-                Some(armed) => timers.update_waker(armed, cx.waker(), &mut fresh),
-                None => Err(NotArmed),
-            };
-            match stored {
-                Ok(old) => {
-                    drop(timers);
-                    wake::discard((old, fresh));
-                    self.note_wait(Waiting::Sleep(deadline));
-                    return Poll::Pending;
-                }
-                Err(NotArmed) => {
-                    if let Some(waker) = fresh.take() {
-                        *key = Some(timers.insert(deadline, waker));
-                        self.note_wait(Waiting::Sleep(deadline));
-                        return Poll::Pending;
-                    }
-                }
-                Err(NeedsClone) => {}
-            }
-            drop(timers);
-            fresh = Some(cx.waker().clone());
-        }
-    }
-
-    pub(crate) fn cancel_timer(&self, key: TimerKey) {
-        let waker = self.timers.borrow_mut().remove(key);
-        wake::discard(waker); // after the borrow, contained (it runs in `Sleep::drop`)
+    pub(crate) fn timers(&self) -> &Timers {
+        &self.timers
     }
 
     pub(crate) fn reactor(&self) -> &Reactor {
@@ -903,12 +844,6 @@ impl Core {
                 None
             }
         }
-    }
-
-    /// What debug mode and tracing attach to offloaded jobs.
-    /// When the loop's current turn began (its timers were checked then).
-    pub(crate) fn now(&self) -> Instant {
-        self.now.get()
     }
 
     pub(crate) fn job_observer(&self) -> Option<Arc<dyn oneloop_pool::JobObserver>> {
@@ -1197,8 +1132,7 @@ impl Core {
             wake::contain(wake::catch(|| drop(cell)));
         }
         drop(WakeList::from_iter(wakers)); // each dropped, contained
-        let timers = self.timers.borrow_mut().take_all();
-        drop(WakeList::from_iter(timers.into_values()));
+        self.timers.clear();
         // A waker panic deferred while tasks were cancelled has nobody to go to now.
         if let Some(panic) = self.deferred_panic.take() {
             wake::drop_panic(panic);
@@ -1234,8 +1168,8 @@ impl Core {
             live_tasks: self.tasks.borrow().len(),
             remote_wakes: self.remote.remote_wakes(),
             eventfd_writes: self.remote.eventfd_writes(),
-            timers: self.timers.borrow().len(),
-            timers_fired: self.counters.timers_fired.get(),
+            timers: self.timers.len(),
+            timers_fired: self.timers.fired(),
             io_sources: self.reactor.len(),
             slow_polls: self.instruments.as_ref().map_or(0, Instruments::slow_polls),
         }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::timers::TimerKey;
 use crate::context;
+use crate::task::waiting::Waiting;
 
 /// How the misuse messages name this future.
 const WHAT: &str = "a oneloop::time::Sleep";
@@ -89,7 +90,7 @@ impl Sleep {
         if let Some((owner, key)) = self.registration.take() {
             context::with_current(|core| {
                 if core.id() == owner {
-                    core.cancel_timer(key);
+                    core.timers().cancel(key);
                 }
             });
         }
@@ -106,8 +107,11 @@ impl Future for Sleep {
             None => context::current(WHAT),
         };
         let mut key = this.registration.map(|(_, key)| key);
-        let poll = core.poll_timer(this.deadline, &mut key, cx);
+        let poll = core.timers().poll(this.deadline, &mut key, cx.waker());
         this.registration = key.map(|key| (core.id(), key));
+        if poll.is_pending() {
+            core.note_wait(Waiting::Sleep(this.deadline));
+        }
         poll
     }
 }

@@ -1,14 +1,133 @@
-//! The timer queue: deadlines ordered in a `BTreeMap`, each with the waker to call.
+//! The loop's timers: [`Timers`] (the queue, the clock it is compared against, and the
+//! `Sleep` future's side: arm, refresh, cancel), over [`TimerQueue`] (deadlines ordered in a
+//! `BTreeMap`, each with the waker to call). `Sleep` is in `sleep.rs`; the loop asks
+//! `Timers` how long it may sleep and fires what is due each tick (`runtime.rs`).
 //!
 //! Keys are `(deadline, sequence)`: the sequence breaks ties in registration order and
 //! makes every key unique, so a `Sleep` can remove exactly its own entry when it is
 //! dropped or reset. Removal is a real O(log n) delete, so cancelled timers never pile up
 //! and nothing needs compacting. The loop asks for the nearest deadline when it decides
-//! how long to sleep (`Core::park`) and fires what is due right after (`Core::fire_timers`).
+//! how long to sleep (`Core::react`) and fires what is due right after (`Core::fire_timers`).
+//!
+//! Wakers are user code: `Timers` clones a waker, and drops one it replaces, outside its
+//! borrow of the queue (`oneloop_pool::wake`), and hands fired ones to the loop to call.
 
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
-use std::task::Waker;
+use std::task::{Poll, Waker};
 use std::time::Instant;
+
+use oneloop_pool::wake::{self, WakeList};
+
+use Stored::{NeedsClone, NotArmed};
+
+/// The timers of one runtime, used on its loop thread only.
+pub(crate) struct Timers {
+    queue: RefCell<TimerQueue>,
+    /// The time timers were last fired at; refreshed once per tick (`fire_due`). A timer
+    /// compared against it can only be late, never early, because the clock only moves
+    /// forward.
+    now: Cell<Instant>,
+    /// Timers fired so far (`Metrics::timers_fired`).
+    fired: Cell<u64>,
+}
+
+impl Timers {
+    pub(crate) fn new() -> Self {
+        Timers {
+            queue: RefCell::default(),
+            now: Cell::new(Instant::now()),
+            fired: Cell::new(0),
+        }
+    }
+
+    /// When the loop's current turn began (its timers were checked then).
+    pub(crate) fn now(&self) -> Instant {
+        self.now.get()
+    }
+
+    /// The nearest deadline: the loop sleeps until then at most.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.queue.borrow().next_deadline()
+    }
+
+    /// Reads the clock for this tick and moves the wakers of every due timer into `out`,
+    /// earliest first, for the loop to call outside this borrow.
+    pub(crate) fn fire_due(&self, out: &mut Vec<Waker>) {
+        let now = Instant::now();
+        self.now.set(now);
+        if self.queue.borrow().is_empty() {
+            return;
+        }
+        let fired = self.queue.borrow_mut().fire_due(now, out);
+        self.fired.set(self.fired.get() + fired as u64);
+    }
+
+    /// `Sleep::poll`: ready once `deadline` has passed (by this tick's clock); otherwise
+    /// the timer is armed (or its waker refreshed) and `key` remembers it.
+    pub(crate) fn poll(
+        &self,
+        deadline: Instant,
+        key: &mut Option<TimerKey>,
+        waker: &Waker,
+    ) -> Poll<()> {
+        if deadline <= self.now.get() {
+            if let Some(key) = key.take() {
+                self.cancel(key);
+            }
+            return Poll::Ready(());
+        }
+        // The waker is cloned, and the one it replaces dropped, outside the borrow: both
+        // are user code (`oneloop_pool::wake`).
+        let mut fresh = None;
+        loop {
+            let mut queue = self.queue.borrow_mut();
+            let stored = match *key {
+                Some(armed) => queue.update_waker(armed, waker, &mut fresh),
+                None => Err(NotArmed),
+            };
+            match stored {
+                Ok(old) => {
+                    drop(queue);
+                    wake::discard((old, fresh));
+                    return Poll::Pending;
+                }
+                Err(NotArmed) => {
+                    if let Some(waker) = fresh.take() {
+                        *key = Some(queue.insert(deadline, waker));
+                        return Poll::Pending;
+                    }
+                }
+                Err(NeedsClone) => {}
+            }
+            drop(queue);
+            fresh = Some(waker.clone());
+        }
+    }
+
+    /// Disarms a timer (a `Sleep` dropped or reset); one that already fired is ignored.
+    pub(crate) fn cancel(&self, key: TimerKey) {
+        let waker = self.queue.borrow_mut().remove(key);
+        wake::discard(waker); // after the borrow, contained (it runs in `Sleep::drop`)
+    }
+
+    /// Timers armed right now.
+    pub(crate) fn len(&self) -> usize {
+        self.queue.borrow().len()
+    }
+
+    /// Timers fired so far.
+    pub(crate) fn fired(&self) -> u64 {
+        self.fired.get()
+    }
+
+    /// Disarms every timer (the runtime shuts down), dropping each waker outside the borrow,
+    /// every one even if one panics.
+    pub(crate) fn clear(&self) {
+        let timers = self.queue.borrow_mut().take_all();
+        drop(WakeList::from_iter(timers.into_values()));
+    }
+}
 
 /// Identifies one registered timer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
