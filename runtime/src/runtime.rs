@@ -35,6 +35,7 @@ use crate::debug::deadlock::{self, Chain, MAX_CHAIN, Quiet, StallWatch};
 use crate::debug::instruments::{Activity, Instruments, Probe};
 use crate::debug::leaks::Running;
 use crate::debug::{Code, Report, Reporter, TaskInfo};
+use crate::offload::default_pool::DefaultPool;
 use crate::reactor::Reactor;
 use crate::spin::Spin;
 use crate::task::cell::{Header, TaskCell};
@@ -53,12 +54,6 @@ use crate::{Builder, Handle};
 const MAX_BATCH: usize = 128;
 
 /// Hands out runtime ids, so a timer or socket can tell which runtime it belongs to.
-/// How long after a failed attempt to start the default pool the next one may be made.
-/// Each attempt starts threads until the OS refuses one, then stops them all: retrying on
-/// every `to_thread` would spend that much per call, on the loop. A second is rare enough
-/// to cost nothing, and soon enough to recover once threads are available again.
-const DEFAULT_POOL_RETRY: Duration = Duration::from_secs(1);
-
 static NEXT_RUNTIME_ID: AtomicU64 = AtomicU64::new(1);
 
 /// An event loop on the current thread: tasks, timers, I/O, and the bridge for other
@@ -248,13 +243,7 @@ pub(crate) struct Core {
     /// Set while the runtime is dropping: a task spawned now is cancelled at once.
     shutting_down: Cell<bool>,
     /// The pool behind `to_thread`, created on first use; shut down with the runtime.
-    default_pool: RefCell<Option<ThreadPool>>,
-    /// When building the default pool last failed (written and read by `default_pool`):
-    /// the next attempt waits `DEFAULT_POOL_RETRY` after it, so a burst of `to_thread`
-    /// calls against an OS that refuses threads does not start and stop a pool each.
-    default_pool_failed: Cell<Option<Instant>>,
-    default_pool_workers: usize,
-    default_pool_shutdown: Duration,
+    default_pool: DefaultPool,
     /// The first panic of a waker the loop called itself, re-raised out of `block_on`
     /// once the step it happened in is complete (`raise_deferred_panic`).
     deferred_panic: Cell<Option<Panic>>,
@@ -316,10 +305,10 @@ impl Core {
             instruments,
             reporter,
             shutting_down: Cell::new(false),
-            default_pool: RefCell::new(None),
-            default_pool_failed: Cell::new(None),
-            default_pool_workers: config.default_pool_workers,
-            default_pool_shutdown: config.default_pool_shutdown,
+            default_pool: DefaultPool::new(
+                config.default_pool_workers,
+                config.default_pool_shutdown,
+            ),
             deferred_panic: Cell::new(None),
             waiting: Cell::new(Waiting::Unknown),
             main_waiting: Cell::new(Waiting::Unknown),
@@ -811,39 +800,9 @@ impl Core {
     // Offloading (the loop's side of `offload.rs`).
     // ---------------------------------------------------------------------------------
 
-    /// The default pool, started on first use. `None` if the OS refused its threads:
-    /// reported as `OL012`, and tried again on a later call, at most once per
-    /// `DEFAULT_POOL_RETRY` (until then `None` at once, with no report).
+    /// The default pool, started on first use (`offload/default_pool.rs`).
     pub(crate) fn default_pool(&self) -> Option<ThreadPool> {
-        if let Some(pool) = &*self.default_pool.borrow() {
-            return Some(pool.clone());
-        }
-        if let Some(failed) = self.default_pool_failed.get()
-            && failed.elapsed() < DEFAULT_POOL_RETRY
-        {
-            return None;
-        }
-        let built = ThreadPool::builder()
-            .workers(self.default_pool_workers)
-            .thread_name("to_thread")
-            .build();
-        match built {
-            Ok(pool) => {
-                self.default_pool_failed.set(None);
-                *self.default_pool.borrow_mut() = Some(pool.clone());
-                Some(pool)
-            }
-            Err(error) => {
-                self.default_pool_failed.set(Some(Instant::now()));
-                let mut report = Report::empty(Code::DefaultPoolUnavailable);
-                report.message = Some(format!(
-                    "{error} (asked for {} workers)",
-                    self.default_pool_workers
-                ));
-                self.reporter.emit(&report);
-                None
-            }
-        }
+        self.default_pool.get(&self.reporter)
     }
 
     pub(crate) fn job_observer(&self) -> Option<Arc<dyn oneloop_pool::JobObserver>> {
@@ -1141,20 +1100,7 @@ impl Core {
         // The tasks are gone, and with them every handle to a job that had not started
         // (those jobs are cancelled). Wait a while for the running ones; while panicking,
         // not at all.
-        let pool = self.default_pool.borrow_mut().take();
-        if let Some(pool) = pool {
-            let timeout = if std::thread::panicking() {
-                Duration::ZERO
-            } else {
-                self.default_pool_shutdown
-            };
-            let report = pool.shutdown_timeout(timeout);
-            if !report.is_clean() {
-                let report =
-                    Report::about_pool(Code::PoolShutdownIncomplete, report.to_string(), timeout);
-                self.reporter.emit(&report);
-            }
-        }
+        self.default_pool.shutdown(&self.reporter);
         if let Some(ins) = &self.instruments {
             ins.finish();
         }

@@ -9,6 +9,8 @@
 //!
 //! A bounded pool that is full and says "wait" hands out permits through its admission
 //! semaphore: the future waits for one (FIFO, cancel-safe), then submits.
+//!
+//! The default pool behind `to_thread` is the loop's, in `default_pool.rs`.
 
 use std::fmt;
 use std::future::Future;
@@ -24,6 +26,8 @@ use oneloop_pool::{
 
 use crate::context;
 use crate::runtime::Core;
+
+pub(crate) mod default_pool;
 
 /// The future of an offloaded closure: resolves to its value, or to a [`JobError`] (it
 /// panicked, was cancelled, the pool shut down...).
@@ -164,13 +168,33 @@ fn watch_executor<E: Executor>(executor: &E, core: Option<&Core>) {
     }
 }
 
-/// Tells the loop's instruments which task submitted the job (for the trace's arrows).
-fn note_submitted<T>(core: Option<&Core>, handle: &JobHandle<T>)
+/// The one path of every entry point: the job is built with what the loop's instruments
+/// attach to it (`builder`), the submitting task is noted for the trace's arrows, and the
+/// job goes to `executor`. With no executor (the OS refused the default pool's threads,
+/// reported as `OL012`) it resolves as `Broken`, a broken pool's answer.
+fn offload<E, T>(
+    executor: Option<&E>,
+    core: Option<&Core>,
+    location: &'static Location<'static>,
+    make: impl FnOnce(JobBuilder) -> (Job, JobHandle<T>),
+) -> Offload<T>
 where
+    E: Executor + Clone + 'static,
     T: Send + 'static,
 {
+    let (job, handle) = make(builder(location, core));
     if let Some(core) = core {
         core.job_submitted(|| handle.info().id);
+    }
+    match executor {
+        Some(executor) => submit(executor, job, handle),
+        None => {
+            job.resolve(JobError::Broken);
+            Offload {
+                handle,
+                waiting: None,
+            }
+        }
     }
 }
 
@@ -220,9 +244,9 @@ where
 {
     let core = context::with_current(Rc::clone);
     watch_executor(executor, core.as_deref());
-    let (job, handle) = builder(Location::caller(), core.as_deref()).build(f);
-    note_submitted(core.as_deref(), &handle);
-    submit(executor, job, handle)
+    offload(Some(executor), core.as_deref(), Location::caller(), |b| {
+        b.build(f)
+    })
 }
 
 /// Like [`run_in_executor`], handing `f` a [`CancelToken`] that is set when the future is
@@ -236,9 +260,10 @@ where
 {
     let core = context::with_current(Rc::clone);
     watch_executor(executor, core.as_deref());
-    let (job, handle) = builder(Location::caller(), core.as_deref()).build_with_token(f);
-    note_submitted(core.as_deref(), &handle);
-    submit(executor, job, handle)
+    let location = Location::caller();
+    offload(Some(executor), core.as_deref(), location, |b| {
+        b.build_with_token(f)
+    })
 }
 
 /// Runs `f` on the runtime's default pool and returns a future of its result: asyncio's
@@ -265,20 +290,12 @@ where
     T: Send + 'static,
 {
     let core = context::current("oneloop::to_thread");
-    let (job, handle) = builder(Location::caller(), Some(&core)).build(f);
-    note_submitted(Some(&core), &handle);
-    match core.default_pool() {
-        Some(pool) => submit(&pool, job, handle),
-        None => {
-            // The OS refused the pool's threads (reported as OL012), now or less than a
-            // second ago (`Core::default_pool`): the same answer as a broken pool's.
-            job.resolve(JobError::Broken);
-            Offload {
-                handle,
-                waiting: None,
-            }
-        }
-    }
+    // `None` when the OS refused the pool's threads, now or less than a second ago
+    // (`offload/default_pool.rs`): the job resolves as a broken pool's would.
+    let pool = core.default_pool();
+    offload(pool.as_ref(), Some(&core), Location::caller(), |b| {
+        b.build(f)
+    })
 }
 
 impl crate::Runtime {
@@ -291,8 +308,8 @@ impl crate::Runtime {
         T: Send + 'static,
     {
         watch_executor(executor, Some(self.core()));
-        let (job, handle) = builder(Location::caller(), Some(self.core())).build(f);
-        note_submitted(Some(self.core()), &handle);
-        submit(executor, job, handle)
+        offload(Some(executor), Some(self.core()), Location::caller(), |b| {
+            b.build(f)
+        })
     }
 }
