@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use oneloop_pool::ThreadPool;
 
-use crate::Runtime;
 use crate::debug::{
     DEFAULT_SLOW_JOB_LIMIT, DEFAULT_SLOW_THRESHOLD, DebugConfig, Report, Sink, parse_debug_env,
     parse_slow_ms_env, stderr_sink,
@@ -164,19 +163,6 @@ impl Builder {
     pub fn on_report(mut self, sink: impl Fn(&Report) + Send + Sync + 'static) -> Self {
         self.sink = Some(std::sync::Arc::new(sink));
         self
-    }
-
-    /// Builds the runtime on the current thread.
-    ///
-    /// # Errors
-    ///
-    /// If the OS refuses the poller, the eventfd or the watchdog thread, or the trace file
-    /// cannot be created, or if
-    /// `ONELOOP_DEBUG` / `ONELOOP_SLOW_MS` hold something unreadable, a threshold is zero,
-    /// or the default pool's size is out of range (`ErrorKind::InvalidInput`, with a
-    /// message that says what is accepted).
-    pub fn build(self) -> io::Result<Runtime> {
-        Runtime::from_config(self.resolve(|name| std::env::var(name).ok())?)
     }
 
     /// Combines the settings with the environment (read through `env`, for tests).

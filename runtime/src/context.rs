@@ -13,7 +13,7 @@ use std::rc::Rc;
 
 use oneloop_pool::waiting;
 
-use crate::debug::leaks::Running;
+use crate::debug::leaks::{Running, thread_label};
 use crate::runtime::Core;
 use crate::task::run_queue::{self, LocalGuard};
 use crate::task::waiting::Waiting;
@@ -169,12 +169,4 @@ pub(crate) fn current_id() -> Option<u64> {
         .try_with(|current| current.borrow().as_ref().map(|core| core.id()))
         .ok()
         .flatten()
-}
-
-pub(crate) fn thread_label() -> String {
-    let thread = std::thread::current();
-    match thread.name() {
-        Some(name) => format!("'{name}'"),
-        None => format!("{:?}", thread.id()),
-    }
 }

@@ -49,6 +49,13 @@ pub struct Handle {
     remote: Arc<Remote>,
 }
 
+impl crate::Runtime {
+    /// A [`Handle`] for other threads to send work to this loop.
+    pub fn handle(&self) -> Handle {
+        Handle::new(self.core().remote.clone())
+    }
+}
+
 impl Handle {
     pub(crate) fn new(remote: Arc<Remote>) -> Handle {
         remote.handles.fetch_add(1, Ordering::AcqRel);
@@ -180,7 +187,7 @@ impl<T> Completer<T> {
                 location,
             };
             let message = message.clone();
-            context::with_current(|core| core.report_panic_not_retrieved(info, message));
+            context::with_current(|core| core.tasks().report_panic_not_retrieved(info, message));
         }
         self.store(result);
     }
@@ -241,7 +248,7 @@ impl<T: Send + 'static> RemoteJoinHandle<T> {
         };
         if let Some(task) = task {
             let _ = self.remote.push(RemoteOp::Run(Box::new(move || {
-                context::with_current(|core| core.abort(task));
+                context::with_current(|core| core.tasks().abort(task));
             })));
         }
     }

@@ -207,6 +207,7 @@ mod context;
 pub mod debug;
 mod handle;
 mod io;
+mod metrics;
 pub mod net;
 mod offload;
 mod park;
@@ -229,7 +230,8 @@ pub struct ReadmeExamples;
 
 pub use builder::Builder;
 pub use handle::{Handle, RemoteJoinHandle};
+pub use metrics::Metrics;
 pub use offload::{Offload, run_in_executor, run_in_executor_with_token, to_thread};
 pub use oneloop_pool::{CancelToken, Executor, JobError, ThreadPool};
-pub use runtime::{Metrics, Runtime};
+pub use runtime::Runtime;
 pub use task::{JoinError, JoinHandle, spawn};

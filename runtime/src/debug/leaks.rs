@@ -53,7 +53,7 @@ pub(crate) fn register(id: u64, reporter: Arc<Reporter>) -> Registration {
     install_exit_report();
     let live = Arc::new(Live {
         id,
-        thread: crate::context::thread_label(),
+        thread: thread_label(),
         tasks: Arc::default(),
         running: AtomicBool::new(false),
         reporter,
@@ -147,4 +147,13 @@ extern "C" fn report_at_exit() {
             }
         }
     });
+}
+
+/// How messages name the current thread: its name, or its id when it has none.
+pub(crate) fn thread_label() -> String {
+    let thread = std::thread::current();
+    match thread.name() {
+        Some(name) => format!("'{name}'"),
+        None => format!("{:?}", thread.id()),
+    }
 }

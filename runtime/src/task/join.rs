@@ -1,8 +1,8 @@
 //! `JoinHandle`: the awaitable result of a spawned task (why it may carry none is
 //! `JoinError`, in `error.rs`).
 //!
-//! A handle names its task by `TaskRef` and reaches the loop through a `Weak` to the core,
-//! so a handle that outlives its runtime resolves to `Cancelled` instead of touching freed
+//! A handle names its task by `TaskRef` and reaches the task's life cycle
+//! (`lifecycle.rs`) through a `Weak`, never the loop, so a handle that outlives its runtime resolves to `Cancelled` instead of touching freed
 //! state. Every operation is one short visit to the task table (`table.rs`).
 
 use std::any::Any;
@@ -13,8 +13,8 @@ use std::pin::Pin;
 use std::rc::Weak;
 use std::task::{Context, Poll, Waker};
 
+use super::lifecycle::Tasks;
 use super::{Id, JoinError};
-use crate::runtime::Core;
 use crate::task::id::TaskRef;
 
 /// An owned permission to await a task's result, returned by [`spawn`](crate::spawn).
@@ -39,7 +39,7 @@ use crate::task::id::TaskRef;
 /// Polling it again after it returned `Ready` panics.
 #[must_use = "dropping a JoinHandle detaches the task; await it to get its result"]
 pub struct JoinHandle<T> {
-    core: Weak<Core>,
+    tasks: Weak<Tasks>,
     task: TaskRef,
     /// Set once the result has been returned.
     done: bool,
@@ -47,9 +47,9 @@ pub struct JoinHandle<T> {
 }
 
 impl<T> JoinHandle<T> {
-    pub(crate) fn new(core: Weak<Core>, task: TaskRef) -> Self {
+    pub(crate) fn new(tasks: Weak<Tasks>, task: TaskRef) -> Self {
         JoinHandle {
-            core,
+            tasks,
             task,
             done: false,
             _output: PhantomData,
@@ -69,15 +69,15 @@ impl<T> JoinHandle<T> {
     /// itself from inside its own poll, as soon as that poll returns), and the handle
     /// resolves to [`JoinError::Cancelled`]. Does nothing if the task has finished.
     pub fn abort(&self) {
-        if let Some(core) = self.core.upgrade() {
-            core.abort(self.task);
+        if let Some(tasks) = self.tasks.upgrade() {
+            tasks.abort(self.task);
         }
     }
 
     /// True once the task has finished (with a value, a panic or a cancellation).
     pub fn is_finished(&self) -> bool {
-        match self.core.upgrade() {
-            Some(core) => core.is_finished(self.task),
+        match self.tasks.upgrade() {
+            Some(tasks) => tasks.is_finished(self.task),
             None => true,
         }
     }
@@ -89,8 +89,8 @@ impl<T> JoinHandle<T> {
     /// Has `waker` woken when the task finishes, without polling the handle. `JoinSet`
     /// uses it to learn which of many tasks finished.
     pub(crate) fn set_join_waker(&self, waker: &Waker) {
-        match self.core.upgrade() {
-            Some(core) => core.set_join_waker(self.task, waker),
+        match self.tasks.upgrade() {
+            Some(tasks) => tasks.set_join_waker(self.task, waker),
             None => waker.wake_by_ref(),
         }
     }
@@ -104,12 +104,12 @@ impl<T: 'static> Future for JoinHandle<T> {
             !self.done,
             "oneloop: JoinHandle polled after it returned its result"
         );
-        let Some(core) = self.core.upgrade() else {
+        let Some(tasks) = self.tasks.upgrade() else {
             self.done = true;
             return Poll::Ready(Err(JoinError::Cancelled)); // the runtime is gone
         };
         let mut output: Option<Result<T, JoinError>> = None;
-        match core.poll_join(self.task, cx.waker(), &mut output as &mut dyn Any) {
+        match tasks.poll_join(self.task, cx.waker(), &mut output as &mut dyn Any) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(()) => {
                 self.done = true;
@@ -122,9 +122,9 @@ impl<T: 'static> Future for JoinHandle<T> {
 impl<T> Drop for JoinHandle<T> {
     fn drop(&mut self) {
         if !self.done
-            && let Some(core) = self.core.upgrade()
+            && let Some(tasks) = self.tasks.upgrade()
         {
-            core.release_handle(self.task);
+            tasks.release_handle(self.task);
         }
     }
 }

@@ -18,6 +18,7 @@ mod group;
 pub(crate) mod id;
 mod join;
 mod join_set;
+pub(crate) mod lifecycle;
 mod ready;
 pub(crate) mod run_queue;
 pub(crate) mod table;
@@ -73,7 +74,7 @@ where
 /// The id of the task being polled right now (`#0` inside `block_on`'s future), or `None`
 /// outside a runtime.
 pub fn try_id() -> Option<Id> {
-    context::with_current(|core| core.current_task_id()).flatten()
+    context::with_current(|core| core.tasks().current_task_id()).flatten()
 }
 
 /// Yields once: the task goes to the back of the run queue, so every other ready task,
