@@ -3,7 +3,8 @@
 //!
 //! A `Handle` holds only the runtime's `Arc<Remote>` (`waker.rs`): it pushes a closure onto
 //! the remote queue, which the loop runs on its own thread during its next tick. The result
-//! travels back in a shared slot that any executor, or a plain thread, can wait on.
+//! travels back in a oneshot channel (`sync/oneshot.rs`) that any executor, or a plain
+//! thread, can wait on.
 
 use std::fmt;
 use std::future::Future;
@@ -11,13 +12,13 @@ use std::panic::Location;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
-use oneloop_pool::wake;
 use parking_lot::Mutex;
 
 use crate::context;
 use crate::debug::TaskInfo;
+use crate::sync::oneshot;
 use crate::task::id::TaskRef;
 use crate::task::waiting::Waiting;
 use crate::task::{Id, JoinError};
@@ -85,17 +86,11 @@ impl Handle {
         F::Output: Send + 'static,
     {
         let location = Location::caller();
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State {
-                result: None,
-                waker: None,
-                abandoned: false,
-                task: None,
-                abort: false,
-            }),
-        });
+        let (sender, result) = oneshot::channel();
+        let control = Arc::new(Mutex::new(Control::default()));
         let completer = Completer {
-            shared: shared.clone(),
+            sender,
+            control: control.clone(),
         };
         let run = move || {
             let core = context::current("oneloop::Handle::spawn");
@@ -108,8 +103,8 @@ impl Handle {
             // task (debug reports, abort, panics) whose handle it awaits.
             core.spawn(
                 async move {
-                    let result = task.await;
-                    completer.complete(result, id, location);
+                    let outcome = task.await;
+                    completer.complete(outcome, id, location);
                 },
                 None,
                 location,
@@ -117,10 +112,11 @@ impl Handle {
             .detach();
         };
         // If the runtime is gone the closure comes back and is dropped, and with it the
-        // `Completer`, which resolves the handle as cancelled.
+        // `Completer`'s sender: the handle resolves as cancelled.
         let _ = self.remote.push(RemoteOp::Run(Box::new(run)));
         RemoteJoinHandle {
-            shared,
+            result,
+            control,
             remote: self.remote.clone(),
             done: false,
         }
@@ -147,39 +143,36 @@ impl fmt::Debug for Handle {
     }
 }
 
-/// The slot a remote task's result travels in.
-struct Shared<T> {
-    state: Mutex<State<T>>,
-}
-
-struct State<T> {
-    result: Option<Result<T, JoinError>>,
-    waker: Option<Waker>,
-    /// The `RemoteJoinHandle` was dropped: nobody will read the result.
-    abandoned: bool,
+/// Which task on the loop a `RemoteJoinHandle` stands for, shared by the handle (any
+/// thread) and the loop's side, so an `abort` that races the spawn is never lost.
+#[derive(Default)]
+struct Control {
     /// The task on the loop, once spawned (for `abort`).
     task: Option<TaskRef>,
     /// `abort` was called before the task was spawned.
     abort: bool,
 }
 
-/// The loop's side of the slot. Dropped without completing (the runtime shut down before
-/// running or finishing the task), it resolves the handle as cancelled.
+/// The loop's side of a `RemoteJoinHandle`: the result travels in a oneshot channel
+/// (`sync/oneshot.rs`). Dropped without completing (the runtime shut down before running
+/// or finishing the task), its sender goes, and the handle resolves as cancelled.
 struct Completer<T> {
-    shared: Arc<Shared<T>>,
+    sender: oneshot::Sender<Result<T, JoinError>>,
+    control: Arc<Mutex<Control>>,
 }
 
 impl<T> Completer<T> {
     /// Records the task's id; returns true if an abort is already pending.
     fn register(&self, task: TaskRef) -> bool {
-        let mut state = self.shared.state.lock();
-        state.task = Some(task);
-        state.abort
+        let mut control = self.control.lock();
+        control.task = Some(task);
+        control.abort
     }
 
-    fn complete(&self, result: Result<T, JoinError>, id: Id, location: &'static Location<'static>) {
-        if let Err(JoinError::Panicked(message)) = &result
-            && self.shared.state.lock().abandoned
+    fn complete(self, outcome: Result<T, JoinError>, id: Id, location: &'static Location<'static>) {
+        // Nobody will read a panic whose handle was dropped: report it (`OL003`).
+        if let Err(JoinError::Panicked(message)) = &outcome
+            && self.sender.is_closed()
         {
             let info = TaskInfo {
                 id,
@@ -189,27 +182,8 @@ impl<T> Completer<T> {
             let message = message.clone();
             context::with_current(|core| core.tasks().report_panic_not_retrieved(info, message));
         }
-        self.store(result);
-    }
-
-    fn store(&self, result: Result<T, JoinError>) {
-        let waker = {
-            let mut state = self.shared.state.lock();
-            if state.result.is_some() {
-                return;
-            }
-            state.result = Some(result);
-            state.waker.take()
-        };
-        if let Some(waker) = waker {
-            wake::resume(wake::wake(waker));
-        }
-    }
-}
-
-impl<T> Drop for Completer<T> {
-    fn drop(&mut self) {
-        self.store(Err(JoinError::Cancelled)); // ignored if a result is already there
+        // A value refused (the handle is gone) is dropped here, on the loop thread.
+        let _ = self.sender.send(outcome);
     }
 }
 
@@ -217,7 +191,10 @@ impl<T> Drop for Completer<T> {
 /// also be waited on by a plain thread with [`join`](Self::join).
 #[must_use = "dropping the handle detaches the task; await or join it to get its result"]
 pub struct RemoteJoinHandle<T> {
-    shared: Arc<Shared<T>>,
+    /// Where the task's outcome arrives; closed by the loop's side when the runtime drops
+    /// before the task finished (read as `Cancelled`).
+    result: oneshot::Receiver<Result<T, JoinError>>,
+    control: Arc<Mutex<Control>>,
     remote: Arc<Remote>,
     done: bool,
 }
@@ -235,16 +212,16 @@ impl<T: Send + 'static> RemoteJoinHandle<T> {
 
     /// True once the result is in.
     pub fn is_finished(&self) -> bool {
-        self.shared.state.lock().result.is_some()
+        self.result.is_terminated()
     }
 
     /// Cancels the task (on the loop's next tick); the handle resolves to
     /// [`JoinError::Cancelled`] unless the task finished first.
     pub fn abort(&self) {
         let task = {
-            let mut state = self.shared.state.lock();
-            state.abort = true;
-            state.task
+            let mut control = self.control.lock();
+            control.abort = true;
+            control.task
         };
         if let Some(task) = task {
             let _ = self.remote.push(RemoteOp::Run(Box::new(move || {
@@ -263,18 +240,14 @@ impl<T> Future for RemoteJoinHandle<T> {
             !this.done,
             "oneloop: RemoteJoinHandle polled after it returned its result"
         );
-        // Waker code (clone, drop) runs outside the lock (`oneloop_pool::wake`).
-        let polled = wake::poll_waker_slot(
-            cx.waker(),
-            || this.shared.state.lock(),
-            |state| state.result.take().ok_or(&mut state.waker),
-        );
-        match polled {
-            Poll::Ready(result) => {
+        match Pin::new(&mut this.result).poll(cx) {
+            Poll::Ready(outcome) => {
                 this.done = true;
-                Poll::Ready(result)
+                // No outcome sent: the runtime dropped before the task finished.
+                Poll::Ready(outcome.unwrap_or(Err(JoinError::Cancelled)))
             }
             Poll::Pending => {
+                // What the deadlock check names: this wait, not the channel beneath it.
                 context::note_wait(Waiting::RemoteJoin);
                 Poll::Pending
             }
@@ -282,24 +255,10 @@ impl<T> Future for RemoteJoinHandle<T> {
     }
 }
 
-impl<T> Drop for RemoteJoinHandle<T> {
-    fn drop(&mut self) {
-        let result = {
-            let mut state = self.shared.state.lock();
-            state.abandoned = true;
-            state.result.take()
-        };
-        drop(result); // T's destructor is user code: outside the lock
-    }
-}
-
 impl<T> fmt::Debug for RemoteJoinHandle<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RemoteJoinHandle")
-            .field(
-                "task",
-                &self.shared.state.lock().task.map(|task| Id(task.id)),
-            )
+            .field("task", &self.control.lock().task.map(|task| Id(task.id)))
             .finish_non_exhaustive()
     }
 }

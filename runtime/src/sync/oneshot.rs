@@ -182,6 +182,12 @@ impl<T> Receiver<T> {
         }
     }
 
+    /// True once awaiting would not wait: the value was sent, or the sender is gone.
+    pub(crate) fn is_terminated(&self) -> bool {
+        let state = self.inner.lock();
+        state.value.is_some() || state.sender_gone
+    }
+
     /// Refuses the value: a later `send` fails and hands it back. A value already sent
     /// can still be taken with `try_recv`.
     pub fn close(&mut self) {
