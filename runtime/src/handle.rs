@@ -207,7 +207,7 @@ impl<T: Send + 'static> RemoteJoinHandle<T> {
     /// On a thread running a oneloop runtime, where blocking would stop the loop (and
     /// with it the task being waited for).
     pub fn join(self) -> Result<T, JoinError> {
-        crate::park::wait("RemoteJoinHandle::join", self)
+        crate::block::block_thread_on("RemoteJoinHandle::join", self)
     }
 
     /// True once the result is in.

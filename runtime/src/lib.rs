@@ -92,7 +92,7 @@
 //!   dropped; the trace file and its SIGINT/SIGTERM flush (`signals.rs`); `instruments.rs`
 //!   ties them to the loop; `deadlock.rs`: what each task waits on, the proofs of a
 //!   deadlock, the quiet-loop report.
-//! - `park.rs`: waiting on a future from a plain thread.
+//! - `block.rs`: waiting on a future from a plain thread (`block_thread_on`).
 //! - `spin.rs`: the learned spin before the loop sleeps.
 //! - `timerfd.rs`: waking on a timer's exact deadline, not on the next millisecond.
 //!
@@ -202,6 +202,7 @@
 #![deny(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 
+mod block;
 mod builder;
 mod context;
 pub mod debug;
@@ -210,7 +211,6 @@ mod io;
 mod metrics;
 pub mod net;
 mod offload;
-mod park;
 mod reactor;
 mod runtime;
 mod spin;

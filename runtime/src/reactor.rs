@@ -9,7 +9,7 @@
 //! next `epoll_wait`.
 //!
 //! The remote-wake eventfd (`waker.rs`) is registered here under [`WAKER_TOKEN`]; timers
-//! are in `time/`, the run queue in `runtime.rs`.
+//! are in `time/`, the run queue in `task/run_queue.rs`.
 
 use std::cell::RefCell;
 use std::io;

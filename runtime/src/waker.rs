@@ -4,7 +4,7 @@
 //! `futures-task`'s `ArcWake`, so no `unsafe` is needed). A wake on the loop thread pushes
 //! the task onto the local run queue (`task/run_queue.rs`); a wake from any other thread goes
 //! through [`Remote`]: a locked queue plus one coalesced `mio::Waker::wake()` (an eventfd
-//! write on Linux) per drain. The loop drains that queue in `Core::park` (`runtime.rs`).
+//! write on Linux) per drain. The loop drains that queue in `Core::react` (`runtime.rs`).
 //!
 //! The remote side only ever touches what it owns through an `Arc<Remote>`, never the
 //! runtime itself, so a wake that arrives after the runtime is gone is a harmless no-op.

@@ -262,7 +262,7 @@ impl<T> Sender<T> {
     ///
     /// On a thread that is running a oneloop runtime: blocking it would stop the loop.
     pub fn blocking_send(&self, value: T) -> Result<(), SendError<T>> {
-        crate::park::wait("mpsc::Sender::blocking_send", self.send(value))
+        crate::block::block_thread_on("mpsc::Sender::blocking_send", self.send(value))
     }
 
     /// True once the receiver is gone.
@@ -384,7 +384,7 @@ impl<T> Receiver<T> {
     ///
     /// On a thread that is running a oneloop runtime.
     pub fn blocking_recv(&mut self) -> Option<T> {
-        crate::park::wait("mpsc::Receiver::blocking_recv", self.recv())
+        crate::block::block_thread_on("mpsc::Receiver::blocking_recv", self.recv())
     }
 
     /// Stops the channel: senders fail from now on; values already queued can still be

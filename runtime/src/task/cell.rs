@@ -47,7 +47,7 @@ pub(crate) trait RawTask {
     fn panic_message(&self) -> Option<&str>;
 
     /// Whether dropping what the cell holds now (its future, or its output) may run user
-    /// code: debug mode times such a drop (`Core::between_polls`).
+    /// code: debug mode times such a drop (`Tasks::between_polls`, `lifecycle.rs`).
     fn drop_runs_user_code(&self) -> bool;
 
     /// Moves the output into `dst`, which must be `&mut Option<Result<T, JoinError>>` for the

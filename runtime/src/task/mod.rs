@@ -2,7 +2,12 @@
 //!
 //! A task is a future the loop polls until it finishes. It need not be `Send`: it never
 //! leaves the loop thread. `spawn` puts it in the task table (`table.rs`) as one allocation
-//! (`cell.rs`) and queues it; the loop (`runtime.rs`) polls it whenever its waker is called.
+//! (`cell.rs`) and queues it on the run queue (`run_queue.rs`), where its waker puts it
+//! again whenever it is called; the loop (`runtime.rs`) pops it and has its life cycle
+//! (`lifecycle.rs`: poll, finish, cancel, the `JoinHandle`'s side) run it.
+//!
+//! The low rooms every other part of the runtime may name tasks with: `id.rs` ([`Id`],
+//! `TaskRef`), `waiting.rs` (what a pending task waits on), `error.rs` ([`JoinError`]).
 //!
 //! - [`JoinHandle`] (`join.rs`): await one task's result; `abort` it.
 //! - [`JoinSet`] (`join_set.rs`): many tasks, results in completion order, the rest aborted

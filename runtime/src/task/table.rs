@@ -5,8 +5,8 @@
 //! out of its slot, so no borrow of the table is held while user code runs; the slot stays,
 //! so a `JoinHandle` or an `abort` arriving meanwhile still finds it.
 //!
-//! This file only moves state. The loop (`runtime.rs`) decides when, and runs the user
-//! code (wakers, destructors) that the transitions hand back, outside every borrow.
+//! This file only moves state. The life cycle (`lifecycle.rs`) decides when, and runs the
+//! user code (wakers, destructors) that the transitions hand back, outside every borrow.
 
 use std::pin::Pin;
 use std::sync::Arc;

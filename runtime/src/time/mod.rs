@@ -2,7 +2,7 @@
 //!
 //! A timer is a deadline plus a waker in the runtime's queue (`timers.rs`). The loop sleeps
 //! in the reactor until the nearest deadline, then fires every timer that is due
-//! (`Core::park` and `Core::fire_timers` in `runtime.rs`).
+//! (`Core::react` and `Core::fire_timers` in `runtime.rs`).
 //!
 //! **Timers never fire early**: a timer fires only once `Instant::now()` has reached its
 //! deadline. They may fire late: by the time the loop takes to come round (a slow task

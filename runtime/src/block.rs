@@ -12,7 +12,7 @@ use std::future::Future;
 ///
 /// On a thread running a oneloop runtime: parking it would stop the loop. `what` names the
 /// caller in the message.
-pub(crate) fn wait<F: Future>(what: &str, future: F) -> F::Output {
+pub(crate) fn block_thread_on<F: Future>(what: &str, future: F) -> F::Output {
     assert!(
         crate::context::current_id().is_none(),
         "oneloop: {what} was called on a loop thread, where blocking would stop the loop; \
