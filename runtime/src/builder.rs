@@ -12,7 +12,7 @@ use crate::debug::{
     parse_slow_ms_env, stderr_sink,
 };
 
-/// Configures and builds a [`Runtime`].
+/// Configures and builds a [`Runtime`](crate::Runtime).
 ///
 /// Settings made here win over the environment (`ONELOOP_DEBUG`, `ONELOOP_SLOW_MS`), which
 /// only supplies defaults, as `PYTHONASYNCIODEBUG` does for asyncio.

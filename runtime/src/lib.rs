@@ -53,7 +53,7 @@
 //!
 //! One tick of the loop (`runtime.rs`, read top-down):
 //!
-//! 1. **Park.** Work out how long the loop may sleep: not at all if tasks are queued, else
+//! 1. **React.** Work out how long the loop may sleep: not at all if tasks are queued, else
 //!    until the nearest timer, else until something happens. Sleep in `epoll_wait` (mio),
 //!    after spinning a few µs when recent remote wakes came that fast (`spin.rs`).
 //!    Readiness events wake the tasks waiting on those sockets; the eventfd's event means
@@ -71,30 +71,69 @@
 //!
 //! # Layout
 //!
-//! - `runtime.rs`: [`Runtime`], `block_on` and the tick; deadlock detection; [`Metrics`].
-//! - `builder.rs`: [`Builder`] (debug mode, threshold, report sink).
-//! - `context.rs`: the thread-local "current runtime" and the misuse messages.
-//! - `waker.rs`: task wakers, local vs remote wake, the coalesced `mio::Waker`.
+//! Each room imports only rooms below it; the one exception is the pair `context.rs` ↔
+//! `runtime.rs` (the context hands out the loop's `Core`, and the loop enters the context).
+//! `tests/architecture.rs` keeps it that way, and keeps every file under ~500 lines or
+//! saying at its top why not.
+//!
+//! - `runtime.rs`: [`Runtime`], `Core` (one field per subsystem below) and the tick, read
+//!   top-down: `block_on` → `react` → `fire_timers` → `run_ready`.
+//! - `builder.rs`: [`Builder`] (debug mode, thresholds, report sink; the `ONELOOP_*`
+//!   variables and the defaults).
+//! - `context.rs`: the thread-local "current runtime" and the misuse messages; entering a
+//!   runtime installs its run queue for its tasks' wakers.
+//! - `task/`: `run_queue.rs` (what the loop polls next; a task's waker pushes onto it
+//!   directly), `lifecycle.rs` (`Tasks`: spawn, poll, finish, cancel, the `JoinHandle`'s
+//!   side), `table.rs` (the slab of task slots), `cell.rs` (one allocation per task);
+//!   `id.rs`, `waiting.rs`, `error.rs` (the low rooms every part may name tasks with:
+//!   [`task::Id`], what a task waits on, [`JoinError`]); and the public side: [`spawn`],
+//!   [`JoinHandle`], [`task::JoinSet`], [`task::TaskGroup`], [`task::join_all`],
+//!   [`task::Builder`].
+//! - `waker.rs`: task wakers: a wake on the loop thread goes onto the run queue, any other
+//!   through `Remote` (a locked queue and one coalesced `mio::Waker` write per drain).
 //! - `reactor.rs`: the mio registry, token → waiting tasks, readiness.
 //! - `io.rs`: a source registered with the reactor; the wait-on-`WouldBlock` cycle.
 //! - `net/`: [`net::TcpListener`], [`net::TcpStream`] (and its halves), [`net::UdpSocket`].
-//! - `task/`: spawning, [`JoinHandle`], [`task::JoinSet`], [`task::TaskGroup`],
-//!   [`task::join_all`], the task table.
-//! - `time/`: [`time::sleep`], [`time::timeout`], [`time::interval`] and the timer queue.
+//! - `time/`: `timers.rs` (`Timers`: the queue, the tick's clock, arming, refreshing,
+//!   cancelling and firing), [`time::sleep`], [`time::timeout`], [`time::interval`].
 //! - `sync/`: [`sync::Semaphore`], [`sync::oneshot`], [`sync::mpsc`].
-//! - `offload.rs`: [`run_in_executor`], [`to_thread`]: closures on worker threads
-//!   (the pools themselves are in the `oneloop-pool` crate, re-exported as [`pool`]).
-//! - `handle.rs`: [`Handle`] for other threads, and [`RemoteJoinHandle`].
+//! - `offload/`: [`run_in_executor`], [`to_thread`] (`mod.rs`: every entry point takes one
+//!   path) and the runtime's lazily started default pool (`default_pool.rs`); the pools
+//!   themselves are in the `oneloop-pool` crate, re-exported as [`pool`].
+//! - `handle.rs`: [`Handle`] for other threads, and [`RemoteJoinHandle`] (a oneshot
+//!   channel underneath).
+//! - `metrics.rs`: [`Metrics`], read from the subsystems' counters.
 //! - `debug/`: reports ([`debug::Report`]); poll timing and the watchdog (`watch.rs`);
 //!   the loop thread's backtrace (`stack/`: `/proc` first, a signal handler that only
 //!   copies, a frame-pointer walk over the copy) trimmed to the user's frames
 //!   (`frames.rs`); the job observer; the exit summary; the exit report of runtimes never
 //!   dropped; the trace file and its SIGINT/SIGTERM flush (`signals.rs`); `instruments.rs`
-//!   ties them to the loop; `deadlock.rs`: what each task waits on, the proofs of a
-//!   deadlock, the quiet-loop report.
+//!   ties them to the loop; `deadlock.rs`: the proofs of a deadlock (`DeadlockCheck`),
+//!   the quiet-loop report.
 //! - `block.rs`: waiting on a future from a plain thread (`block_thread_on`).
 //! - `spin.rs`: the learned spin before the loop sleeps.
 //! - `timerfd.rs`: waking on a timer's exact deadline, not on the next millisecond.
+//!
+//! # What the runtime takes from `oneloop-pool`, and why
+//!
+//! The runtime depends on the pool crate, never the other way round, and takes three
+//! things from it:
+//!
+//! - **The job protocol** (`Job`, `JobHandle`, `JobBuilder`, `JobObserver`, the
+//!   `Executor` trait): `run_in_executor` accepts any `Executor`, so offloading is one
+//!   code path whatever runs the job, and debug mode watches jobs through the observer
+//!   hooks instead of knowing how a pool works inside.
+//! - **The default pool**: `to_thread` runs on a `ThreadPool` the runtime starts on first
+//!   use (`offload/default_pool.rs`), rather than on a second pool of its own making.
+//! - **The semaphore**: [`sync::Semaphore`] is the pool's fair semaphore, which also
+//!   admits jobs to bounded pools, so a task waiting for a permit and a task waiting for
+//!   room in a pool wait in the same FIFO, with the same cancel-safety.
+//!
+//! Beside those, the shared wake discipline (`oneloop_pool::wake`: user wakers called
+//! after every lock and borrow, panics contained or re-raised), the `waiting` hook through
+//! which the pool's futures tell the deadlock check what they wait on, and `block_on` for
+//! plain threads. Keeping them in the lower crate lets the pool be used without the
+//! runtime, and the runtime's own primitives follow the same rules as the pool's.
 //!
 //! # What oneloop promises
 //!
@@ -186,7 +225,8 @@
 //!   depends on, or a loop where nothing can ever wake anything, panics with every pending
 //!   task and what it waits on; a cycle beside a live `block_on` future is reported
 //!   (`OL011`), and in debug mode a loop quiet on channels and semaphores too (`OL010`);
-//!   the check follows one or two links while the `block_on` future can still be woken. `deadlock::*`,
+//!   the check follows one or two links while the `block_on` future can still be woken.
+//!   `deadlock::*`,
 //!   `debug_mode::a_loop_that_can_never_progress_panics_naming_the_pending_tasks`.
 //! - **Resources return to baseline**: threads, descriptors and memory.
 //!   `pool_stress::pools_created_and_dropped_leave_no_thread_behind`,

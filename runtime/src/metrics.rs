@@ -1,7 +1,7 @@
 //! [`Metrics`]: the loop's counters, as `Runtime::metrics` reads them from its subsystems
 //! (`runtime.rs`).
 
-/// Counters from [`Runtime::metrics`]; cheap to read, for tests, tuning and teaching.
+/// Counters from [`Runtime::metrics`](crate::Runtime::metrics); cheap to read, for tests, tuning and teaching.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Metrics {

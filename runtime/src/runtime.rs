@@ -1,4 +1,6 @@
 //! The runtime: `Runtime`, the loop's state (`Core`, a struct of subsystems), and one tick.
+//! (Long because `Runtime`'s documentation sits beside the loop it documents; the tick
+//! itself, `block_on` down to `defer_panic`, is about 200 lines.)
 //!
 //! Read this file top-down to follow one tick: [`Core::block_on`] loops over
 //! 1. `react`: sleep in the reactor for as long as nothing is ready (zero if tasks are
@@ -101,7 +103,7 @@ static NEXT_RUNTIME_ID: AtomicU64 = AtomicU64::new(1);
 /// **Leaks.** A task that holds an `Rc` of its own runtime makes a cycle: the runtime owns
 /// the task and the task owns the runtime, so neither is ever dropped, and the runtime's
 /// tasks, its watchdog thread and its default pool's threads live until the process exits.
-/// `mem::forget` does the same. Give tasks a [`Handle`] (to spawn onto the loop) or a
+/// `mem::forget` does the same. Give tasks a [`Handle`](crate::Handle) (to spawn onto the loop) or a
 /// `Weak` of the runtime instead. In debug mode a runtime still neither dropped nor running
 /// when the process exits is reported then (`OL009`, Unix).
 pub struct Runtime {

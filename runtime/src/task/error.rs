@@ -6,7 +6,7 @@ use std::fmt;
 /// Why a task produced no value.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum JoinError {
-    /// The task was aborted ([`JoinHandle::abort`], a `JoinSet` or `TaskGroup` cancelling it,
+    /// The task was aborted ([`JoinHandle::abort`](super::JoinHandle::abort), a `JoinSet` or `TaskGroup` cancelling it,
     /// or its runtime shutting down) before it finished.
     Cancelled,
     /// The task panicked; this is the panic's message. The loop and every other task carry
