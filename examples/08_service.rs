@@ -8,19 +8,19 @@
 //! reports every request; offloaded to a CPU pool, `/health` stays fast and debug mode is
 //! silent. Same code, same work: only where the checksum runs changed.
 //!
+//! The HTTP plumbing and the load generator are in `lib/http.rs` and `lib/loadgen.rs`.
+//!
 //! Run with: cargo run --release --example 08_service
 
-use std::cell::Cell;
 use std::io;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use oneloop::net::{TcpListener, TcpStream};
 use oneloop::pool::ThreadPool;
-use oneloop::time::{interval, sleep_until};
+use oneloop_examples::http::{self, Response, Serving};
+use oneloop_examples::loadgen::{Load, percentile};
 use oneloop_examples::{crc_rate, crc32, ms};
 
 /// Connections polling `/health`, each every `HEALTH_EVERY`.
@@ -42,16 +42,12 @@ pub struct Settings {
     pub slow_threshold: Duration,
 }
 
-impl Settings {
-    /// The demo's settings: 5 s per mode, 40 ms checksums, a 20 ms threshold.
-    pub fn demo() -> Settings {
-        Settings {
-            duration: Duration::from_secs(5),
-            checksum_takes: Duration::from_millis(40),
-            slow_threshold: Duration::from_millis(20),
-        }
-    }
-}
+/// The demo's settings: 5 s per mode, 40 ms checksums, a 20 ms threshold.
+const DEMO: Settings = Settings {
+    duration: Duration::from_secs(5),
+    checksum_takes: Duration::from_millis(40),
+    slow_threshold: Duration::from_millis(20),
+};
 
 /// Where `/checksum` computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,56 +74,30 @@ pub struct Outcome {
 impl Outcome {
     /// The `p`-th percentile of `/health` latency.
     pub fn health_percentile(&self, p: f64) -> Duration {
-        let i = ((self.health.len() as f64 - 1.0) * p).round() as usize;
-        self.health.get(i).copied().unwrap_or_default()
+        percentile(&self.health, p)
     }
 }
-
-// ------------------------------------------------------------------------------------
-// The service.
-// ------------------------------------------------------------------------------------
 
 /// Shared by the server's tasks: how to compute, and the data to checksum.
 struct Service {
     mode: Mode,
     pool: ThreadPool,
     data: Arc<Vec<u8>>,
-    /// Passes of CRC-32 per KiB requested, so a request takes about `CHECKSUM_TAKES`.
+    /// Passes of CRC-32 per KiB requested, so a request takes about `checksum_takes`.
     passes_per_kib: f64,
 }
 
-/// How the server thread is started.
-struct Server {
-    mode: Mode,
-    settings: Settings,
-    /// `crc32`'s speed here, in bytes per second (measured before the load starts).
-    crc_rate: f64,
-    listener: std::net::TcpListener,
-    /// Told once the server accepts connections.
-    ready: std::sync::mpsc::Sender<()>,
-    stop: oneloop::sync::oneshot::Receiver<()>,
-}
-
-/// Serves until told to stop; returns the slow-task reports debug mode made.
-fn serve(server: Server) -> u64 {
-    let Server {
-        mode,
-        settings,
-        crc_rate,
-        listener,
-        ready,
-        stop,
-    } = server;
+/// Serves in `mode` until told to stop; returns the slow-task reports debug mode made.
+fn serve(mode: Mode, settings: Settings, crc_rate: f64, serving: Serving) -> u64 {
+    // Debug mode on, counting its slow-task reports: the evidence of a blocked loop.
     let slow = Arc::new(AtomicU64::new(0));
+    let counter = slow.clone();
     let rt = oneloop::Runtime::builder()
         .debug(true)
         .slow_task_threshold(settings.slow_threshold)
-        .on_report({
-            let slow = slow.clone();
-            move |report| {
-                if report.code == oneloop::debug::Code::SlowPoll {
-                    slow.fetch_add(1, Ordering::Relaxed);
-                }
+        .on_report(move |report| {
+            if report.code == oneloop::debug::Code::SlowPoll {
+                counter.fetch_add(1, Ordering::Relaxed);
             }
         })
         .build()
@@ -147,61 +117,21 @@ fn serve(server: Server) -> u64 {
         passes_per_kib: settings.checksum_takes.as_secs_f64() * crc_rate
             / (CHECKSUM_KIB * 1024 * CHECKSUM_KIB) as f64,
     });
-    rt.block_on(async move {
-        let listener = TcpListener::from_std(listener).expect("listener");
-        let acceptor = oneloop::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let service = service.clone();
-                oneloop::task::Builder::new()
-                    .name("http connection")
-                    .spawn(async move { connection(stream, &service).await })
-                    .detach();
-            }
-        });
-        let _ = ready.send(());
-        let _ = stop.await;
-        acceptor.abort();
-    });
+    rt.block_on(serving.serve(async move |path: &str| route(&service, path).await));
     slow.load(Ordering::Relaxed)
 }
 
-/// One keep-alive connection: parse requests with httparse, answer each.
-async fn connection(mut stream: TcpStream, service: &Service) -> io::Result<()> {
-    stream.set_nodelay(true)?;
-    let mut buf = vec![0u8; 4096];
-    let mut filled = 0;
-    loop {
-        let n = stream.read(&mut buf[filled..]).await?;
-        if n == 0 {
-            return Ok(()); // the client closed the connection
-        }
-        filled += n;
-        loop {
-            let mut headers = [httparse::EMPTY_HEADER; 16];
-            let mut request = httparse::Request::new(&mut headers);
-            let consumed = match request.parse(&buf[..filled]) {
-                Ok(httparse::Status::Complete(len)) => len,
-                Ok(httparse::Status::Partial) => break, // read more
-                Err(_) => return respond(&mut stream, 400, "bad request\n").await,
-            };
-            let path = request.path.unwrap_or("/").to_owned();
-            route(&mut stream, service, &path).await?;
-            buf.copy_within(consumed..filled, 0);
-            filled -= consumed;
-        }
-    }
-}
-
-async fn route(stream: &mut TcpStream, service: &Service, path: &str) -> io::Result<()> {
+/// Answers one request: `/health` at once, `/checksum` where the mode says.
+async fn route(service: &Service, path: &str) -> io::Result<Response> {
     if path == "/health" {
-        return respond(stream, 200, "ok\n").await;
+        return Ok((200, "ok\n".into()));
     }
     let Some(kib) = path
         .strip_prefix("/checksum?kb=")
         .and_then(|kib| kib.parse::<usize>().ok())
         .filter(|kib| (1..=8192).contains(kib))
     else {
-        return respond(stream, 404, "try /health or /checksum?kb=256\n").await;
+        return Ok((404, "try /health or /checksum?kb=256\n".into()));
     };
     let data = service.data.clone();
     let passes = (service.passes_per_kib * kib as f64).ceil().max(1.0) as u32;
@@ -220,139 +150,34 @@ async fn route(stream: &mut TcpStream, service: &Service, path: &str) -> io::Res
             .await
             .map_err(io::Error::other)?,
     };
-    respond(stream, 200, &format!("{crc:08x}\n")).await
+    Ok((200, format!("{crc:08x}\n")))
 }
 
-async fn respond(stream: &mut TcpStream, status: u16, body: &str) -> io::Result<()> {
-    let reason = match status {
-        200 => "OK",
-        400 => "Bad Request",
-        _ => "Not Found",
-    };
-    let response = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(response.as_bytes()).await
-}
-
-// ------------------------------------------------------------------------------------
-// The load generator (on its own loop, in this thread).
-// ------------------------------------------------------------------------------------
-
-/// Sends `path` on a keep-alive connection and reads the whole response.
-async fn request(stream: &mut TcpStream, path: &str, buf: &mut Vec<u8>) -> io::Result<()> {
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
-    stream.write_all(request.as_bytes()).await?;
-    buf.clear();
-    let mut chunk = [0u8; 1024];
-    loop {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        let mut headers = [httparse::EMPTY_HEADER; 16];
-        let mut response = httparse::Response::new(&mut headers);
-        if let Ok(httparse::Status::Complete(head)) = response.parse(buf) {
-            let length = response
-                .headers
-                .iter()
-                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                .and_then(|h| std::str::from_utf8(h.value).ok()?.parse::<usize>().ok())
-                .unwrap_or(0);
-            if buf.len() >= head + length {
-                return Ok(());
-            }
-        }
-    }
-}
-
-/// Runs the load against `addr` for `duration`; returns (`/health` latencies, `/health`
-/// count, `/checksum` count).
-fn load(addr: SocketAddr, duration: Duration) -> (Vec<Duration>, usize, usize) {
-    let rt = oneloop::Runtime::new();
-    rt.block_on(async move {
-        let until = Instant::now() + duration;
-        let checksums = Rc::new(Cell::new(0usize));
-        let mut health = Vec::new();
-        for _ in 0..HEALTH_CONNECTIONS {
-            health.push(oneloop::spawn(async move {
-                let mut stream = TcpStream::connect(addr).await.expect("connect");
-                stream.set_nodelay(true).expect("nodelay");
-                let (mut buf, mut latencies) = (Vec::new(), Vec::new());
-                let mut every = interval(HEALTH_EVERY);
-                while Instant::now() < until {
-                    every.tick().await;
-                    let sent = Instant::now();
-                    request(&mut stream, "/health", &mut buf)
-                        .await
-                        .expect("health");
-                    latencies.push(sent.elapsed());
-                }
-                latencies
-            }));
-        }
-        let mut workers = Vec::new();
-        for _ in 0..CHECKSUM_CONNECTIONS {
-            let checksums = checksums.clone();
-            workers.push(oneloop::spawn(async move {
-                let mut stream = TcpStream::connect(addr).await.expect("connect");
-                let mut buf = Vec::new();
-                let path = format!("/checksum?kb={CHECKSUM_KIB}");
-                while Instant::now() < until {
-                    request(&mut stream, &path, &mut buf)
-                        .await
-                        .expect("checksum");
-                    checksums.set(checksums.get() + 1);
-                }
-            }));
-        }
-        sleep_until(until).await;
-        let mut latencies = Vec::new();
-        for connection in health {
-            latencies.extend(connection.await.expect("health connection"));
-        }
-        for worker in workers {
-            worker.await.expect("checksum connection");
-        }
-        let count = latencies.len();
-        (latencies, count, checksums.get())
-    })
-}
-
-/// Runs the service in `mode` under load.
+/// Runs the service in `mode` on a thread of its own, under load from this one.
 pub fn run(mode: Mode, settings: Settings) -> Outcome {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("address");
-    let (stop, stopped) = oneloop::sync::oneshot::channel();
-    let (ready, server_ready) = std::sync::mpsc::channel();
-    let server = Server {
-        mode,
-        settings,
-        crc_rate: crc_rate(),
-        listener,
-        ready,
-        stop: stopped,
+    let load = Load {
+        pollers: HEALTH_CONNECTIONS,
+        poll_path: "/health".into(),
+        poll_every: HEALTH_EVERY,
+        busy: CHECKSUM_CONNECTIONS,
+        busy_path: format!("/checksum?kb={CHECKSUM_KIB}"),
     };
-    let server = std::thread::spawn(move || serve(server));
-    server_ready.recv().expect("the server started");
-    let started = Instant::now();
-    let (mut health, health_count, checksum_count) = load(addr, settings.duration);
-    let elapsed = started.elapsed().as_secs_f64();
-    let _ = stop.send(());
-    let slow_reports = server.join().expect("server thread");
-    health.sort();
+    let crc_rate = crc_rate();
+    let (slow_reports, measured) = http::run_against(
+        move |serving| serve(mode, settings, crc_rate, serving),
+        |addr| load.run(addr, settings.duration),
+    );
+    let elapsed = measured.elapsed.as_secs_f64();
     Outcome {
-        health,
-        health_rps: health_count as f64 / elapsed,
-        checksum_rps: checksum_count as f64 / elapsed,
+        health_rps: measured.latencies.len() as f64 / elapsed,
+        checksum_rps: measured.busy_answers as f64 / elapsed,
+        health: measured.latencies,
         slow_reports,
     }
 }
 
 fn main() {
-    let settings = Settings::demo();
+    let settings = DEMO;
     println!(
         "{HEALTH_CONNECTIONS} connections poll /health every {} ms; {CHECKSUM_CONNECTIONS} ask for checksums",
         ms(HEALTH_EVERY)

@@ -1,6 +1,21 @@
-//! Code the lessons share: a real CPU-bound kernel (CRC-32) and simple measurements.
+//! Code the lessons share: a real CPU-bound kernel (CRC-32) and simple measurements here,
+//! and the plumbing of the later lessons in `lib/`, so each lesson file reads as its story:
+//!
+//! - `http`: just enough HTTP/1.1 to serve and to request (lesson 08);
+//! - `loadgen`: connections that poll and connections that keep a server busy (lesson 08);
+//! - `trace`: a trace file read back as a timeline (lesson 09);
+//! - `picture`: timelines drawn as an SVG (lesson 09).
 //!
 //! The examples themselves are the numbered files next to this one; read them in order.
+
+#[path = "lib/http.rs"]
+pub mod http;
+#[path = "lib/loadgen.rs"]
+pub mod loadgen;
+#[path = "lib/picture.rs"]
+pub mod picture;
+#[path = "lib/trace.rs"]
+pub mod trace;
 
 use std::cell::Cell;
 use std::rc::Rc;

@@ -3,9 +3,8 @@
 //! waits on), and what it must never call a deadlock (work that another thread, a timer or
 //! a live task can still finish).
 //!
-//! The first three tests hung before the check followed the chain of waits: a timer armed
-//! elsewhere or a live `Handle` turned the check off entirely, and it could not say what
-//! anything waited on.
+//! The check once hung on a `JoinHandle` cycle while a timer was armed elsewhere or a
+//! `Handle` was alive: those two tests are in `regressions.rs`.
 
 mod util;
 
@@ -15,77 +14,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::Duration;
 
+use oneloop::Runtime;
 use oneloop::sync::{Semaphore, mpsc, oneshot};
 use oneloop::task;
-use oneloop::{JoinHandle, Runtime};
-use util::{expect_panic, hang_guard, wait_until};
-
-/// Spawns "a" and "b", each awaiting the other's handle: neither can ever finish.
-fn cycle() {
-    let (to_a, a_gets) = oneshot::channel::<JoinHandle<()>>();
-    let (to_b, b_gets) = oneshot::channel::<JoinHandle<()>>();
-    let a = task::Builder::new().name("a").spawn(async move {
-        let b = a_gets.await.unwrap();
-        b.await.unwrap();
-    });
-    let b = task::Builder::new().name("b").spawn(async move {
-        let a = b_gets.await.unwrap();
-        a.await.unwrap();
-    });
-    let _ = to_a.send(b);
-    let _ = to_b.send(a);
-}
-
-/// A task that keeps a timer armed for ever.
-fn heartbeat() {
-    task::Builder::new()
-        .name("heartbeat")
-        .spawn(async {
-            let mut beat = oneloop::time::interval(Duration::from_millis(5));
-            loop {
-                beat.tick().await;
-            }
-        })
-        .detach();
-}
-
-#[test]
-fn a_join_handle_cycle_is_a_deadlock_even_while_an_unrelated_timer_is_armed() {
-    hang_guard(|| {
-        let rt = Runtime::new();
-        let message = expect_panic(|| {
-            rt.block_on(async {
-                heartbeat();
-                cycle();
-                pending::<()>().await
-            })
-        });
-        assert!(message.contains("deadlock"), "{message}");
-        assert!(message.contains("in a cycle"), "{message}");
-        assert!(message.contains("\"a\""), "{message}");
-        assert!(message.contains("\"b\""), "{message}");
-        assert!(
-            message.contains("\"heartbeat\"") && message.contains("waits on a timer"),
-            "the heartbeat is listed with its wait: {message}"
-        );
-    });
-}
-
-#[test]
-fn a_join_handle_cycle_is_a_deadlock_even_while_a_handle_exists() {
-    hang_guard(|| {
-        let rt = Runtime::new();
-        let handle = rt.handle();
-        let message = expect_panic(|| {
-            rt.block_on(async {
-                cycle();
-                pending::<()>().await
-            })
-        });
-        drop(handle);
-        assert!(message.contains("in a cycle"), "{message}");
-    });
-}
+use util::{expect_panic, hang_guard, spawn_join_cycle, wait_until};
 
 #[test]
 fn the_deadlock_panic_says_what_each_pending_task_waits_on() {
@@ -118,7 +50,7 @@ fn the_deadlock_panic_says_what_each_pending_task_waits_on() {
                         let _ = rx.recv().await;
                     })
                     .detach();
-                cycle();
+                spawn_join_cycle();
                 pending::<()>().await
             })
         });
@@ -349,7 +281,7 @@ fn a_cycle_beside_a_block_on_future_that_completes_is_reported_not_panicked_on()
     hang_guard(|| {
         let (rt, reports) = util::quiet_runtime();
         let value = rt.block_on(async {
-            cycle();
+            spawn_join_cycle();
             // The block_on future waits on a timer: it can still complete.
             oneloop::time::sleep(Duration::from_millis(30)).await;
             42

@@ -1,10 +1,8 @@
 //! Extreme values: every API taking a `Duration`, an `Instant` or a count saturates or
-//! returns a clear error. What broke: `interval(Duration::MAX)` panicked on its second
-//! tick and on `reset()` (`Instant + Duration` overflowed), `Skip` capped the missed
-//! periods at `u32::MAX` and ticked in the past, `shutdown_timeout(Duration::MAX)`
-//! panicked (and with it a runtime whose `default_pool_shutdown_timeout` was
-//! `Duration::MAX`), `workers(usize::MAX)` panicked allocating its queues, and
-//! `ONELOOP_SLOW_MS=1e300` panicked in `Duration::from_secs_f64`.
+//! returns a clear error. The bugs found here (`interval(Duration::MAX)`, `Skip` after
+//! more than `u32::MAX` missed periods, `shutdown_timeout(Duration::MAX)`,
+//! `workers(usize::MAX)`, `ONELOOP_SLOW_MS=1e300`, `acquire_many` beyond `MAX_PERMITS`)
+//! each have their test in `regressions.rs`.
 //!
 //! Property tests draw from the extremes (`Duration::ZERO`, one nanosecond,
 //! `Duration::MAX`, instants as far in the past or future as `Instant` can hold) and from
@@ -14,22 +12,18 @@
 mod util;
 
 use std::io;
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::panic::catch_unwind;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use oneloop::debug::Code;
-use oneloop::time::{
-    MissedTickBehavior, interval, interval_at, sleep, sleep_until, timeout, timeout_at,
-};
+use oneloop::time::{MissedTickBehavior, interval_at, sleep, sleep_until, timeout, timeout_at};
 use oneloop::{JobError, Runtime, ThreadPool};
 use oneloop_pool::{Executor, JobBuilder, JobInfo, JobObserver, Overflow};
 use proptest::prelude::*;
-use util::{Gate, Reports, hang_guard, in_child, panic_text, run_test_in_child, wait_until};
-
-/// How long a test waits for something that may be due at once or in a century: long
-/// enough for the loop to turn, and no assertion depends on it.
-const GLIMPSE: Duration = Duration::from_millis(2);
+use util::{
+    GLIMPSE, MISSED_TICK_BEHAVIORS, Reports, build_pool, debug_workload, hang_guard, panic_text,
+};
 
 /// Durations from the edges and from everyday use.
 fn duration() -> impl Strategy<Value = Duration> {
@@ -67,36 +61,14 @@ fn behavior() -> impl Strategy<Value = MissedTickBehavior> {
     ]
 }
 
-const BEHAVIORS: [MissedTickBehavior; 3] = [
-    MissedTickBehavior::Burst,
-    MissedTickBehavior::Delay,
-    MissedTickBehavior::Skip,
-];
-
 // -------------------------------------------------------------------------------------
 // Timers.
 // -------------------------------------------------------------------------------------
 
 #[test]
-fn an_interval_of_duration_max_ticks_once_then_never_under_every_policy() {
-    hang_guard(|| {
-        for behavior in BEHAVIORS {
-            Runtime::new().block_on(async {
-                let mut ticks = interval(Duration::MAX);
-                ticks.set_missed_tick_behavior(behavior);
-                ticks.tick().await; // the first tick is at once
-                assert!(timeout(GLIMPSE, ticks.tick()).await.is_err());
-                ticks.reset();
-                assert!(timeout(GLIMPSE, ticks.tick()).await.is_err());
-            });
-        }
-    });
-}
-
-#[test]
 fn an_interval_of_duration_max_that_missed_its_ticks_waits_forever_under_every_policy() {
     hang_guard(|| {
-        for behavior in BEHAVIORS {
+        for behavior in MISSED_TICK_BEHAVIORS {
             Runtime::new().block_on(async {
                 // Started long ago: the second tick is overdue if the period were short.
                 let start = Instant::now()
@@ -108,31 +80,6 @@ fn an_interval_of_duration_max_that_missed_its_ticks_waits_forever_under_every_p
                 assert!(timeout(GLIMPSE, ticks.tick()).await.is_err());
             });
         }
-    });
-}
-
-#[test]
-fn skip_lands_on_the_first_tick_of_the_schedule_after_now_however_many_were_missed() {
-    hang_guard(|| {
-        Runtime::new().block_on(async {
-            // 10^10 periods missed: more than fit in a u32.
-            let start = Instant::now()
-                .checked_sub(Duration::from_secs(10_000))
-                .expect("an instant 3 hours ago");
-            let period = Duration::from_micros(1);
-            let mut ticks = interval_at(start, period);
-            ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
-            let before = Instant::now();
-            assert_eq!(ticks.tick().await, start);
-            let next = ticks.tick().await;
-            assert!(
-                next > before,
-                "Skip ticked in the past: {:?} early",
-                before - next
-            );
-            let offset = (next - start).as_nanos();
-            assert_eq!(offset % period.as_nanos(), 0, "off the schedule");
-        });
     });
 }
 
@@ -205,32 +152,6 @@ proptest! {
 // Pools.
 // -------------------------------------------------------------------------------------
 
-/// The error `build` gave, or the panic it raised instead.
-fn build_pool(builder: oneloop_pool::Builder) -> Result<io::Error, String> {
-    match catch_unwind(AssertUnwindSafe(|| builder.build())) {
-        Ok(Ok(_pool)) => Err("it built".to_owned()),
-        Ok(Err(error)) => Ok(error),
-        Err(panic) => Err(format!("it panicked: {}", panic_text(&*panic))),
-    }
-}
-
-#[test]
-fn a_pool_of_usize_max_workers_is_a_clear_error() {
-    hang_guard(|| {
-        for workers in [usize::MAX, ThreadPool::MAX_WORKERS + 1] {
-            let error = build_pool(ThreadPool::builder().workers(workers)).unwrap();
-            assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
-            assert!(
-                error.to_string().contains("at most 4096 workers"),
-                "{error}"
-            );
-            assert!(error.to_string().contains("MAX_WORKERS"), "{error}");
-            let error = ThreadPool::new(workers).unwrap_err();
-            assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
-        }
-    });
-}
-
 #[test]
 fn a_stack_size_of_usize_max_is_the_os_error() {
     hang_guard(|| {
@@ -255,30 +176,6 @@ fn a_queue_capacity_of_usize_max_works_under_every_overflow_policy() {
             assert!(pool.try_spawn(|| ()).is_ok());
             pool.shutdown();
         }
-    });
-}
-
-#[test]
-fn shutdown_timeout_of_duration_max_waits_for_the_running_job() {
-    hang_guard(|| {
-        let pool = ThreadPool::new(1).unwrap();
-        let gate = Gate::new();
-        let job = pool.spawn({
-            let gate = gate.clone();
-            move || gate.wait()
-        });
-        // Opens the gate once the shutdown has begun.
-        let opener = std::thread::spawn({
-            let pool = pool.clone();
-            move || {
-                wait_until(|| pool.is_shutdown());
-                gate.open();
-            }
-        });
-        let report = pool.shutdown_timeout(Duration::MAX);
-        assert!(report.is_clean(), "{report}");
-        assert_eq!(job.join(), Ok(()));
-        opener.join().unwrap();
     });
 }
 
@@ -385,41 +282,6 @@ fn a_default_pool_of_zero_or_usize_max_workers_is_a_clear_error() {
 }
 
 #[test]
-fn a_default_pool_shutdown_timeout_of_duration_max_waits_for_its_jobs() {
-    hang_guard(|| {
-        let reports = Reports::default();
-        let rt = Runtime::builder()
-            .default_pool_shutdown_timeout(Duration::MAX)
-            .on_report(reports.sink())
-            .build()
-            .unwrap();
-        let job = rt.block_on(async { oneloop::to_thread(|| 6 * 7).await });
-        assert_eq!(job, Ok(42));
-        drop(rt);
-        assert!(reports.with_code(Code::PoolShutdownIncomplete).is_empty());
-    });
-}
-
-/// A small workload that touches every debug-mode path: polls, a timer, an offloaded job.
-fn workload(rt: &Runtime) {
-    rt.block_on(async {
-        let tasks: Vec<_> = (0..4)
-            .map(|i| {
-                oneloop::spawn(async move {
-                    oneloop::task::yield_now().await;
-                    i
-                })
-            })
-            .collect();
-        for task in tasks {
-            task.await.unwrap();
-        }
-        sleep(Duration::ZERO).await;
-        assert_eq!(oneloop::to_thread(|| 1).await, Ok(1));
-    });
-}
-
-#[test]
 fn debug_thresholds_of_duration_max_report_nothing_slow() {
     hang_guard(|| {
         let reports = Reports::default();
@@ -430,7 +292,7 @@ fn debug_thresholds_of_duration_max_report_nothing_slow() {
             .on_report(reports.sink())
             .build()
             .unwrap();
-        workload(&rt);
+        debug_workload(&rt);
         drop(rt);
         let codes: Vec<Code> = reports.all().iter().map(|report| report.code).collect();
         assert_eq!(codes, [Code::Summary]);
@@ -457,66 +319,11 @@ proptest! {
                     assert!(error.to_string().contains("longer than zero"), "{error}");
                 }
                 Ok(rt) => {
-                    workload(&rt);
+                    debug_workload(&rt);
                     drop(rt);
                     assert_eq!(reports.with_code(Code::Summary).len(), 1);
                 }
             }
         });
     }
-}
-
-#[test]
-fn oneloop_slow_ms_saturates_at_huge_values() {
-    // The child reads the variable set for it below.
-    if in_child() {
-        hang_guard(|| {
-            let reports = Reports::default();
-            let rt = Runtime::builder()
-                .on_report(reports.sink())
-                .build()
-                .expect("a huge threshold is a valid threshold");
-            workload(&rt);
-            drop(rt);
-            let codes: Vec<Code> = reports.all().iter().map(|report| report.code).collect();
-            assert_eq!(codes, [Code::Summary]);
-        });
-        return;
-    }
-    hang_guard(|| {
-        for value in ["18446744073709551615", "1e300", "1.7976931348623157e308"] {
-            assert!(
-                run_test_in_child(
-                    "oneloop_slow_ms_saturates_at_huge_values",
-                    &[("ONELOOP_DEBUG", "1"), ("ONELOOP_SLOW_MS", value)],
-                ),
-                "ONELOOP_SLOW_MS={value}"
-            );
-        }
-    });
-}
-
-#[test]
-fn acquiring_more_permits_than_a_semaphore_can_hold_is_a_clear_error() {
-    // It could never be granted, and FIFO order would have every later waiter queue behind
-    // it for ever: a panic that says so, at the call.
-    let sem = oneloop::sync::Semaphore::new(1);
-    for n in [oneloop::sync::Semaphore::MAX_PERMITS + 1, usize::MAX] {
-        let message =
-            panic_text(&*catch_unwind(AssertUnwindSafe(|| drop(sem.acquire_many(n)))).unwrap_err());
-        assert!(message.contains("MAX_PERMITS"), "{message}");
-        let owned = Arc::new(oneloop::sync::Semaphore::new(1));
-        assert!(catch_unwind(AssertUnwindSafe(|| drop(owned.acquire_many_owned(n)))).is_err());
-        assert_eq!(
-            sem.try_acquire_many(n).unwrap_err(),
-            oneloop::sync::TryAcquireError::NoPermits
-        );
-    }
-    // The most a semaphore can hold still works.
-    let full = oneloop::sync::Semaphore::new(oneloop::sync::Semaphore::MAX_PERMITS);
-    let all = oneloop_pool::block_on(full.acquire_many(oneloop::sync::Semaphore::MAX_PERMITS));
-    assert_eq!(
-        all.unwrap().num_permits(),
-        oneloop::sync::Semaphore::MAX_PERMITS
-    );
 }

@@ -178,20 +178,12 @@ fn lesson_09_the_trace_shows_jobs_on_workers_and_arrows_back_to_the_loop() {
         timeline::run(timeline::Mode::Inline, &inline_trace, &job);
         timeline::run(timeline::Mode::Offloaded, &offloaded_trace, &job);
         let (inline, offloaded) = (
-            timeline::read(&inline_trace),
-            timeline::read(&offloaded_trace),
+            oneloop_examples::trace::read(&inline_trace),
+            oneloop_examples::trace::read(&offloaded_trace),
         );
         assert_eq!(inline.tracks[0].0, "loop", "the loop's track comes first");
-        assert_eq!(
-            timeline::count_jobs(&inline),
-            0,
-            "inline: nothing on the workers"
-        );
-        assert_eq!(
-            timeline::count_jobs(&offloaded),
-            4,
-            "offloaded: four checksum jobs"
-        );
+        assert_eq!(inline.count_jobs(), 0, "inline: nothing on the workers");
+        assert_eq!(offloaded.count_jobs(), 4, "offloaded: four checksum jobs");
         // Each job: an arrow from the submitting poll to a worker, and one back to the loop.
         assert_eq!(offloaded.arrows.len(), 8);
         assert!(

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use oneloop_pool::{
     Executor, JobBuilder, JobError, Overflow, RayonExecutor, ThreadPool, TrySpawnError,
 };
-use util::{Gate, assert_send, hang_guard, threads_named, unique_prefix, wait_until};
+use util::{
+    Gate, PoisonedPayload, assert_send, hang_guard, threads_named, unique_prefix, wait_until,
+};
 
 /// A pool of one worker whose worker is held busy until the returned gate opens.
 fn busy_single_worker(builder: oneloop_pool::Builder) -> (ThreadPool, Gate) {
@@ -424,16 +426,6 @@ fn jobs_spawned_from_inside_jobs_all_run_once() {
         pool.shutdown();
         assert_eq!(pool.stats().completed, 2100);
     });
-}
-
-/// A panic payload whose destructor panics: dropping it kills the worker thread that
-/// caught the job's panic, the one way a worker can die despite `catch_unwind`.
-struct PoisonedPayload;
-
-impl Drop for PoisonedPayload {
-    fn drop(&mut self) {
-        panic!("the panic payload's destructor panicked too");
-    }
 }
 
 #[test]

@@ -1,8 +1,7 @@
 //! Runtimes, pools and their handles may be dropped anywhere: in a thread-local of a thread
 //! that exits (a spawned thread, a pool's worker, or `main`, whose locals are destroyed
-//! inside `exit`). What broke: the runtime's drop entered its context with
-//! `LocalKey::with`, which panics once the context's own thread-local is gone, and a panic
-//! in a thread-local's destructor aborts the process.
+//! inside `exit`). The bug that made this a promise (a runtime's drop in a thread-local
+//! aborted the process) has its tests in `regressions.rs`.
 //!
 //! And a runtime that is never dropped (a task holding an `Rc` of its own runtime) is
 //! reported at exit in debug mode (`OL009`), once, and only then.
@@ -12,123 +11,7 @@
 
 mod util;
 
-use std::process::{Command, Output};
-
-use util::hang_guard;
-
-/// What a child process did.
-struct Child {
-    args: String,
-    success: bool,
-    stderr: String,
-}
-
-impl Child {
-    fn run(args: &[&str]) -> Child {
-        let owned: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
-        let output: Output = hang_guard(move || {
-            Command::new(env!("CARGO_BIN_EXE_teardown-child"))
-                .args(&owned)
-                // The environment must not turn debug mode on behind the test's back.
-                .env_remove("ONELOOP_DEBUG")
-                .env_remove("ONELOOP_TRACE")
-                .output()
-                .expect("start teardown-child")
-        });
-        Child {
-            args: args.join(" "),
-            success: output.status.success(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
-    }
-
-    fn count(&self, needle: &str) -> usize {
-        self.stderr.matches(needle).count()
-    }
-
-    /// It exited normally, after `main` returned, with nothing leaked to report.
-    fn assert_clean_exit(&self) {
-        assert!(
-            self.success,
-            "`teardown-child {}` failed:\n{}",
-            self.args, self.stderr
-        );
-        assert!(
-            !self.stderr.contains("Thread Local Storage"),
-            "`teardown-child {}`:\n{}",
-            self.args,
-            self.stderr
-        );
-        assert_eq!(
-            self.count("main returns"),
-            1,
-            "`teardown-child {}`:\n{}",
-            self.args,
-            self.stderr
-        );
-        assert_eq!(
-            self.count("OL009"),
-            0,
-            "`teardown-child {}` reported a leak:\n{}",
-            self.args,
-            self.stderr
-        );
-    }
-
-    fn assert_dropped(&self, what: &str) {
-        assert_eq!(
-            self.count(&format!("dropped: {what}")),
-            1,
-            "`teardown-child {}`: expected `dropped: {what}` once:\n{}",
-            self.args,
-            self.stderr
-        );
-    }
-}
-
-/// Every combination of pending tasks, debug mode and the default pool, for a runtime in a
-/// thread-local of a thread at `place`.
-fn runtime_in_a_thread_local(place: &str) {
-    for tasks in [false, true] {
-        for debug in [false, true] {
-            for to_thread in [false, true] {
-                let mut args = vec!["tls", place, "runtime"];
-                args.extend(tasks.then_some("tasks"));
-                args.extend(debug.then_some("debug"));
-                args.extend(to_thread.then_some("to_thread"));
-                let child = Child::run(&args);
-                child.assert_clean_exit();
-                if tasks {
-                    // The runtime really was dropped: its tasks were cancelled.
-                    child.assert_dropped("pending task");
-                    child.assert_dropped("awaited task");
-                }
-                if tasks && to_thread {
-                    child.assert_dropped("task awaiting to_thread");
-                }
-                if debug {
-                    // Debug mode's exit summary is printed by the runtime's drop.
-                    assert_eq!(child.count("OL008"), 1, "{}", child.stderr);
-                }
-            }
-        }
-    }
-}
-
-#[test]
-fn a_runtime_in_a_thread_local_of_a_spawned_thread_is_dropped_when_it_exits() {
-    runtime_in_a_thread_local("thread");
-}
-
-#[test]
-fn a_runtime_in_a_thread_local_of_the_main_thread_is_dropped_at_exit() {
-    runtime_in_a_thread_local("main");
-}
-
-#[test]
-fn a_runtime_in_a_thread_local_of_a_pool_worker_is_dropped_when_the_worker_exits() {
-    runtime_in_a_thread_local("worker");
-}
+use util::child::Child;
 
 #[test]
 fn pools_and_job_handles_in_thread_locals_are_dropped_anywhere() {

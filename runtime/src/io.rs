@@ -144,16 +144,25 @@ mod tests {
     use super::*;
     use crate::Runtime;
 
+    /// Runs `test` on a new runtime's loop with a socket pair: one end registered, the
+    /// other left as it is.
+    fn with_registered_pair(
+        test: impl AsyncFnOnce(&Runtime, Registration<UnixStream>, UnixStream),
+    ) {
+        let rt = Runtime::new();
+        rt.block_on(async {
+            let (a, b) = UnixStream::pair().unwrap();
+            test(&rt, Registration::new(a).unwrap(), b).await;
+        });
+    }
+
     async fn read_some(reg: &Registration<UnixStream>, buf: &mut [u8]) -> io::Result<usize> {
         poll_fn(|cx| reg.poll_io(Direction::Read, cx, |mut s| s.read(buf))).await
     }
 
     #[test]
     fn a_reader_waits_for_readiness_and_wakes_when_data_arrives() {
-        let rt = Runtime::new();
-        rt.block_on(async {
-            let (a, b) = UnixStream::pair().unwrap();
-            let reader = Registration::new(a).unwrap();
+        with_registered_pair(async |_, reader, b| {
             let writer = Registration::new(b).unwrap();
             let task = crate::spawn(async move {
                 let mut buf = [0u8; 16];
@@ -171,10 +180,7 @@ mod tests {
 
     #[test]
     fn dropping_a_registration_frees_its_reactor_slot() {
-        let rt = Runtime::new();
-        rt.block_on(async {
-            let (a, _b) = UnixStream::pair().unwrap();
-            let reg = Registration::new(a).unwrap();
+        with_registered_pair(async |rt, reg, _peer| {
             assert!(reg.source().peer_addr().is_ok());
             assert_eq!(rt.metrics().io_sources, 1);
             drop(reg);
@@ -184,10 +190,7 @@ mod tests {
 
     #[test]
     fn a_registration_dropped_on_another_thread_frees_its_slot_through_the_loop() {
-        let rt = Runtime::new();
-        rt.block_on(async {
-            let (a, _b) = UnixStream::pair().unwrap();
-            let reg = Registration::new(a).unwrap();
+        with_registered_pair(async |rt, reg, _peer| {
             std::thread::spawn(move || drop(reg)).join().unwrap();
             while rt.metrics().io_sources > 0 {
                 crate::time::sleep(std::time::Duration::from_millis(1)).await;

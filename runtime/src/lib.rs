@@ -215,18 +215,21 @@
 //!   it and no I/O poll loops without bound; a closed receiver's `recv` ends; a job that
 //!   submits to its own full pool never blocks on it; a panic inside the submission gate
 //!   leaves it; a task's panic payload that panics when dropped still resolves its handle;
-//!   the watchdog stops at once. `termination::*` (each hung, spun or escaped before).
+//!   the watchdog stops at once. The `regressions::` tests fixed in 79558e6 and fd5fb46
+//!   (each hung, spun or escaped before).
 //! - **A runtime may be dropped anywhere, and no input overflows**: a runtime, pool or
 //!   handle kept in a `thread_local!` is dropped when its thread (or `main`) exits; every
 //!   `Duration`, `Instant` or count saturates or is a clear error; a runtime that is never
 //!   dropped is reported at exit in debug mode (`OL009`). `teardown::*`, `extremes::*`
-//!   (property tests with extreme values).
+//!   (property tests with extreme values), and the bugs found there in `regressions::*`.
 //! - **A deadlock is named, never silent**: a `JoinHandle` cycle the `block_on` future
 //!   depends on, or a loop where nothing can ever wake anything, panics with every pending
 //!   task and what it waits on; a cycle beside a live `block_on` future is reported
 //!   (`OL011`), and in debug mode a loop quiet on channels and semaphores too (`OL010`);
 //!   the check follows one or two links while the `block_on` future can still be woken.
 //!   `deadlock::*`,
+//!   `regressions::a_join_handle_cycle_is_a_deadlock_even_while_an_unrelated_timer_is_armed`,
+//!   `regressions::a_join_handle_cycle_is_a_deadlock_even_while_a_handle_exists`,
 //!   `debug_mode::a_loop_that_can_never_progress_panics_naming_the_pending_tasks`.
 //! - **Resources return to baseline**: threads, descriptors and memory.
 //!   `pool_stress::pools_created_and_dropped_leave_no_thread_behind`,

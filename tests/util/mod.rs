@@ -1,4 +1,5 @@
-//! Helpers shared by the integration tests: a hang guard, drop counters, captured reports.
+//! Helpers shared by the integration tests: a hang guard, drop counters, captured reports,
+//! adversarial wakers and payloads, extreme-value helpers, and the teardown child (`child.rs`).
 #![allow(dead_code)] // each test file uses a different subset
 
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
@@ -9,6 +10,9 @@ use std::time::Duration;
 
 use oneloop::Runtime;
 use oneloop::debug::{Code, Report};
+use oneloop::time::MissedTickBehavior;
+
+pub mod child;
 
 /// How long a test may run before it is declared hung. Generous: this only turns a hang
 /// into a failure; it is not a performance limit.
@@ -312,4 +316,68 @@ pub fn run_test_in_child(name: &str, env: &[(&str, &str)]) -> bool {
 /// True in the child process started by [`run_test_in_child`].
 pub fn in_child() -> bool {
     std::env::var_os("ONELOOP_TEST_CHILD").is_some()
+}
+
+/// A panic payload whose destructor panics.
+pub struct PoisonedPayload;
+
+impl Drop for PoisonedPayload {
+    fn drop(&mut self) {
+        panic!("the panic payload's destructor panicked too");
+    }
+}
+
+/// How long a test waits for something that may be due at once or in a century: long
+/// enough for the loop to turn, and no assertion depends on it.
+pub const GLIMPSE: Duration = Duration::from_millis(2);
+
+/// Every missed-tick policy.
+pub const MISSED_TICK_BEHAVIORS: [MissedTickBehavior; 3] = [
+    MissedTickBehavior::Burst,
+    MissedTickBehavior::Delay,
+    MissedTickBehavior::Skip,
+];
+
+/// The error `build` gave, or the panic it raised instead.
+pub fn build_pool(builder: oneloop_pool::Builder) -> Result<std::io::Error, String> {
+    match catch_unwind(AssertUnwindSafe(|| builder.build())) {
+        Ok(Ok(_pool)) => Err("it built".to_owned()),
+        Ok(Err(error)) => Ok(error),
+        Err(panic) => Err(format!("it panicked: {}", panic_text(&*panic))),
+    }
+}
+
+/// A small workload that touches every debug-mode path: polls, a timer, an offloaded job.
+pub fn debug_workload(rt: &Runtime) {
+    rt.block_on(async {
+        let tasks: Vec<_> = (0..4)
+            .map(|i| {
+                oneloop::spawn(async move {
+                    oneloop::task::yield_now().await;
+                    i
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        oneloop::time::sleep(Duration::ZERO).await;
+        assert_eq!(oneloop::to_thread(|| 1).await, Ok(1));
+    });
+}
+
+/// Spawns "a" and "b", each awaiting the other's handle: neither can ever finish.
+pub fn spawn_join_cycle() {
+    let (to_a, a_gets) = oneloop::sync::oneshot::channel::<oneloop::JoinHandle<()>>();
+    let (to_b, b_gets) = oneloop::sync::oneshot::channel::<oneloop::JoinHandle<()>>();
+    let a = oneloop::task::Builder::new().name("a").spawn(async move {
+        let b = a_gets.await.unwrap();
+        b.await.unwrap();
+    });
+    let b = oneloop::task::Builder::new().name("b").spawn(async move {
+        let a = b_gets.await.unwrap();
+        a.await.unwrap();
+    });
+    let _ = to_a.send(b);
+    let _ = to_b.send(a);
 }

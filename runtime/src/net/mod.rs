@@ -9,6 +9,8 @@
 //! Sockets are `Send` (a future holding one can be handed to `Handle::spawn`), but they
 //! belong to the runtime that created them and must be used on its thread.
 
+#[cfg(feature = "futures-io")]
+mod io_traits;
 mod split;
 mod tcp;
 mod udp;

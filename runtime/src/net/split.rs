@@ -3,6 +3,10 @@
 //! Borrowed halves (`split`) share the stream by reference; owned halves (`into_split`)
 //! share it through an `Arc` and can move into separate tasks. Each direction has exactly
 //! one half, so a direction never has two waiting tasks.
+//!
+//! [`TcpStream::split`] and [`TcpStream::into_split`] are defined here, beside the halves
+//! they make: the halves read and write through the stream (`tcp.rs`), and the stream
+//! needs nothing from this file.
 
 use std::fmt;
 use std::io;
@@ -27,16 +31,22 @@ pub struct OwnedWriteHalf(Arc<TcpStream>, ShutdownOnDrop);
 /// Whether dropping an `OwnedWriteHalf` shuts the write side down.
 struct ShutdownOnDrop(bool);
 
-pub(super) fn split(stream: &mut TcpStream) -> (ReadHalf<'_>, WriteHalf<'_>) {
-    (ReadHalf(stream), WriteHalf(stream))
-}
+impl TcpStream {
+    /// Splits into a read half and a write half borrowed from this stream, so one task can
+    /// read while another writes.
+    pub fn split(&mut self) -> (ReadHalf<'_>, WriteHalf<'_>) {
+        (ReadHalf(self), WriteHalf(self))
+    }
 
-pub(super) fn into_split(stream: TcpStream) -> (OwnedReadHalf, OwnedWriteHalf) {
-    let shared = Arc::new(stream);
-    (
-        OwnedReadHalf(shared.clone()),
-        OwnedWriteHalf(shared, ShutdownOnDrop(true)),
-    )
+    /// Splits into owned halves (each can move into its own task); `reunite` puts them
+    /// back together.
+    pub fn into_split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
+        let shared = Arc::new(self);
+        (
+            OwnedReadHalf(shared.clone()),
+            OwnedWriteHalf(shared, ShutdownOnDrop(true)),
+        )
+    }
 }
 
 /// Two owned halves that did not come from the same stream.
@@ -163,65 +173,10 @@ impl fmt::Debug for OwnedWriteHalf {
 }
 
 #[cfg(feature = "futures-io")]
-mod futures_io_impls {
-    use std::pin::Pin;
-    use std::task::{Context, Poll};
-
-    use super::*;
-
-    impl futures_io::AsyncRead for ReadHalf<'_> {
-        fn poll_read(
-            self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            buf: &mut [u8],
-        ) -> Poll<io::Result<usize>> {
-            self.0.poll_read_shared(cx, buf)
-        }
-    }
-
-    impl futures_io::AsyncRead for OwnedReadHalf {
-        fn poll_read(
-            self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            buf: &mut [u8],
-        ) -> Poll<io::Result<usize>> {
-            self.0.poll_read_shared(cx, buf)
-        }
-    }
-
-    impl futures_io::AsyncWrite for WriteHalf<'_> {
-        fn poll_write(
-            self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            buf: &[u8],
-        ) -> Poll<io::Result<usize>> {
-            self.0.poll_write_shared(cx, buf)
-        }
-
-        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
-
-        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Poll::Ready(self.0.shutdown(Shutdown::Write))
-        }
-    }
-
-    impl futures_io::AsyncWrite for OwnedWriteHalf {
-        fn poll_write(
-            self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            buf: &[u8],
-        ) -> Poll<io::Result<usize>> {
-            self.0.poll_write_shared(cx, buf)
-        }
-
-        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
-
-        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Poll::Ready(self.0.shutdown(Shutdown::Write))
-        }
-    }
-}
+super::io_traits::async_read!(ReadHalf<'_>, |half| half.0);
+#[cfg(feature = "futures-io")]
+super::io_traits::async_read!(OwnedReadHalf, |half| half.0);
+#[cfg(feature = "futures-io")]
+super::io_traits::async_write!(WriteHalf<'_>, |half| half.0);
+#[cfg(feature = "futures-io")]
+super::io_traits::async_write!(OwnedWriteHalf, |half| half.0);

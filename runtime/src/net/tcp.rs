@@ -5,12 +5,9 @@ use std::fmt;
 use std::future::poll_fn;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
-#[cfg(feature = "futures-io")]
-use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use super::split::{self, OwnedReadHalf, OwnedWriteHalf, ReadHalf, WriteHalf};
 use super::{ToSocketAddrs, first_success};
 use crate::io::Registration;
 use crate::reactor::Direction;
@@ -285,18 +282,6 @@ impl TcpStream {
         self.io.source().local_addr()
     }
 
-    /// Splits into a read half and a write half borrowed from this stream, so one task can
-    /// read while another writes.
-    pub fn split(&mut self) -> (ReadHalf<'_>, WriteHalf<'_>) {
-        split::split(self)
-    }
-
-    /// Splits into owned halves (each can move into its own task); `reunite` puts them
-    /// back together.
-    pub fn into_split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
-        split::into_split(self)
-    }
-
     // The shared-reference forms the halves use. A direction has one user at a time
     // (`&mut self` above, or the one half that owns it), so no reader or writer ever waits
     // behind another.
@@ -356,31 +341,6 @@ impl fmt::Debug for TcpStream {
 }
 
 #[cfg(feature = "futures-io")]
-impl futures_io::AsyncRead for TcpStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
-        self.poll_read_shared(cx, buf)
-    }
-}
-
+super::io_traits::async_read!(TcpStream, |stream| stream);
 #[cfg(feature = "futures-io")]
-impl futures_io::AsyncWrite for TcpStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.poll_write_shared(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(self.shutdown(Shutdown::Write))
-    }
-}
+super::io_traits::async_write!(TcpStream, |stream| stream);
