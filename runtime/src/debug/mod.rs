@@ -23,6 +23,7 @@
 //! `deadlock.rs`).
 
 mod clock;
+mod config;
 pub(crate) mod deadlock;
 pub(crate) mod frames;
 pub(crate) mod instruments;
@@ -43,6 +44,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::task::Id;
+pub(crate) use config::DebugConfig;
 pub use oneloop_pool::JobInfo;
 
 /// A stable code for each kind of [`Report`]. The README lists every code with its fix.
@@ -551,48 +553,6 @@ impl TaskInfo {
     }
 }
 
-/// Debug settings after the builder and the environment have been combined.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct DebugConfig {
-    pub(crate) threshold: Duration,
-    pub(crate) backtraces: bool,
-    pub(crate) job_limit: Duration,
-}
-
-/// The default slow-job limit: offloaded jobs are expected to take long (that is why they
-/// are offloaded), so only one that runs for ten seconds is reported as possibly stuck.
-pub(crate) const DEFAULT_SLOW_JOB_LIMIT: Duration = Duration::from_secs(10);
-
-/// asyncio's `slow_callback_duration` default.
-pub(crate) const DEFAULT_SLOW_THRESHOLD: Duration = Duration::from_millis(100);
-
-/// Parses `ONELOOP_DEBUG`: `1`/`true`/`yes`/`on` enable, `0`/`false`/`no`/`off`/empty
-/// disable, anything else is an error that says what is accepted.
-pub(crate) fn parse_debug_env(value: &str) -> Result<bool, String> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Ok(true),
-        "" | "0" | "false" | "no" | "off" => Ok(false),
-        other => Err(format!(
-            "ONELOOP_DEBUG must be 1 or 0 (or true/false), got {other:?}"
-        )),
-    }
-}
-
-/// Parses `ONELOOP_SLOW_MS`: a positive number of milliseconds, fractions allowed; one too
-/// large for a `Duration` (`1e300`) is `Duration::MAX`, which never reports anything.
-pub(crate) fn parse_slow_ms_env(value: &str) -> Result<Duration, String> {
-    let ms: f64 = value.trim().parse().map_err(|_| {
-        format!("ONELOOP_SLOW_MS must be a number of milliseconds such as 50, got {value:?}")
-    })?;
-    if !(ms > 0.0 && ms.is_finite()) {
-        return Err(format!(
-            "ONELOOP_SLOW_MS must be a positive number of milliseconds, got {value:?}"
-        ));
-    }
-    // Finite and positive, so the only possible error is "too large".
-    Ok(Duration::try_from_secs_f64(ms / 1e3).unwrap_or(Duration::MAX))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -655,29 +615,5 @@ mod tests {
             assert!(text.contains(hint), "{code}: {text}");
         }
         assert_eq!(Code::DefaultPoolUnavailable.as_str(), "OL012");
-    }
-
-    #[test]
-    fn env_values_parse_or_say_what_is_accepted() {
-        assert_eq!(parse_debug_env("1"), Ok(true));
-        assert_eq!(parse_debug_env("off"), Ok(false));
-        assert!(
-            parse_debug_env("maybe")
-                .unwrap_err()
-                .contains("ONELOOP_DEBUG")
-        );
-        assert_eq!(parse_slow_ms_env("50"), Ok(Duration::from_millis(50)));
-        assert_eq!(parse_slow_ms_env("0.5"), Ok(Duration::from_micros(500)));
-        assert!(
-            parse_slow_ms_env("fast")
-                .unwrap_err()
-                .contains("ONELOOP_SLOW_MS")
-        );
-        assert!(parse_slow_ms_env("-3").is_err());
-        assert!(parse_slow_ms_env("inf").is_err());
-        // u64::MAX milliseconds, give or take the rounding of an f64.
-        let huge = parse_slow_ms_env("18446744073709551615").unwrap();
-        assert_eq!(huge.as_secs() / 1_000_000, 18_446_744_073);
-        assert_eq!(parse_slow_ms_env("1e300"), Ok(Duration::MAX));
     }
 }

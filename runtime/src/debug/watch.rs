@@ -773,7 +773,8 @@ mod tests {
     //! `looked_at` when a look should land, or never looks at all (a starved watchdog).
 
     use super::*;
-    use crate::debug::{DEFAULT_SLOW_JOB_LIMIT, stderr_sink};
+    use crate::builder::DEFAULT_SLOW_JOB_LIMIT;
+    use crate::debug::stderr_sink;
 
     const THRESHOLD: Duration = Duration::from_millis(40);
 
