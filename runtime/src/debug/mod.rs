@@ -14,7 +14,8 @@
 //! off one `Instruments` value (`instruments.rs`): with neither on, a poll costs the loop
 //! one branch more.
 //!
-//! Everything found is a [`Report`] with a stable [`Code`], handed to the sink set by
+//! Everything found is a [`Report`] with a stable [`Code`] (`report.rs`), handed through
+//! the `Reporter` (`reporter.rs`) to the sink set by
 //! [`Builder::on_report`](crate::Builder::on_report) (one line on stderr by default).
 //! Some reports do not need debug mode, because they cost nothing until they happen: a
 //! task that panicked with nobody left to retrieve the panic (`OL003`), tasks stuck in a
@@ -30,6 +31,7 @@ pub(crate) mod instruments;
 pub(crate) mod jobs;
 pub(crate) mod leaks;
 mod report;
+mod reporter;
 #[cfg(unix)]
 pub(crate) mod signals;
 pub(crate) mod stack;
@@ -37,85 +39,8 @@ mod summary;
 pub(crate) mod trace;
 pub(crate) mod watch;
 
-use std::io::Write;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-
 pub(crate) use config::DebugConfig;
 pub use oneloop_pool::JobInfo;
 pub(crate) use report::Millis;
 pub use report::{Backtrace, Code, Report, TaskInfo};
-
-/// Where reports go.
-pub(crate) type Sink = Arc<dyn Fn(&Report) + Send + Sync>;
-
-/// The default sink: the report on stderr. A closed stderr is ignored (there is nowhere
-/// else to say it).
-pub(crate) fn stderr_sink() -> Sink {
-    Arc::new(|report: &Report| {
-        // The line first: resolving a backtrace's symbols may take a moment, and it is done
-        // before taking stderr's lock, which the loop may need for its own reports.
-        let _ = writeln!(std::io::stderr().lock(), "{}", report.headline());
-        if let Some(backtrace) = &report.backtrace {
-            let text = backtrace.to_string();
-            let about = report
-                .task
-                .as_ref()
-                .map(|task| task.to_string())
-                .unwrap_or_default();
-            let _ = writeln!(
-                std::io::stderr().lock(),
-                "  loop thread backtrace for the {} above, {about} (innermost first):\n{text}",
-                report.code
-            );
-        }
-    })
-}
-
-/// Where every report goes: counted (for the exit summary), drawn in the trace if there is
-/// one, then handed to the sink. Shared by the loop, the watchdog and the job observer.
-pub(crate) struct Reporter {
-    sink: Sink,
-    counts: [AtomicU64; Code::ALL.len()],
-    pub(crate) trace: Option<Arc<trace::Tracer>>,
-}
-
-impl Reporter {
-    pub(crate) fn new(sink: Sink, trace: Option<Arc<trace::Tracer>>) -> Self {
-        Reporter {
-            sink,
-            counts: Default::default(),
-            trace,
-        }
-    }
-
-    pub(crate) fn emit(&self, report: &Report) {
-        self.counts[report.code.index()].fetch_add(1, Ordering::Relaxed);
-        if let Some(trace) = &self.trace {
-            trace.report(report);
-        }
-        emit(&self.sink, report);
-    }
-
-    /// How many reports of each code were made so far.
-    pub(crate) fn counts(&self) -> Vec<(Code, u64)> {
-        Code::ALL
-            .iter()
-            .map(|&code| (code, self.counts[code.index()].load(Ordering::Relaxed)))
-            .filter(|&(_, n)| n > 0)
-            .collect()
-    }
-}
-
-/// Hands `report` to `sink`, containing a panic in the sink: a broken sink must not take
-/// the loop or the watchdog down with it.
-fn emit(sink: &Sink, report: &Report) {
-    let result = oneloop_pool::wake::catch(|| sink(report));
-    if oneloop_pool::wake::contain(result).is_none() {
-        let _ = writeln!(
-            std::io::stderr().lock(),
-            "oneloop: the report sink panicked while handling {}",
-            report.code
-        );
-    }
-}
+pub(crate) use reporter::{Reporter, Sink, stderr_sink};
