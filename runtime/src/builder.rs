@@ -126,7 +126,7 @@ impl Builder {
     /// the loop times polls and reports slow ones (`OL001`), and a watchdog thread reports
     /// a poll that is still blocking (`OL002`). Quick polls are timed in groups that share
     /// one clock reading, so debug mode costs a program of tiny tasks about 2 %; a poll the
-    /// watchdog finds running is always timed alone (`debug/watch.rs`).
+    /// watchdog finds running is always timed alone (`debug/watch/`).
     pub fn debug(mut self, on: bool) -> Self {
         self.debug = Some(on);
         self

@@ -3,7 +3,7 @@
 //! The core holds one `Option<Instruments>`: with neither debug mode nor tracing on, a poll
 //! costs the loop one branch more, nothing else.
 //!
-//! Debug mode times polls in windows (`watch.rs`): most polls cost it no clock reading at
+//! Debug mode times polls in windows (`watch/`): most polls cost it no clock reading at
 //! all. Tracing reads the clock at both ends of every poll, as the trace draws exact
 //! slices.
 

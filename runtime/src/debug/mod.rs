@@ -2,8 +2,8 @@
 //! draw the timeline.
 //!
 //! Turned on by [`Builder::debug`](crate::Builder::debug) or `ONELOOP_DEBUG=1`. The loop
-//! then times polls, quick ones in groups that share a clock reading (`watch.rs`, loop
-//! side), and a watchdog thread (`watch.rs`, thread side) looks at them: any poll it finds
+//! then times polls, quick ones in groups that share a clock reading (`watch/windows.rs`, loop
+//! side), and a watchdog thread (`watch/watchdog.rs`) looks at them: any poll it finds
 //! running is timed alone, and one *still* running past the threshold is reported, with a
 //! backtrace of the loop thread on Linux (`stack.rs`); offloaded jobs are watched too
 //! (`jobs.rs`). The runtime prints a profile when it drops (`summary.rs`), and one that

@@ -1,6 +1,6 @@
 //! A backtrace of the loop thread, taken while a poll blocks it (Linux, x86_64 and aarch64).
 //!
-//! The watchdog (`watch.rs`) cannot read another thread's registers, so it looks at the
+//! The watchdog (`watch/watchdog.rs`) cannot read another thread's registers, so it looks at the
 //! loop thread from outside first, through `/proc/self/task/<tid>/syscall`:
 //!
 //! - **Blocked in a system call** (`recvfrom`, `nanosleep`, a lock's `futex`...): the thread

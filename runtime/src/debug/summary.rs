@@ -29,7 +29,7 @@ pub(crate) fn render(debug: &Debug, jobs: &JobWatch, reporter: &Reporter) -> Opt
     }
     for (site, stats) in polls.iter().take(TOP) {
         let name = site.name.as_deref().unwrap_or("(unnamed)");
-        // Polls timed only together with others are known by an upper bound (`watch.rs`).
+        // Polls timed only together with others are known by an upper bound (`watch/`).
         let longest = if stats.longest >= stats.longest_group {
             Millis(stats.longest).to_string()
         } else {

@@ -1,178 +1,28 @@
-//! Timing polls on the loop, and the watchdog thread that looks at them.
+//! The loop's side of debug mode: timing polls in windows that share a clock reading,
+//! interning spawn sites, and counting each site's polls for the exit summary.
 //!
-//! Reading a clock costs 10-30 ns, as much as a small task's whole poll, so the loop does
-//! not read it around every poll. It times polls in *windows*: it reads the clock when a
-//! window starts and when it closes, and a window closes after `limit` polls, at the end
-//! of a batch, or after a poll during which the watchdog looked. The watchdog thread looks
-//! every eighth of the threshold and stores the time of each look in `Watch::looked_at`;
-//! the loop loads that value after each poll (one load, no clock) and compares it with the
-//! value it saw last. So:
-//!
-//! - a poll the watchdog looked into closes its window when it returns, and is timed
-//!   alone from a moment known to be before it began: the latest look, when that look saw
-//!   the loop not yet in it (each look publishes the poll `seq` it saw, `looked_seq`), or
-//!   else the look before the first one that saw it running (`first_seen_*`), and never
-//!   before the window's start. So it includes at most one look interval (an eighth of
-//!   the threshold) before the poll, and never the time the loop spent between polls
-//!   (preempted, or running a destructor: those are timed as what they are, `Activity`);
-//! - a poll nobody looked into fits between two looks, so it is shorter than the gap
-//!   between them: an eighth of the threshold when the watchdog keeps time. The watchdog
-//!   publishes any gap of half a threshold or more (`blind_until`); a window that lasted a
-//!   threshold while the watchdog was away is reported for what it is: polls that could not
-//!   be told apart (`Finding::Unseen`), and the next polls are timed alone;
-//! - `limit` adapts: it doubles (up to 64) while full windows take under 1/64 of the
-//!   threshold and halves when one takes over 1/16, so programs of tiny polls read the
-//!   clock once per 64 polls and programs of long ones time each poll alone.
-//!
-//! While a poll runs, the loop also publishes which task it is and its sequence number.
-//! A poll the watchdog sees running past the threshold is reported (`OL002`) while it is
-//! still running, then again at doubling intervals, the first time with a backtrace of the
-//! loop thread (`stack.rs`). When that poll finally returns, the loop's `OL001` says
-//! "unblocked after ..." and how many times it was reported.
-//!
-//! Per poll, the loop's side costs a few plain stores, one load and no lock: task names
-//! and spawn sites are interned once per site (`Debug::intern`), so a poll publishes only
-//! two numbers; each site's polls are counted when their window closes.
+//! `instruments.rs` calls it around every poll (`begin_poll`, `end_poll`) and batch
+//! (`restart_window`, `end_batch`); what a closed window found (`Finding`) goes back there
+//! to be reported. It publishes through the record it shares with the watchdog
+//! (`shared.rs`), and starts and stops the watchdog thread (`watchdog.rs`). How windows
+//! are sized and closed, and why, is in `watch/mod.rs`.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::panic::Location;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
+use std::sync::atomic::{Ordering, fence};
 use std::thread;
 use std::time::Duration;
 
-use parking_lot::{Condvar, Mutex, MutexGuard};
-
-use super::clock::Clock;
-use super::jobs::JobWatch;
-use super::{Backtrace, Code, DebugConfig, Report, Reporter, TaskInfo, stack};
-use crate::task::Id;
+use super::shared::{Site, Watch};
+use super::watchdog::run_watchdog;
+use crate::debug::clock::Clock;
+use crate::debug::jobs::JobWatch;
+use crate::debug::{DebugConfig, Reporter, TaskInfo};
 
 /// The most polls one window holds: the loop reads the clock at least once per this many.
 const MAX_WINDOW: usize = 64;
-
-/// A task name and spawn site, shared with the watchdog.
-#[derive(Clone)]
-struct Site {
-    name: Option<String>,
-    location: &'static Location<'static>,
-}
-
-/// State shared between the loop and its watchdog thread.
-pub(crate) struct Watch {
-    /// The clock polls are timed with (ticks; see `clock.rs`).
-    clock: Clock,
-    /// Poll sequence: odd while a poll runs, even between polls. Written only by the loop
-    /// (Release, publishing the fields below); read by the watchdog (Acquire).
-    seq: AtomicU64,
-    /// When the loop's current window of polls started, in clock ticks (the loop's own
-    /// record too: it alone writes it); which task is being polled; its site.
-    window_start: AtomicU64,
-    task_id: AtomicU64,
-    site: AtomicU32,
-    /// When the watchdog last looked (clock ticks, strictly increasing). The loop loads it
-    /// after each poll: a change means the watchdog looked since the previous poll ended.
-    looked_at: AtomicU64,
-    /// The `seq` the watchdog saw at its latest look: stored before `looked_at` (which
-    /// publishes it), so a loop that read a look's time reads this look's `seq` or a later
-    /// one's. A look that saw a `seq` below a poll's happened before that poll began.
-    looked_seq: AtomicU64,
-    /// The first look that saw a poll running: that poll's `seq`, and the time of the look
-    /// before (which had not seen it, so the poll began after it). Written by the watchdog
-    /// (the bound, then the `seq` with Release); read by the loop when the poll returns.
-    first_seen_seq: AtomicU64,
-    first_seen_bound: AtomicU64,
-    /// The end of the latest gap of half a threshold or more between two looks (the
-    /// watchdog was not scheduled in time): polls in such a gap were not looked into.
-    blind_until: AtomicU64,
-    /// The `seq` of the last poll the watchdog reported, and how many times it did:
-    /// written by the watchdog, read by the loop when that poll returns.
-    flagged_seq: AtomicU64,
-    flagged_count: AtomicU32,
-    /// Interned sites; appended by the loop once per new site, read by the watchdog.
-    sites: Mutex<Vec<Site>>,
-    threshold: Duration,
-    backtraces: bool,
-    reporter: Arc<Reporter>,
-    /// The loop thread, recorded when the runtime is built on it: looked at through
-    /// `/proc`, and signalled for a backtrace only while it runs user code (`stack.rs`).
-    #[cfg(target_os = "linux")]
-    loop_thread: Option<stack::LoopThread>,
-    /// Offloaded jobs being watched (scanned by the watchdog every half threshold).
-    jobs: Arc<JobWatch>,
-    /// Set when the runtime drops; the watchdog exits.
-    stop: Mutex<bool>,
-    stop_signal: Condvar,
-}
-
-impl Watch {
-    fn new(
-        config: DebugConfig,
-        clock: Clock,
-        reporter: Arc<Reporter>,
-        jobs: Arc<JobWatch>,
-    ) -> Watch {
-        let now = clock.now();
-        Watch {
-            clock,
-            seq: AtomicU64::new(0),
-            window_start: AtomicU64::new(now),
-            task_id: AtomicU64::new(0),
-            site: AtomicU32::new(0),
-            looked_at: AtomicU64::new(now),
-            looked_seq: AtomicU64::new(0),
-            first_seen_seq: AtomicU64::new(0),
-            first_seen_bound: AtomicU64::new(0),
-            blind_until: AtomicU64::new(0),
-            flagged_seq: AtomicU64::new(0),
-            flagged_count: AtomicU32::new(0),
-            sites: Mutex::new(Vec::new()),
-            threshold: config.threshold,
-            backtraces: config.backtraces && stack::install() && {
-                stack::warm_up_symbols();
-                true
-            },
-            jobs,
-            reporter,
-            #[cfg(target_os = "linux")]
-            loop_thread: stack::LoopThread::current(),
-            stop: Mutex::new(false),
-            stop_signal: Condvar::new(),
-        }
-    }
-
-    /// The running poll, if one is running: its seq, the start of its window (ticks), task
-    /// id and site. A seqlock-style read: the fields are trusted only if `seq` did not move
-    /// meanwhile.
-    fn running_poll(&self) -> Option<(u64, u64, u64, u32)> {
-        let seq = self.seq.load(Ordering::Acquire);
-        if seq.is_multiple_of(2) {
-            return None;
-        }
-        let window_start = self.window_start.load(Ordering::Relaxed);
-        let task = self.task_id.load(Ordering::Relaxed);
-        let site = self.site.load(Ordering::Relaxed);
-        // Pairs with the Release fence in `begin_poll`: if a load above saw a value written
-        // for a later poll, the load below sees that the sequence moved on.
-        fence(Ordering::Acquire);
-        (self.seq.load(Ordering::Relaxed) == seq).then_some((seq, window_start, task, site))
-    }
-
-    fn task_info(&self, id: u64, site: u32) -> TaskInfo {
-        let site = self.sites.lock()[site as usize].clone();
-        TaskInfo {
-            id: Id(id),
-            name: site.name,
-            location: site.location,
-        }
-    }
-
-    /// The name and location of every interned site, by index.
-    fn sites(&self) -> Vec<Site> {
-        self.sites.lock().clone()
-    }
-}
 
 /// A spawn site as the loop interns it: the location's address and the task name.
 type SiteKey = (usize, Option<Box<str>>);
@@ -622,151 +472,6 @@ impl Debug {
     }
 }
 
-/// How often the watchdog looks: an eighth of the threshold (so a poll it did not look
-/// into is shorter than that), but not more than 20,000 times a second.
-fn look_interval(threshold: Duration) -> Duration {
-    (threshold / 8).max(Duration::from_micros(50))
-}
-
-/// The watchdog thread.
-///
-/// It looks every eighth of the threshold (`look_interval`); once it sees a poll running,
-/// it also wakes on that poll's own deadline (start + threshold, then doubling), so reports
-/// come on time rather than on a tick. Every half threshold, a look also scans the running
-/// offloaded jobs.
-fn run_watchdog(watch: &Watch) {
-    let every = look_interval(watch.threshold);
-    let half = watch.clock.ticks(watch.threshold) / 2;
-    let mut last_look = watch.looked_at.load(Ordering::Relaxed);
-    let mut last_scan = last_look;
-    // The poll being watched: its seq, when it began at the earliest (ticks), when the
-    // next report is due (time since it began), and reports so far.
-    let mut watching: Option<(u64, u64, Duration, u32)> = None;
-    let mut stop = watch.stop.lock();
-    loop {
-        // Check before waiting, not only after: `stop` may have been set while this thread
-        // was not waiting (before its first look, or while the lock was released for a
-        // scan or a report), and that notification is gone; waiting first would hold the
-        // runtime's drop for up to a whole look interval.
-        if *stop {
-            return;
-        }
-        let wait = match watching {
-            Some((_, began, due, _)) => {
-                let running = watch
-                    .clock
-                    .duration(watch.clock.now().saturating_sub(began));
-                due.saturating_sub(running).min(every)
-            }
-            None => every,
-        };
-        if !wait.is_zero() {
-            watch.stop_signal.wait_for(&mut stop, wait);
-        }
-        if *stop {
-            return;
-        }
-        // The look: publish its time (a gap of half a threshold first, so a loop that sees
-        // the new look also sees the gap), then see what is running.
-        let now = watch.clock.now().max(last_look + 1);
-        if now - last_look >= half {
-            watch.blind_until.store(now, Ordering::Release);
-        }
-        // Which poll the loop is in, read after the look's time: a poll that began later
-        // sees a smaller `seq` here and knows it began after this look.
-        let seen_seq = watch.seq.load(Ordering::Acquire);
-        watch.looked_seq.store(seen_seq, Ordering::Relaxed);
-        watch.looked_at.store(now, Ordering::Release);
-        let previous_look = std::mem::replace(&mut last_look, now);
-        // Jobs are reported after seconds, not milliseconds: every half threshold will do
-        // (the scan takes the lock the workers take per job).
-        if now.saturating_sub(last_scan) >= half {
-            last_scan = now;
-            MutexGuard::unlocked(&mut stop, || watch.jobs.scan());
-        }
-        let Some((seq, window_start, task, site)) = watch.running_poll() else {
-            watching = None;
-            continue;
-        };
-        let (began, due, reports) = match watching {
-            Some((watched, began, due, reports)) if watched == seq => (began, due, reports),
-            // First seen now: it began after the previous look (which saw another poll or
-            // none) and after its window started. The loop times it from there too.
-            _ => {
-                watch
-                    .first_seen_bound
-                    .store(previous_look, Ordering::Relaxed);
-                watch.first_seen_seq.store(seq, Ordering::Release);
-                (window_start.max(previous_look), watch.threshold, 0)
-            }
-        };
-        let running_for = watch
-            .clock
-            .duration(watch.clock.now().saturating_sub(began));
-        if running_for < due {
-            watching = Some((seq, began, due, reports));
-            continue;
-        }
-        // Report outside the stop lock: the sink is user code and may take its time.
-        let reported = MutexGuard::unlocked(&mut stop, || {
-            report_still_blocking(watch, seq, task, site, running_for, reports == 0)
-        });
-        let reports = reports + u32::from(reported);
-        // Backoff: the next report is due at the first doubling of the threshold past the
-        // time already spent, so a report that took a while never triggers a burst.
-        let mut next = due.saturating_mul(2);
-        let so_far = watch
-            .clock
-            .duration(watch.clock.now().saturating_sub(began));
-        while next <= so_far {
-            next = next.saturating_mul(2);
-        }
-        watching = Some((seq, began, next, reports));
-    }
-}
-/// Reports poll `seq` as still blocking; returns false if it returned meanwhile.
-fn report_still_blocking(
-    watch: &Watch,
-    seq: u64,
-    task: u64,
-    site: u32,
-    running_for: Duration,
-    first: bool,
-) -> bool {
-    let still_running = || watch.seq.load(Ordering::Acquire) == seq;
-    // Only the raw stack is captured here (microseconds); symbols are resolved when the
-    // report is displayed, so the report itself is never late. A loop thread sleeping in a
-    // system call is not interrupted: the capture names the call instead.
-    #[cfg(target_os = "linux")]
-    let (ips, note) = match (&watch.loop_thread, first && watch.backtraces) {
-        (Some(thread), true) => {
-            let capture = stack::capture(thread, still_running);
-            (capture.ips, capture.note)
-        }
-        _ => (None, None),
-    };
-    #[cfg(not(target_os = "linux"))]
-    let (ips, note): (Option<Vec<usize>>, Option<String>) = (None, None);
-    if !still_running() {
-        return false; // it returned while we looked: the loop's OL001 tells the rest
-    }
-    // Flag before emitting, so the loop's closing OL001 counts this report.
-    let count = if first {
-        1
-    } else {
-        watch.flagged_count.load(Ordering::Relaxed) + 1
-    };
-    watch.flagged_count.store(count, Ordering::Release);
-    watch.flagged_seq.store(seq, Ordering::Release);
-    let mut report = Report::new(Code::StillBlocking, watch.task_info(task, site));
-    report.duration = Some(running_for);
-    report.threshold = Some(watch.threshold);
-    report.backtrace = ips.map(Backtrace::new);
-    report.message = note;
-    watch.reporter.emit(&report);
-    true
-}
-
 #[cfg(test)]
 mod tests {
     //! The loop's side of poll timing, with the test playing the watchdog: it stores
@@ -775,6 +480,7 @@ mod tests {
     use super::*;
     use crate::builder::DEFAULT_SLOW_JOB_LIMIT;
     use crate::debug::stderr_sink;
+    use crate::task::Id;
 
     const THRESHOLD: Duration = Duration::from_millis(40);
 
