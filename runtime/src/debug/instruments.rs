@@ -21,11 +21,11 @@ use super::jobs::{JobLimits, JobWatch, PoolWatch};
 use super::leaks::{self, Registration, Running};
 use super::trace::Tracer;
 pub(crate) use super::watch::Activity;
-use super::watch::{Debug, Finding, PollTimer};
+use super::watch::{Finding, PollTimer, PollWatch};
 use super::{Code, DebugConfig, Report, Reporter, summary};
 
 pub(crate) struct Instruments {
-    debug: Option<Debug>,
+    debug: Option<PollWatch>,
     /// In debug mode, the runtime's entry in the registry of runtimes not dropped yet
     /// (`leaks.rs`); leaves it when the runtime drops.
     registration: Option<Registration>,
@@ -68,7 +68,12 @@ impl Instruments {
         let jobs = Arc::new(JobWatch::new(limits, trace.clone(), reporter.clone()));
         let clock = Clock::new();
         let debug = match debug {
-            Some(config) => Some(Debug::start(config, clock, reporter.clone(), jobs.clone())?),
+            Some(config) => Some(PollWatch::start(
+                config,
+                clock,
+                reporter.clone(),
+                jobs.clone(),
+            )?),
             None => None,
         };
         let registration = debug
@@ -208,7 +213,7 @@ impl Instruments {
     }
 
     #[cold]
-    fn report(&self, debug: &Debug, finding: Finding) {
+    fn report(&self, debug: &PollWatch, finding: Finding) {
         let mut report = match finding {
             Finding::Slow(slow) => {
                 let mut report = Report::new(Code::SlowPoll, slow.task);

@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use super::jobs::JobWatch;
-use super::watch::{Debug, SiteStats};
+use super::watch::{PollWatch, SiteStats};
 use super::{Millis, Reporter};
 
 /// How many sites each list shows.
@@ -13,7 +13,7 @@ const TOP: usize = 5;
 
 /// The summary's text; `None` when there is nothing to say (no task polled, no job, no
 /// report), so an idle runtime prints nothing.
-pub(crate) fn render(debug: &Debug, jobs: &JobWatch, reporter: &Reporter) -> Option<String> {
+pub(crate) fn render(debug: &PollWatch, jobs: &JobWatch, reporter: &Reporter) -> Option<String> {
     let mut out = String::new();
     let mut polls = debug.site_stats();
     polls.retain(|(_, stats)| stats.polls > 0);

@@ -5,7 +5,7 @@
 //! not read it around every poll. It times polls in *windows*: it reads the clock when a
 //! window starts and when it closes, and a window closes after `limit` polls, at the end
 //! of a batch, or after a poll during which the watchdog looked. The watchdog thread looks
-//! every eighth of the threshold and stores the time of each look in `Watch::looked_at`;
+//! every eighth of the threshold and stores the time of each look in `Shared::looked_at`;
 //! the loop loads that value after each poll (one load, no clock) and compares it with the
 //! value it saw last. So:
 //!
@@ -32,7 +32,7 @@
 //! "unblocked after ..." and how many times it was reported.
 //!
 //! Per poll, the loop's side costs a few plain stores, one load and no lock: task names
-//! and spawn sites are interned once per site (`Debug::intern`), so a poll publishes only
+//! and spawn sites are interned once per site (`PollWatch::intern`), so a poll publishes only
 //! two numbers; each site's polls are counted when their window closes.
 //!
 //! Three rooms: `windows.rs` is the loop's side (windows, sites, the findings it hands to
@@ -44,4 +44,4 @@ mod shared;
 mod watchdog;
 mod windows;
 
-pub(crate) use windows::{Activity, Debug, Finding, PollTimer, SiteStats};
+pub(crate) use windows::{Activity, Finding, PollTimer, PollWatch, SiteStats};

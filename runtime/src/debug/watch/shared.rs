@@ -29,7 +29,7 @@ pub(super) struct Site {
 }
 
 /// State shared between the loop and its watchdog thread.
-pub(super) struct Watch {
+pub(super) struct Shared {
     /// The clock polls are timed with (ticks; see `clock.rs`).
     pub(super) clock: Clock,
     /// Poll sequence: odd while a poll runs, even between polls. Written only by the loop
@@ -75,15 +75,15 @@ pub(super) struct Watch {
     pub(super) stop_signal: Condvar,
 }
 
-impl Watch {
+impl Shared {
     pub(super) fn new(
         config: DebugConfig,
         clock: Clock,
         reporter: Arc<Reporter>,
         jobs: Arc<JobWatch>,
-    ) -> Watch {
+    ) -> Shared {
         let now = clock.now();
-        Watch {
+        Shared {
             clock,
             seq: AtomicU64::new(0),
             window_start: AtomicU64::new(now),

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use parking_lot::MutexGuard;
 
-use super::shared::Watch;
+use super::shared::Shared;
 use crate::debug::{Backtrace, Code, Report, stack};
 
 /// How often the watchdog looks: an eighth of the threshold (so a poll it did not look
@@ -25,15 +25,15 @@ fn look_interval(threshold: Duration) -> Duration {
 /// it also wakes on that poll's own deadline (start + threshold, then doubling), so reports
 /// come on time rather than on a tick. Every half threshold, a look also scans the running
 /// offloaded jobs.
-pub(super) fn run_watchdog(watch: &Watch) {
-    let every = look_interval(watch.threshold);
-    let half = watch.clock.ticks(watch.threshold) / 2;
-    let mut last_look = watch.looked_at.load(Ordering::Relaxed);
+pub(super) fn run(shared: &Shared) {
+    let every = look_interval(shared.threshold);
+    let half = shared.clock.ticks(shared.threshold) / 2;
+    let mut last_look = shared.looked_at.load(Ordering::Relaxed);
     let mut last_scan = last_look;
     // The poll being watched: its seq, when it began at the earliest (ticks), when the
     // next report is due (time since it began), and reports so far.
     let mut watching: Option<(u64, u64, Duration, u32)> = None;
-    let mut stop = watch.stop.lock();
+    let mut stop = shared.stop.lock();
     loop {
         // Check before waiting, not only after: `stop` may have been set while this thread
         // was not waiting (before its first look, or while the lock was released for a
@@ -44,38 +44,38 @@ pub(super) fn run_watchdog(watch: &Watch) {
         }
         let wait = match watching {
             Some((_, began, due, _)) => {
-                let running = watch
+                let running = shared
                     .clock
-                    .duration(watch.clock.now().saturating_sub(began));
+                    .duration(shared.clock.now().saturating_sub(began));
                 due.saturating_sub(running).min(every)
             }
             None => every,
         };
         if !wait.is_zero() {
-            watch.stop_signal.wait_for(&mut stop, wait);
+            shared.stop_signal.wait_for(&mut stop, wait);
         }
         if *stop {
             return;
         }
         // The look: publish its time (a gap of half a threshold first, so a loop that sees
         // the new look also sees the gap), then see what is running.
-        let now = watch.clock.now().max(last_look + 1);
+        let now = shared.clock.now().max(last_look + 1);
         if now - last_look >= half {
-            watch.blind_until.store(now, Ordering::Release);
+            shared.blind_until.store(now, Ordering::Release);
         }
         // Which poll the loop is in, read after the look's time: a poll that began later
         // sees a smaller `seq` here and knows it began after this look.
-        let seen_seq = watch.seq.load(Ordering::Acquire);
-        watch.looked_seq.store(seen_seq, Ordering::Relaxed);
-        watch.looked_at.store(now, Ordering::Release);
+        let seen_seq = shared.seq.load(Ordering::Acquire);
+        shared.looked_seq.store(seen_seq, Ordering::Relaxed);
+        shared.looked_at.store(now, Ordering::Release);
         let previous_look = std::mem::replace(&mut last_look, now);
         // Jobs are reported after seconds, not milliseconds: every half threshold will do
         // (the scan takes the lock the workers take per job).
         if now.saturating_sub(last_scan) >= half {
             last_scan = now;
-            MutexGuard::unlocked(&mut stop, || watch.jobs.scan());
+            MutexGuard::unlocked(&mut stop, || shared.jobs.scan());
         }
-        let Some((seq, window_start, task, site)) = watch.running_poll() else {
+        let Some((seq, window_start, task, site)) = shared.running_poll() else {
             watching = None;
             continue;
         };
@@ -84,31 +84,31 @@ pub(super) fn run_watchdog(watch: &Watch) {
             // First seen now: it began after the previous look (which saw another poll or
             // none) and after its window started. The loop times it from there too.
             _ => {
-                watch
+                shared
                     .first_seen_bound
                     .store(previous_look, Ordering::Relaxed);
-                watch.first_seen_seq.store(seq, Ordering::Release);
-                (window_start.max(previous_look), watch.threshold, 0)
+                shared.first_seen_seq.store(seq, Ordering::Release);
+                (window_start.max(previous_look), shared.threshold, 0)
             }
         };
-        let running_for = watch
+        let running_for = shared
             .clock
-            .duration(watch.clock.now().saturating_sub(began));
+            .duration(shared.clock.now().saturating_sub(began));
         if running_for < due {
             watching = Some((seq, began, due, reports));
             continue;
         }
         // Report outside the stop lock: the sink is user code and may take its time.
         let reported = MutexGuard::unlocked(&mut stop, || {
-            report_still_blocking(watch, seq, task, site, running_for, reports == 0)
+            report_still_blocking(shared, seq, task, site, running_for, reports == 0)
         });
         let reports = reports + u32::from(reported);
         // Backoff: the next report is due at the first doubling of the threshold past the
         // time already spent, so a report that took a while never triggers a burst.
         let mut next = due.saturating_mul(2);
-        let so_far = watch
+        let so_far = shared
             .clock
-            .duration(watch.clock.now().saturating_sub(began));
+            .duration(shared.clock.now().saturating_sub(began));
         while next <= so_far {
             next = next.saturating_mul(2);
         }
@@ -117,19 +117,19 @@ pub(super) fn run_watchdog(watch: &Watch) {
 }
 /// Reports poll `seq` as still blocking; returns false if it returned meanwhile.
 fn report_still_blocking(
-    watch: &Watch,
+    shared: &Shared,
     seq: u64,
     task: u64,
     site: u32,
     running_for: Duration,
     first: bool,
 ) -> bool {
-    let still_running = || watch.seq.load(Ordering::Acquire) == seq;
+    let still_running = || shared.seq.load(Ordering::Acquire) == seq;
     // Only the raw stack is captured here (microseconds); symbols are resolved when the
     // report is displayed, so the report itself is never late. A loop thread sleeping in a
     // system call is not interrupted: the capture names the call instead.
     #[cfg(target_os = "linux")]
-    let (ips, note) = match (&watch.loop_thread, first && watch.backtraces) {
+    let (ips, note) = match (&shared.loop_thread, first && shared.backtraces) {
         (Some(thread), true) => {
             let capture = stack::capture(thread, still_running);
             (capture.ips, capture.note)
@@ -145,15 +145,15 @@ fn report_still_blocking(
     let count = if first {
         1
     } else {
-        watch.flagged_count.load(Ordering::Relaxed) + 1
+        shared.flagged_count.load(Ordering::Relaxed) + 1
     };
-    watch.flagged_count.store(count, Ordering::Release);
-    watch.flagged_seq.store(seq, Ordering::Release);
-    let mut report = Report::new(Code::StillBlocking, watch.task_info(task, site));
+    shared.flagged_count.store(count, Ordering::Release);
+    shared.flagged_seq.store(seq, Ordering::Release);
+    let mut report = Report::new(Code::StillBlocking, shared.task_info(task, site));
     report.duration = Some(running_for);
-    report.threshold = Some(watch.threshold);
+    report.threshold = Some(shared.threshold);
     report.backtrace = ips.map(Backtrace::new);
     report.message = note;
-    watch.reporter.emit(&report);
+    shared.reporter.emit(&report);
     true
 }

@@ -15,8 +15,8 @@ use std::sync::atomic::{Ordering, fence};
 use std::thread;
 use std::time::Duration;
 
-use super::shared::{Site, Watch};
-use super::watchdog::run_watchdog;
+use super::shared::{Shared, Site};
+use super::watchdog;
 use crate::debug::clock::Clock;
 use crate::debug::jobs::JobWatch;
 use crate::debug::{DebugConfig, Reporter, TaskInfo};
@@ -27,21 +27,26 @@ const MAX_WINDOW: usize = 64;
 /// A spawn site as the loop interns it: the location's address and the task name.
 type SiteKey = (usize, Option<Box<str>>);
 
-/// The loop's half of debug mode, owned by the runtime's core.
-pub(crate) struct Debug {
+/// The loop's half of debug mode: times the loop's polls in windows, interns their spawn
+/// sites, counts each site's polls, and owns the watchdog thread that looks at them. Held
+/// by the runtime's `Instruments`; used on the loop thread only.
+pub(crate) struct PollWatch {
+    /// The slow-task threshold (read by `Instruments` for the reports it makes).
     pub(crate) threshold: Duration,
     /// `threshold` in clock ticks.
     threshold_ticks: u64,
-    watch: Arc<Watch>,
+    /// What the loop publishes for the watchdog, and the watchdog for the loop.
+    shared: Arc<Shared>,
+    /// The watchdog thread: set by `start`, taken and joined by `stop`.
     watchdog: RefCell<Option<thread::JoinHandle<()>>>,
     /// Site -> index; loop-only, so interning takes no lock.
     site_index: RefCell<HashMap<SiteKey, u32>>,
     /// The last unnamed site interned (its location's address and index): tasks spawned
     /// in a loop skip the hash lookup.
     last_site: Cell<(usize, u32)>,
-    /// The loop's own copy of `Watch::seq`.
+    /// The loop's own copy of `Shared::seq`.
     seq: Cell<u64>,
-    /// `Watch::looked_at` as the loop last read it, after a poll.
+    /// `Shared::looked_at` as the loop last read it, after a poll.
     last_look: Cell<u64>,
     /// What the current (or last) timed run is: a poll, or a destructor between polls.
     activity: Cell<Activity>,
@@ -139,7 +144,7 @@ pub(crate) struct UnseenPolls {
     pub(crate) sites: Vec<(TaskInfo, usize)>,
 }
 
-impl Debug {
+impl PollWatch {
     /// Starts debug mode for a loop running on the current thread, with its watchdog.
     pub(crate) fn start(
         config: DebugConfig,
@@ -147,12 +152,12 @@ impl Debug {
         reporter: Arc<Reporter>,
         jobs: Arc<JobWatch>,
     ) -> std::io::Result<Self> {
-        let debug = Debug::without_watchdog(config, clock, reporter, jobs);
+        let debug = PollWatch::without_watchdog(config, clock, reporter, jobs);
         let watchdog = {
-            let watch = debug.watch.clone();
+            let shared = debug.shared.clone();
             thread::Builder::new()
                 .name("oneloop-watchdog".into())
-                .spawn(move || run_watchdog(&watch))?
+                .spawn(move || watchdog::run(&shared))?
         };
         *debug.watchdog.borrow_mut() = Some(watchdog);
         Ok(debug)
@@ -165,9 +170,9 @@ impl Debug {
         reporter: Arc<Reporter>,
         jobs: Arc<JobWatch>,
     ) -> Self {
-        let watch = Arc::new(Watch::new(config, clock, reporter, jobs));
-        let watch_look = watch.looked_at.load(Ordering::Relaxed);
-        Debug {
+        let shared = Arc::new(Shared::new(config, clock, reporter, jobs));
+        let shared_look = shared.looked_at.load(Ordering::Relaxed);
+        PollWatch {
             threshold: config.threshold,
             threshold_ticks: clock.ticks(config.threshold),
             window: Window {
@@ -175,12 +180,12 @@ impl Debug {
                 limit: Cell::new(1),
                 sites: std::array::from_fn(|_| Cell::new(0)),
             },
-            watch,
+            shared,
             watchdog: RefCell::new(None),
             site_index: RefCell::new(HashMap::new()),
             last_site: Cell::new((0, 0)),
             seq: Cell::new(0),
-            last_look: Cell::new(watch_look),
+            last_look: Cell::new(shared_look),
             activity: Cell::new(Activity::Poll),
             slow_polls: Cell::new(0),
             site_stats: RefCell::new(Vec::new()),
@@ -210,7 +215,7 @@ impl Debug {
         let site = match index.get(&key) {
             Some(&site) => site,
             None => {
-                let mut sites = self.watch.sites.lock();
+                let mut sites = self.shared.sites.lock();
                 let site =
                     u32::try_from(sites.len()).expect("oneloop: more than 4 billion spawn sites");
                 sites.push(Site {
@@ -236,8 +241,8 @@ impl Debug {
     #[inline]
     pub(crate) fn restart_window(&self) {
         if self.window.polls.get() == 0 {
-            let now = self.watch.clock.now();
-            self.watch.window_start.store(now, Ordering::Release);
+            let now = self.shared.clock.now();
+            self.shared.window_start.store(now, Ordering::Release);
         }
     }
 
@@ -253,16 +258,16 @@ impl Debug {
     pub(crate) fn begin_poll(&self, task_id: u64, site: u32) -> PollTimer {
         let seq = self.seq.get() + 1;
         self.seq.set(seq);
-        let watch = &self.watch;
+        let shared = &self.shared;
         // A seqlock: the fields below are rewritten while `seq` is even. The fence orders
         // the store of that even `seq` (the previous `end_poll`) before them, for a reader
-        // that sees them and then fences (`Watch::running_poll`): it sees `seq` has moved.
+        // that sees them and then fences (`Shared::running_poll`): it sees `seq` has moved.
         // (On x86 a compiler barrier; on weakly ordered CPUs it is what keeps a reader from
         // pairing this poll's task with the previous poll's `seq`.)
         fence(Ordering::Release);
-        watch.task_id.store(task_id, Ordering::Relaxed);
-        watch.site.store(site, Ordering::Relaxed);
-        watch.seq.store(seq, Ordering::Release);
+        shared.task_id.store(task_id, Ordering::Relaxed);
+        shared.site.store(site, Ordering::Relaxed);
+        shared.seq.store(seq, Ordering::Release);
         PollTimer { seq }
     }
 
@@ -272,14 +277,14 @@ impl Debug {
     pub(crate) fn end_poll(&self, timer: PollTimer, site: u32) -> Option<Finding> {
         let seq = timer.seq + 1;
         self.seq.set(seq);
-        self.watch.seq.store(seq, Ordering::Release);
+        self.shared.seq.store(seq, Ordering::Release);
         let window = &self.window;
         let polls = window.polls.get();
         window.sites[polls].set(site);
         let polls = polls + 1;
         // One load tells whether the watchdog looked since the previous poll ended, so
         // perhaps during this one.
-        let look = self.watch.looked_at.load(Ordering::Acquire);
+        let look = self.shared.looked_at.load(Ordering::Acquire);
         let seen = self.last_look.get();
         if look == seen && polls < window.limit.get() {
             window.polls.set(polls);
@@ -315,11 +320,11 @@ impl Debug {
     /// gap between two looks.
     #[inline(never)]
     fn close_window(&self, polls: usize, looked: Option<(u64, u64)>) -> Option<Finding> {
-        let now = self.watch.clock.now();
+        let now = self.shared.clock.now();
         let window = &self.window;
         // Only the loop writes it: a plain load and store, no read-modify-write.
-        let start = self.watch.window_start.load(Ordering::Relaxed);
-        self.watch.window_start.store(now, Ordering::Release);
+        let start = self.shared.window_start.load(Ordering::Relaxed);
+        self.shared.window_start.store(now, Ordering::Release);
         window.polls.set(0);
         let elapsed = now.saturating_sub(start);
         let last_alone = match looked {
@@ -359,17 +364,17 @@ impl Debug {
                 if slow {
                     self.slow_polls.set(self.slow_polls.get() + 1);
                     let seq = looked.map_or(self.seq.get() - 1, |(_, seq)| seq);
-                    let times_reported = if self.watch.flagged_seq.load(Ordering::Acquire) == seq {
-                        self.watch.flagged_count.load(Ordering::Acquire)
+                    let times_reported = if self.shared.flagged_seq.load(Ordering::Acquire) == seq {
+                        self.shared.flagged_count.load(Ordering::Acquire)
                     } else {
                         0
                     };
                     finding = Some(Finding::Slow(SlowPoll {
                         // The last poll's task is still published (`begin_poll`).
                         task: self
-                            .watch
-                            .task_info(self.watch.task_id.load(Ordering::Relaxed), site),
-                        elapsed: self.watch.clock.duration(alone),
+                            .shared
+                            .task_info(self.shared.task_id.load(Ordering::Relaxed), site),
+                        elapsed: self.shared.clock.duration(alone),
                         times_reported,
                         activity: self.activity.get(),
                     }));
@@ -392,12 +397,12 @@ impl Debug {
     /// the looks since the previous poll all fell outside this one: it was shorter than
     /// the gap between two looks, and is timed with the polls before it.
     fn began_after(&self, look: u64, seq: u64) -> Option<u64> {
-        let watch = &self.watch;
-        if watch.looked_seq.load(Ordering::Relaxed) < seq {
+        let shared = &self.shared;
+        if shared.looked_seq.load(Ordering::Relaxed) < seq {
             return Some(look);
         }
-        if watch.first_seen_seq.load(Ordering::Acquire) == seq {
-            return Some(watch.first_seen_bound.load(Ordering::Relaxed));
+        if shared.first_seen_seq.load(Ordering::Acquire) == seq {
+            return Some(shared.first_seen_bound.load(Ordering::Relaxed));
         }
         None
     }
@@ -406,8 +411,8 @@ impl Debug {
     /// between `start` and `now`.
     fn watchdog_was_away(&self, start: u64, now: u64) -> bool {
         let half = self.threshold_ticks / 2;
-        self.watch.blind_until.load(Ordering::Acquire) >= start
-            || now.saturating_sub(self.watch.looked_at.load(Ordering::Acquire)) >= half
+        self.shared.blind_until.load(Ordering::Acquire) >= start
+            || now.saturating_sub(self.shared.looked_at.load(Ordering::Acquire)) >= half
     }
 
     /// Doubles the window while windows of polls take under 1/64 of the threshold; halves
@@ -429,9 +434,9 @@ impl Debug {
                 None => counts.push((cell.get(), 1)),
             }
         }
-        let sites = self.watch.sites();
+        let sites = self.shared.sites();
         Finding::Unseen(UnseenPolls {
-            elapsed: self.watch.clock.duration(elapsed),
+            elapsed: self.shared.clock.duration(elapsed),
             sites: counts
                 .into_iter()
                 .filter_map(|(site, n)| {
@@ -444,7 +449,7 @@ impl Debug {
 
     /// Per-site poll statistics, with each site's name and location.
     pub(crate) fn site_stats(&self) -> Vec<(TaskInfo, SiteStats)> {
-        let sites = self.watch.sites();
+        let sites = self.shared.sites();
         self.site_stats
             .borrow()
             .iter()
@@ -454,8 +459,8 @@ impl Debug {
                 let stats = SiteStats {
                     polls: stats.polls,
                     slow: stats.slow,
-                    longest: self.watch.clock.duration(stats.longest),
-                    longest_group: self.watch.clock.duration(stats.longest_group),
+                    longest: self.shared.clock.duration(stats.longest),
+                    longest_group: self.shared.clock.duration(stats.longest_group),
                 };
                 Some((TaskInfo::new(0, site.name.as_deref(), site.location), stats))
             })
@@ -464,8 +469,8 @@ impl Debug {
 
     /// Stops the watchdog and waits for it (the runtime is dropping).
     pub(crate) fn stop(&self) {
-        *self.watch.stop.lock() = true;
-        self.watch.stop_signal.notify_all();
+        *self.shared.stop.lock() = true;
+        self.shared.stop_signal.notify_all();
         if let Some(watchdog) = self.watchdog.borrow_mut().take() {
             let _ = watchdog.join();
         }
@@ -484,7 +489,7 @@ mod tests {
 
     const THRESHOLD: Duration = Duration::from_millis(40);
 
-    fn debug() -> Debug {
+    fn debug() -> PollWatch {
         let reporter = Arc::new(Reporter::new(stderr_sink(), None));
         let jobs = Arc::new(JobWatch::new(None, None, reporter.clone()));
         let config = DebugConfig {
@@ -492,11 +497,11 @@ mod tests {
             backtraces: false,
             job_limit: DEFAULT_SLOW_JOB_LIMIT,
         };
-        Debug::without_watchdog(config, Clock::new(), reporter, jobs)
+        PollWatch::without_watchdog(config, Clock::new(), reporter, jobs)
     }
 
     /// One poll of task `task` from `site`, running `body`.
-    fn poll(debug: &Debug, task: u64, site: u32, body: impl FnOnce()) -> Option<Finding> {
+    fn poll(debug: &PollWatch, task: u64, site: u32, body: impl FnOnce()) -> Option<Finding> {
         let timer = debug.begin_poll(task, site);
         body();
         debug.end_poll(timer, site)
@@ -504,20 +509,20 @@ mod tests {
 
     /// What the watchdog does when it looks: publish the look, and if a poll is running
     /// that no look saw before, that it saw it (the previous look is its bound).
-    fn look(debug: &Debug) {
-        let watch = &debug.watch;
-        let previous = watch.looked_at.load(Ordering::Relaxed);
-        let now = watch.clock.now().max(previous + 1);
-        let seq = watch.seq.load(Ordering::Acquire);
-        watch.looked_seq.store(seq, Ordering::Relaxed);
-        watch.looked_at.store(now, Ordering::Release);
-        if seq % 2 == 1 && watch.first_seen_seq.load(Ordering::Relaxed) != seq {
-            watch.first_seen_bound.store(previous, Ordering::Relaxed);
-            watch.first_seen_seq.store(seq, Ordering::Release);
+    fn look(debug: &PollWatch) {
+        let shared = &debug.shared;
+        let previous = shared.looked_at.load(Ordering::Relaxed);
+        let now = shared.clock.now().max(previous + 1);
+        let seq = shared.seq.load(Ordering::Acquire);
+        shared.looked_seq.store(seq, Ordering::Relaxed);
+        shared.looked_at.store(now, Ordering::Release);
+        if seq % 2 == 1 && shared.first_seen_seq.load(Ordering::Relaxed) != seq {
+            shared.first_seen_bound.store(previous, Ordering::Relaxed);
+            shared.first_seen_seq.store(seq, Ordering::Release);
         }
     }
 
-    fn sites(debug: &Debug) -> (u32, u32) {
+    fn sites(debug: &PollWatch) -> (u32, u32) {
         let quick = debug.intern(Location::caller(), Some("quick"));
         let slow = debug.intern(Location::caller(), Some("slow"));
         (quick, slow)
@@ -526,7 +531,7 @@ mod tests {
     /// Quick polls until the window holds the most it can; returns how many. (Windows of
     /// quick polls double the limit; a preemption of this thread may halve it again, so
     /// this polls until the limit is reached rather than a fixed number of times.)
-    fn grow_window(debug: &Debug, site: u32) -> u64 {
+    fn grow_window(debug: &PollWatch, site: u32) -> u64 {
         let mut polls = 0;
         while debug.window.limit.get() < MAX_WINDOW {
             assert!(polls < 10_000_000, "the window never grew");
@@ -542,7 +547,7 @@ mod tests {
 
     /// A window that may hold 64 polls, opened with three quick ones; returns the number
     /// of quick polls made.
-    fn three_quick_polls_in_a_full_window(debug: &Debug, site: u32) -> u64 {
+    fn three_quick_polls_in_a_full_window(debug: &PollWatch, site: u32) -> u64 {
         let grown = grow_window(debug, site);
         debug.restart_window();
         for task in 0..3 {
