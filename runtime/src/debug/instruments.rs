@@ -21,7 +21,7 @@ use super::jobs::{JobLimits, JobWatch, PoolWatch};
 use super::leaks::{self, Registration, Running};
 use super::trace::Tracer;
 pub(crate) use super::watch::Activity;
-use super::watch::{Finding, PollTimer, PollWatch};
+use super::watch::{Finding, PollTimer, PollWatch, UnseenSite};
 use super::{Code, DebugConfig, Report, Reporter, summary};
 
 pub(crate) struct Instruments {
@@ -224,11 +224,11 @@ impl Instruments {
             }
             Finding::Unseen(unseen) => {
                 let mut report = Report::empty(Code::SlowPoll);
-                let polls: usize = unseen.sites.iter().map(|(_, n)| n).sum();
+                let polls: usize = unseen.sites.iter().map(|site| site.polls).sum();
                 let sites: Vec<String> = unseen
                     .sites
                     .iter()
-                    .map(|(site, n)| match &site.name {
+                    .map(|UnseenSite { site, polls: n }| match &site.name {
                         Some(name) => format!("{n} of \"{name}\" spawned at {}", site.location),
                         None => format!("{n} of tasks spawned at {}", site.location),
                     })

@@ -44,4 +44,4 @@ mod shared;
 mod watchdog;
 mod windows;
 
-pub(crate) use windows::{Activity, Finding, PollTimer, PollWatch, SiteStats};
+pub(crate) use windows::{Activity, Finding, PollTimer, PollWatch, SitePolls, UnseenSite};

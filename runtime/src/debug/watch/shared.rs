@@ -28,6 +28,20 @@ pub(super) struct Site {
     pub(super) location: &'static Location<'static>,
 }
 
+/// A poll the loop is running, as the watchdog reads it from `Shared` (`running_poll`):
+/// a consistent snapshot of what the loop published in `begin_poll`.
+#[derive(Clone, Copy)]
+pub(super) struct RunningPoll {
+    /// The poll's sequence number (odd): it is still running while `Shared::seq` holds it.
+    pub(super) seq: u64,
+    /// When the window this poll runs in started (clock ticks): the poll began after it.
+    pub(super) window_start: u64,
+    /// The polled task's id.
+    pub(super) task: u64,
+    /// The polled task's interned spawn site (an index into `Shared::sites`).
+    pub(super) site: u32,
+}
+
 /// State shared between the loop and its watchdog thread.
 pub(super) struct Shared {
     /// The clock polls are timed with (ticks; see `clock.rs`).
@@ -111,10 +125,9 @@ impl Shared {
         }
     }
 
-    /// The running poll, if one is running: its seq, the start of its window (ticks), task
-    /// id and site. A seqlock-style read: the fields are trusted only if `seq` did not move
-    /// meanwhile.
-    pub(super) fn running_poll(&self) -> Option<(u64, u64, u64, u32)> {
+    /// The running poll, if one is running. A seqlock-style read: the fields are trusted
+    /// only if `seq` did not move meanwhile.
+    pub(super) fn running_poll(&self) -> Option<RunningPoll> {
         let seq = self.seq.load(Ordering::Acquire);
         if seq.is_multiple_of(2) {
             return None;
@@ -125,7 +138,12 @@ impl Shared {
         // Pairs with the Release fence in `begin_poll`: if a load above saw a value written
         // for a later poll, the load below sees that the sequence moved on.
         fence(Ordering::Acquire);
-        (self.seq.load(Ordering::Relaxed) == seq).then_some((seq, window_start, task, site))
+        (self.seq.load(Ordering::Relaxed) == seq).then_some(RunningPoll {
+            seq,
+            window_start,
+            task,
+            site,
+        })
     }
 
     pub(super) fn task_info(&self, id: u64, site: u32) -> TaskInfo {

@@ -10,13 +10,28 @@ use std::time::Duration;
 
 use parking_lot::MutexGuard;
 
-use super::shared::Shared;
+use super::shared::{RunningPoll, Shared};
 use crate::debug::{Backtrace, Code, Report, stack};
 
 /// How often the watchdog looks: an eighth of the threshold (so a poll it did not look
 /// into is shorter than that), but not more than 20,000 times a second.
 fn look_interval(threshold: Duration) -> Duration {
     (threshold / 8).max(Duration::from_micros(50))
+}
+
+/// The poll the watchdog is watching, from the first look that saw it running until a
+/// look finds it gone.
+#[derive(Clone, Copy)]
+struct Watched {
+    /// The poll's sequence number (see `Shared::seq`).
+    seq: u64,
+    /// When the poll began at the earliest (clock ticks): the later of its window's start
+    /// and the look before the first one that saw it.
+    began: u64,
+    /// When the next `OL002` is due, as time since `began`: the threshold, then doubling.
+    due: Duration,
+    /// `OL002` reports made so far about this poll.
+    reports: u32,
 }
 
 /// The watchdog thread.
@@ -30,9 +45,7 @@ pub(super) fn run(shared: &Shared) {
     let half = shared.clock.ticks(shared.threshold) / 2;
     let mut last_look = shared.looked_at.load(Ordering::Relaxed);
     let mut last_scan = last_look;
-    // The poll being watched: its seq, when it began at the earliest (ticks), when the
-    // next report is due (time since it began), and reports so far.
-    let mut watching: Option<(u64, u64, Duration, u32)> = None;
+    let mut watching: Option<Watched> = None;
     let mut stop = shared.stop.lock();
     loop {
         // Check before waiting, not only after: `stop` may have been set while this thread
@@ -43,11 +56,11 @@ pub(super) fn run(shared: &Shared) {
             return;
         }
         let wait = match watching {
-            Some((_, began, due, _)) => {
+            Some(watched) => {
                 let running = shared
                     .clock
-                    .duration(shared.clock.now().saturating_sub(began));
-                due.saturating_sub(running).min(every)
+                    .duration(shared.clock.now().saturating_sub(watched.began));
+                watched.due.saturating_sub(running).min(every)
             }
             None => every,
         };
@@ -75,32 +88,47 @@ pub(super) fn run(shared: &Shared) {
             last_scan = now;
             MutexGuard::unlocked(&mut stop, || shared.jobs.scan());
         }
-        let Some((seq, window_start, task, site)) = shared.running_poll() else {
+        let Some(poll) = shared.running_poll() else {
             watching = None;
             continue;
         };
-        let (began, due, reports) = match watching {
-            Some((watched, began, due, reports)) if watched == seq => (began, due, reports),
+        let Watched {
+            seq,
+            began,
+            due,
+            reports,
+        } = match watching {
+            Some(watched) if watched.seq == poll.seq => watched,
             // First seen now: it began after the previous look (which saw another poll or
             // none) and after its window started. The loop times it from there too.
             _ => {
                 shared
                     .first_seen_bound
                     .store(previous_look, Ordering::Relaxed);
-                shared.first_seen_seq.store(seq, Ordering::Release);
-                (window_start.max(previous_look), shared.threshold, 0)
+                shared.first_seen_seq.store(poll.seq, Ordering::Release);
+                Watched {
+                    seq: poll.seq,
+                    began: poll.window_start.max(previous_look),
+                    due: shared.threshold,
+                    reports: 0,
+                }
             }
         };
         let running_for = shared
             .clock
             .duration(shared.clock.now().saturating_sub(began));
         if running_for < due {
-            watching = Some((seq, began, due, reports));
+            watching = Some(Watched {
+                seq,
+                began,
+                due,
+                reports,
+            });
             continue;
         }
         // Report outside the stop lock: the sink is user code and may take its time.
         let reported = MutexGuard::unlocked(&mut stop, || {
-            report_still_blocking(shared, seq, task, site, running_for, reports == 0)
+            report_still_blocking(shared, &poll, running_for, reports == 0)
         });
         let reports = reports + u32::from(reported);
         // Backoff: the next report is due at the first doubling of the threshold past the
@@ -112,18 +140,25 @@ pub(super) fn run(shared: &Shared) {
         while next <= so_far {
             next = next.saturating_mul(2);
         }
-        watching = Some((seq, began, next, reports));
+        watching = Some(Watched {
+            seq,
+            began,
+            due: next,
+            reports,
+        });
     }
 }
-/// Reports poll `seq` as still blocking; returns false if it returned meanwhile.
+
+/// Reports `poll` as still blocking; returns false if it returned meanwhile.
 fn report_still_blocking(
     shared: &Shared,
-    seq: u64,
-    task: u64,
-    site: u32,
+    poll: &RunningPoll,
     running_for: Duration,
     first: bool,
 ) -> bool {
+    let RunningPoll {
+        seq, task, site, ..
+    } = *poll;
     let still_running = || shared.seq.load(Ordering::Acquire) == seq;
     // Only the raw stack is captured here (microseconds); symbols are resolved when the
     // report is displayed, so the report itself is never late. A loop thread sleeping in a

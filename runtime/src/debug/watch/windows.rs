@@ -24,8 +24,35 @@ use crate::debug::{DebugConfig, Reporter, TaskInfo};
 /// The most polls one window holds: the loop reads the clock at least once per this many.
 const MAX_WINDOW: usize = 64;
 
-/// A spawn site as the loop interns it: the location's address and the task name.
-type SiteKey = (usize, Option<Box<str>>);
+/// A spawn site as the loop interns it (the key of `PollWatch::site_index`): two tasks
+/// share a site when they were spawned at the same place with the same name.
+#[derive(PartialEq, Eq, Hash)]
+struct SiteKey {
+    /// The spawn location's address: `Location`s of one call site are one static.
+    address: usize,
+    /// The task's name, if it was given one.
+    name: Option<Box<str>>,
+}
+
+/// The last unnamed site the loop interned, remembered so that tasks spawned in a loop
+/// skip the hash lookup.
+#[derive(Clone, Copy)]
+struct LastSite {
+    /// The spawn location's address (0 before the first one).
+    address: usize,
+    /// Its index in `Shared::sites`.
+    site: u32,
+}
+
+/// The watchdog's latest look, as the loop saw it when a poll returned: it looked since the
+/// previous poll ended, so perhaps during this one.
+#[derive(Clone, Copy)]
+struct RecentLook {
+    /// When the watchdog looked (`Shared::looked_at`, clock ticks).
+    at: u64,
+    /// The sequence number of the poll that just returned (odd: as it ran).
+    poll_seq: u64,
+}
 
 /// The loop's half of debug mode: times the loop's polls in windows, interns their spawn
 /// sites, counts each site's polls, and owns the watchdog thread that looks at them. Held
@@ -41,9 +68,8 @@ pub(crate) struct PollWatch {
     watchdog: RefCell<Option<thread::JoinHandle<()>>>,
     /// Site -> index; loop-only, so interning takes no lock.
     site_index: RefCell<HashMap<SiteKey, u32>>,
-    /// The last unnamed site interned (its location's address and index): tasks spawned
-    /// in a loop skip the hash lookup.
-    last_site: Cell<(usize, u32)>,
+    /// The last unnamed site interned: tasks spawned in a loop skip the hash lookup.
+    last_site: Cell<LastSite>,
     /// The loop's own copy of `Shared::seq`.
     seq: Cell<u64>,
     /// `Shared::looked_at` as the loop last read it, after a poll.
@@ -76,6 +102,14 @@ pub(crate) struct SiteStats {
     /// The longest window this site's polls were timed in together: each of them took
     /// at most that long.
     pub(crate) longest_group: Duration,
+}
+
+/// One spawn site's polls, for the exit summary (`PollWatch::site_stats`).
+pub(crate) struct SitePolls {
+    /// The site: its task name and spawn location (the id is 0: many tasks share a site).
+    pub(crate) site: TaskInfo,
+    /// Its polls.
+    pub(crate) stats: SiteStats,
 }
 
 /// `SiteStats` as the loop keeps them, in clock ticks.
@@ -127,6 +161,14 @@ pub(crate) enum Finding {
     Unseen(UnseenPolls),
 }
 
+/// Polls of one spawn site among `UnseenPolls`.
+pub(crate) struct UnseenSite {
+    /// The site: its task name and spawn location (the id is 0).
+    pub(crate) site: TaskInfo,
+    /// How many of the polls timed together were of this site.
+    pub(crate) polls: usize,
+}
+
 /// A poll that ran past the threshold.
 pub(crate) struct SlowPoll {
     pub(crate) task: TaskInfo,
@@ -140,8 +182,8 @@ pub(crate) struct SlowPoll {
 pub(crate) struct UnseenPolls {
     /// How long the polls (and the loop's work between them) took together.
     pub(crate) elapsed: Duration,
-    /// Each site among them (name and location) and its number of polls.
-    pub(crate) sites: Vec<(TaskInfo, usize)>,
+    /// Each site among them and its number of polls.
+    pub(crate) sites: Vec<UnseenSite>,
 }
 
 impl PollWatch {
@@ -183,7 +225,10 @@ impl PollWatch {
             shared,
             watchdog: RefCell::new(None),
             site_index: RefCell::new(HashMap::new()),
-            last_site: Cell::new((0, 0)),
+            last_site: Cell::new(LastSite {
+                address: 0,
+                site: 0,
+            }),
             seq: Cell::new(0),
             last_look: Cell::new(shared_look),
             activity: Cell::new(Activity::Poll),
@@ -196,9 +241,9 @@ impl PollWatch {
     #[inline]
     pub(crate) fn intern(&self, location: &'static Location<'static>, name: Option<&str>) -> u32 {
         let address = location as *const Location<'static> as usize;
-        let (last_address, last_site) = self.last_site.get();
-        if name.is_none() && address == last_address {
-            return last_site;
+        let last = self.last_site.get();
+        if name.is_none() && address == last.address {
+            return last.site;
         }
         self.intern_new(address, location, name)
     }
@@ -210,7 +255,10 @@ impl PollWatch {
         location: &'static Location<'static>,
         name: Option<&str>,
     ) -> u32 {
-        let key = (address, name.map(Box::from));
+        let key = SiteKey {
+            address,
+            name: name.map(Box::from),
+        };
         let mut index = self.site_index.borrow_mut();
         let site = match index.get(&key) {
             Some(&site) => site,
@@ -230,7 +278,7 @@ impl PollWatch {
             }
         };
         if name.is_none() {
-            self.last_site.set((address, site));
+            self.last_site.set(LastSite { address, site });
         }
         site
     }
@@ -291,7 +339,11 @@ impl PollWatch {
             return None;
         }
         self.last_look.set(look);
-        self.close_window(polls, (look != seen).then_some((look, timer.seq)))
+        let looked = (look != seen).then_some(RecentLook {
+            at: look,
+            poll_seq: timer.seq,
+        });
+        self.close_window(polls, looked)
     }
 
     /// The destructor begun with `begin_activity` returned.
@@ -310,8 +362,7 @@ impl PollWatch {
     }
 
     /// Reads the clock and accounts for the window's `polls`. `looked` is set when the
-    /// watchdog looked since the previous poll ended (before or during the last one): the
-    /// latest look's time, and the last poll's seq.
+    /// watchdog looked since the previous poll ended (before or during the last one).
     ///
     /// A task is named only for its own poll's time. The last poll is timed alone from a
     /// moment known to be before it began and after anything the loop did before it (a
@@ -319,7 +370,7 @@ impl PollWatch {
     /// window's start. What lies between polls is never added to the next one beyond the
     /// gap between two looks.
     #[inline(never)]
-    fn close_window(&self, polls: usize, looked: Option<(u64, u64)>) -> Option<Finding> {
+    fn close_window(&self, polls: usize, looked: Option<RecentLook>) -> Option<Finding> {
         let now = self.shared.clock.now();
         let window = &self.window;
         // Only the loop writes it: a plain load and store, no read-modify-write.
@@ -328,7 +379,7 @@ impl PollWatch {
         window.polls.set(0);
         let elapsed = now.saturating_sub(start);
         let last_alone = match looked {
-            Some((look, seq)) => self.began_after(look, seq).map(|bound| {
+            Some(look) => self.began_after(look).map(|bound| {
                 // The poll began after `bound` and after the window's start.
                 now.saturating_sub(start.max(bound))
             }),
@@ -363,7 +414,7 @@ impl PollWatch {
                 }
                 if slow {
                     self.slow_polls.set(self.slow_polls.get() + 1);
-                    let seq = looked.map_or(self.seq.get() - 1, |(_, seq)| seq);
+                    let seq = looked.map_or(self.seq.get() - 1, |look| look.poll_seq);
                     let times_reported = if self.shared.flagged_seq.load(Ordering::Acquire) == seq {
                         self.shared.flagged_count.load(Ordering::Acquire)
                     } else {
@@ -391,17 +442,18 @@ impl PollWatch {
         finding
     }
 
-    /// A time before poll `seq` began, known from the watchdog's looks, when one of them
-    /// tells: the latest look saw the loop before this poll (`look` is then before it), or
+    /// A time before the poll `look.poll_seq` began, known from the watchdog's looks, when
+    /// one of them tells: the latest look saw the loop before this poll (`look.at` is then
+    /// before it), or
     /// a look saw the poll running (it began after the look before that one). `None` when
     /// the looks since the previous poll all fell outside this one: it was shorter than
     /// the gap between two looks, and is timed with the polls before it.
-    fn began_after(&self, look: u64, seq: u64) -> Option<u64> {
+    fn began_after(&self, look: RecentLook) -> Option<u64> {
         let shared = &self.shared;
-        if shared.looked_seq.load(Ordering::Relaxed) < seq {
-            return Some(look);
+        if shared.looked_seq.load(Ordering::Relaxed) < look.poll_seq {
+            return Some(look.at);
         }
-        if shared.first_seen_seq.load(Ordering::Acquire) == seq {
+        if shared.first_seen_seq.load(Ordering::Acquire) == look.poll_seq {
             return Some(shared.first_seen_bound.load(Ordering::Relaxed));
         }
         None
@@ -439,16 +491,19 @@ impl PollWatch {
             elapsed: self.shared.clock.duration(elapsed),
             sites: counts
                 .into_iter()
-                .filter_map(|(site, n)| {
+                .filter_map(|(site, polls)| {
                     let site = sites.get(site as usize)?;
-                    Some((TaskInfo::new(0, site.name.as_deref(), site.location), n))
+                    Some(UnseenSite {
+                        site: TaskInfo::new(0, site.name.as_deref(), site.location),
+                        polls,
+                    })
                 })
                 .collect(),
         })
     }
 
     /// Per-site poll statistics, with each site's name and location.
-    pub(crate) fn site_stats(&self) -> Vec<(TaskInfo, SiteStats)> {
+    pub(crate) fn site_stats(&self) -> Vec<SitePolls> {
         let sites = self.shared.sites();
         self.site_stats
             .borrow()
@@ -462,7 +517,10 @@ impl PollWatch {
                     longest: self.shared.clock.duration(stats.longest),
                     longest_group: self.shared.clock.duration(stats.longest_group),
                 };
-                Some((TaskInfo::new(0, site.name.as_deref(), site.location), stats))
+                Some(SitePolls {
+                    site: TaskInfo::new(0, site.name.as_deref(), site.location),
+                    stats,
+                })
             })
             .collect()
     }
@@ -567,9 +625,9 @@ mod tests {
         assert!(debug.end_batch().is_none());
         assert_eq!(debug.window.limit.get(), MAX_WINDOW / 2);
         let stats = debug.site_stats();
-        assert_eq!(stats[quick as usize].1.polls, grown);
-        assert_eq!(stats[slow as usize].1.polls, 1);
-        assert!(stats[slow as usize].1.longest >= Duration::from_millis(5));
+        assert_eq!(stats[quick as usize].stats.polls, grown);
+        assert_eq!(stats[slow as usize].stats.polls, 1);
+        assert!(stats[slow as usize].stats.longest >= Duration::from_millis(5));
     }
 
     #[test]
@@ -591,7 +649,7 @@ mod tests {
         assert_eq!(debug.slow_polls.get(), 1);
         // The quick polls before it were accounted for together, not reported.
         assert!(debug.end_batch().is_none());
-        assert_eq!(debug.site_stats()[quick as usize].1.polls, quick_polls);
+        assert_eq!(debug.site_stats()[quick as usize].stats.polls, quick_polls);
     }
 
     #[test]
@@ -628,7 +686,7 @@ mod tests {
         let named: Vec<_> = unseen
             .sites
             .iter()
-            .map(|(site, n)| (site.name.clone().unwrap(), *n))
+            .map(|unseen| (unseen.site.name.clone().unwrap(), unseen.polls))
             .collect();
         assert_eq!(named, [("quick".to_owned(), 3), ("slow".to_owned(), 1)]);
         // The next polls are timed alone until windows are short again.
