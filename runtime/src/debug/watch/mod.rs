@@ -35,13 +35,16 @@
 //! and spawn sites are interned once per site (`PollWatch::intern`), so a poll publishes only
 //! two numbers; each site's polls are counted when their window closes.
 //!
-//! Three rooms: `windows.rs` is the loop's side (windows, sites, the findings it hands to
-//! `instruments.rs`); `watchdog.rs` is the watchdog thread (its looks, the `OL002`
-//! reports, the job scans); `shared.rs` is the record they publish to each other through
-//! (the running poll, the looks), the only state both touch.
+//! The rooms: `windows.rs` is the loop's side (windows, sites, per-site counts), and
+//! `finding.rs` what it hands to `instruments.rs` when a window closes; `watchdog.rs` is the
+//! watchdog thread (its looks, the `OL002` reports, the job scans); `shared.rs` is the
+//! record they publish to each other through (the running poll, the looks), the only state
+//! both touch.
 
+mod finding;
 mod shared;
 mod watchdog;
 mod windows;
 
-pub(crate) use windows::{Activity, Finding, PollTimer, PollWatch, SitePolls, UnseenSite};
+pub(crate) use finding::{Activity, Finding, UnseenSite};
+pub(crate) use windows::{PollTimer, PollWatch, SitePolls};
