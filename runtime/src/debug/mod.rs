@@ -5,7 +5,7 @@
 //! then times polls, quick ones in groups that share a clock reading (`watch/windows.rs`, loop
 //! side), and a watchdog thread (`watch/watchdog.rs`) looks at them: any poll it finds
 //! running is timed alone, and one *still* running past the threshold is reported, with a
-//! backtrace of the loop thread on Linux (`stack.rs`); offloaded jobs are watched too
+//! backtrace of the loop thread on Linux (`stack/`); offloaded jobs are watched too
 //! (`jobs.rs`). The runtime prints a profile when it drops (`summary.rs`), and one that
 //! never drops is reported when the process exits (`leaks.rs`). Tracing
 //! ([`Builder::trace_file`](crate::Builder::trace_file), `ONELOOP_TRACE`) writes every poll

@@ -28,7 +28,7 @@
 //! While a poll runs, the loop also publishes which task it is and its sequence number.
 //! A poll the watchdog sees running past the threshold is reported (`OL002`) while it is
 //! still running, then again at doubling intervals, the first time with a backtrace of the
-//! loop thread (`stack.rs`). When that poll finally returns, the loop's `OL001` says
+//! loop thread (`stack/`). When that poll finally returns, the loop's `OL001` says
 //! "unblocked after ..." and how many times it was reported.
 //!
 //! Per poll, the loop's side costs a few plain stores, one load and no lock: task names

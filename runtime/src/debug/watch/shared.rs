@@ -79,7 +79,7 @@ pub(super) struct Shared {
     pub(super) backtraces: bool,
     pub(super) reporter: Arc<Reporter>,
     /// The loop thread, recorded when the runtime is built on it: looked at through
-    /// `/proc`, and signalled for a backtrace only while it runs user code (`stack.rs`).
+    /// `/proc`, and signalled for a backtrace only while it runs user code (`stack/`).
     #[cfg(target_os = "linux")]
     pub(super) loop_thread: Option<stack::LoopThread>,
     /// Offloaded jobs being watched (scanned by the watchdog every half threshold).
