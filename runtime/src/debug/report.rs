@@ -1,3 +1,6 @@
+//! Long because each of the twelve codes has its own headline and fix, which read best side
+//! by side in one `match`.
+//!
 //! What debug mode finds, as the user receives it: a [`Report`] with its stable [`Code`],
 //! the task it is about ([`TaskInfo`]), and the loop thread's [`Backtrace`] when there is
 //! one; and the one line each report prints as (`Headline`, durations as `Millis`).
