@@ -1,4 +1,8 @@
 //! `Builder`: configures a runtime (debug mode, the report sink) before it starts.
+//!
+//! `Builder::resolve` combines the settings with the environment (`ONELOOP_DEBUG`,
+//! `ONELOOP_SLOW_MS`, `ONELOOP_TRACE`) and the defaults, and checks them: debug mode
+//! (`debug/`) receives a finished `DebugConfig` and never reads the environment itself.
 
 use std::fmt;
 use std::io;
@@ -7,10 +11,7 @@ use std::time::Duration;
 
 use oneloop_pool::ThreadPool;
 
-use crate::debug::{
-    DEFAULT_SLOW_JOB_LIMIT, DEFAULT_SLOW_THRESHOLD, DebugConfig, Report, Sink, parse_debug_env,
-    parse_slow_ms_env, stderr_sink,
-};
+use crate::debug::{DebugConfig, Report, Sink, stderr_sink};
 
 /// Configures and builds a [`Runtime`](crate::Runtime).
 ///
@@ -60,6 +61,40 @@ pub(crate) struct Config {
     pub(crate) stall_report_after: Duration,
 }
 
+/// The default slow-job limit: offloaded jobs are expected to take long (that is why they
+/// are offloaded), so only one that runs for ten seconds is reported as possibly stuck.
+pub(crate) const DEFAULT_SLOW_JOB_LIMIT: Duration = Duration::from_secs(10);
+
+/// asyncio's `slow_callback_duration` default.
+const DEFAULT_SLOW_THRESHOLD: Duration = Duration::from_millis(100);
+
+/// Parses `ONELOOP_DEBUG`: `1`/`true`/`yes`/`on` enable, `0`/`false`/`no`/`off`/empty
+/// disable, anything else is an error that says what is accepted.
+fn parse_debug_env(value: &str) -> Result<bool, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "" | "0" | "false" | "no" | "off" => Ok(false),
+        other => Err(format!(
+            "ONELOOP_DEBUG must be 1 or 0 (or true/false), got {other:?}"
+        )),
+    }
+}
+
+/// Parses `ONELOOP_SLOW_MS`: a positive number of milliseconds, fractions allowed; one too
+/// large for a `Duration` (`1e300`) is `Duration::MAX`, which never reports anything.
+fn parse_slow_ms_env(value: &str) -> Result<Duration, String> {
+    let ms: f64 = value.trim().parse().map_err(|_| {
+        format!("ONELOOP_SLOW_MS must be a number of milliseconds such as 50, got {value:?}")
+    })?;
+    if !(ms > 0.0 && ms.is_finite()) {
+        return Err(format!(
+            "ONELOOP_SLOW_MS must be a positive number of milliseconds, got {value:?}"
+        ));
+    }
+    // Finite and positive, so the only possible error is "too large".
+    Ok(Duration::try_from_secs_f64(ms / 1e3).unwrap_or(Duration::MAX))
+}
+
 /// How long the loop stays quiet with every task waiting on channels and semaphores before
 /// it reports a likely deadlock (`OL010`): far longer than another thread takes to use a
 /// sender it was handed, short enough that a stuck service says so while someone looks.
@@ -90,7 +125,7 @@ impl Builder {
     /// the loop times polls and reports slow ones (`OL001`), and a watchdog thread reports
     /// a poll that is still blocking (`OL002`). Quick polls are timed in groups that share
     /// one clock reading, so debug mode costs a program of tiny tasks about 2 %; a poll the
-    /// watchdog finds running is always timed alone (`debug/watch.rs`).
+    /// watchdog finds running is always timed alone (`debug/watch/`).
     pub fn debug(mut self, on: bool) -> Self {
         self.debug = Some(on);
         self
@@ -305,5 +340,29 @@ mod tests {
         assert!(config.debug.is_none());
         let config = Builder::new().debug(true).resolve(env(&[])).unwrap();
         assert_eq!(config.debug.unwrap().threshold, Duration::from_millis(100));
+    }
+
+    #[test]
+    fn env_values_parse_or_say_what_is_accepted() {
+        assert_eq!(parse_debug_env("1"), Ok(true));
+        assert_eq!(parse_debug_env("off"), Ok(false));
+        assert!(
+            parse_debug_env("maybe")
+                .unwrap_err()
+                .contains("ONELOOP_DEBUG")
+        );
+        assert_eq!(parse_slow_ms_env("50"), Ok(Duration::from_millis(50)));
+        assert_eq!(parse_slow_ms_env("0.5"), Ok(Duration::from_micros(500)));
+        assert!(
+            parse_slow_ms_env("fast")
+                .unwrap_err()
+                .contains("ONELOOP_SLOW_MS")
+        );
+        assert!(parse_slow_ms_env("-3").is_err());
+        assert!(parse_slow_ms_env("inf").is_err());
+        // u64::MAX milliseconds, give or take the rounding of an f64.
+        let huge = parse_slow_ms_env("18446744073709551615").unwrap();
+        assert_eq!(huge.as_secs() / 1_000_000, 18_446_744_073);
+        assert_eq!(parse_slow_ms_env("1e300"), Ok(Duration::MAX));
     }
 }

@@ -1,6 +1,6 @@
 //! The clock debug mode times polls with.
 //!
-//! Debug mode reads a clock once per window of polls (`watch.rs`), and on every look of its
+//! Debug mode reads a clock once per window of polls (`watch/windows.rs`), and on every look of its
 //! watchdog, so the clock's cost still matters (benchmark W8). `Instant::now()` costs 25-30 ns
 //! where the kernel's clock source is the CPU's time-stamp counter (it reads the counter
 //! and then scales it); reading the counter directly costs about half that. So on x86_64,

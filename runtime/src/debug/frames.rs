@@ -1,6 +1,6 @@
 //! Trimming a resolved backtrace to the user's frames, the same in every build profile.
 //!
-//! The watchdog's backtrace of the loop thread (`stack.rs` captures and resolves it) runs
+//! The watchdog's backtrace of the loop thread (`stack/` captures and resolves it) runs
 //! from the blocking call (a libc `nanosleep`, std's `thread::sleep`) through the user's
 //! code to the runtime's poll loop and `main`: 30 to 45 frames, of which the reader wants
 //! the few in between. Which frames are the library's is decided by name and file alone,

@@ -3,7 +3,7 @@
 //! The core holds one `Option<Instruments>`: with neither debug mode nor tracing on, a poll
 //! costs the loop one branch more, nothing else.
 //!
-//! Debug mode times polls in windows (`watch.rs`): most polls cost it no clock reading at
+//! Debug mode times polls in windows (`watch/`): most polls cost it no clock reading at
 //! all. Tracing reads the clock at both ends of every poll, as the trace draws exact
 //! slices.
 
@@ -21,11 +21,11 @@ use super::jobs::{JobLimits, JobWatch, PoolWatch};
 use super::leaks::{self, Registration, Running};
 use super::trace::Tracer;
 pub(crate) use super::watch::Activity;
-use super::watch::{Debug, Finding, PollTimer};
+use super::watch::{Finding, PollTimer, PollWatch, UnseenSite};
 use super::{Code, DebugConfig, Report, Reporter, summary};
 
 pub(crate) struct Instruments {
-    debug: Option<Debug>,
+    debug: Option<PollWatch>,
     /// In debug mode, the runtime's entry in the registry of runtimes not dropped yet
     /// (`leaks.rs`); leaves it when the runtime drops.
     registration: Option<Registration>,
@@ -68,7 +68,12 @@ impl Instruments {
         let jobs = Arc::new(JobWatch::new(limits, trace.clone(), reporter.clone()));
         let clock = Clock::new();
         let debug = match debug {
-            Some(config) => Some(Debug::start(config, clock, reporter.clone(), jobs.clone())?),
+            Some(config) => Some(PollWatch::start(
+                config,
+                clock,
+                reporter.clone(),
+                jobs.clone(),
+            )?),
             None => None,
         };
         let registration = debug
@@ -208,7 +213,7 @@ impl Instruments {
     }
 
     #[cold]
-    fn report(&self, debug: &Debug, finding: Finding) {
+    fn report(&self, debug: &PollWatch, finding: Finding) {
         let mut report = match finding {
             Finding::Slow(slow) => {
                 let mut report = Report::new(Code::SlowPoll, slow.task);
@@ -219,11 +224,11 @@ impl Instruments {
             }
             Finding::Unseen(unseen) => {
                 let mut report = Report::empty(Code::SlowPoll);
-                let polls: usize = unseen.sites.iter().map(|(_, n)| n).sum();
+                let polls: usize = unseen.sites.iter().map(|site| site.polls).sum();
                 let sites: Vec<String> = unseen
                     .sites
                     .iter()
-                    .map(|(site, n)| match &site.name {
+                    .map(|UnseenSite { site, polls: n }| match &site.name {
                         Some(name) => format!("{n} of \"{name}\" spawned at {}", site.location),
                         None => format!("{n} of tasks spawned at {}", site.location),
                     })

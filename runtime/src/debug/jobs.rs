@@ -5,7 +5,7 @@
 //! job starts and when it finishes.
 //!
 //! In debug mode every job sits in a registry from submission to its end, which the
-//! watchdog thread (`watch.rs`) scans every half threshold: a job still waiting for a
+//! watchdog thread (`watch/watchdog.rs`) scans every half threshold: a job still waiting for a
 //! worker past the threshold is reported (`OL004`), one still running past the slow-job
 //! limit too (`OL005`), each again at doubling intervals. A long wait not reported yet is
 //! reported when the job starts, or when it is cancelled unrun. A panic nobody awaits, or

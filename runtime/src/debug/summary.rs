@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use super::jobs::JobWatch;
-use super::watch::{Debug, SiteStats};
+use super::watch::{PollWatch, SitePolls};
 use super::{Millis, Reporter};
 
 /// How many sites each list shows.
@@ -13,10 +13,10 @@ const TOP: usize = 5;
 
 /// The summary's text; `None` when there is nothing to say (no task polled, no job, no
 /// report), so an idle runtime prints nothing.
-pub(crate) fn render(debug: &Debug, jobs: &JobWatch, reporter: &Reporter) -> Option<String> {
+pub(crate) fn render(debug: &PollWatch, jobs: &JobWatch, reporter: &Reporter) -> Option<String> {
     let mut out = String::new();
     let mut polls = debug.site_stats();
-    polls.retain(|(_, stats)| stats.polls > 0);
+    polls.retain(|polls| polls.stats.polls > 0);
     let mut sites = jobs.site_stats();
     let counts = reporter.counts();
     if polls.is_empty() && sites.is_empty() && counts.is_empty() {
@@ -27,9 +27,9 @@ pub(crate) fn render(debug: &Debug, jobs: &JobWatch, reporter: &Reporter) -> Opt
     if polls.is_empty() {
         let _ = writeln!(out, "    (no task was polled)");
     }
-    for (site, stats) in polls.iter().take(TOP) {
+    for SitePolls { site, stats } in polls.iter().take(TOP) {
         let name = site.name.as_deref().unwrap_or("(unnamed)");
-        // Polls timed only together with others are known by an upper bound (`watch.rs`).
+        // Polls timed only together with others are known by an upper bound (`watch/`).
         let longest = if stats.longest >= stats.longest_group {
             Millis(stats.longest).to_string()
         } else {
@@ -84,8 +84,8 @@ pub(crate) fn render(debug: &Debug, jobs: &JobWatch, reporter: &Reporter) -> Opt
 /// polls shared a window with a 300 ms checksum is a victim of that checksum, and its
 /// bound is as large as the culprit's own time; ranking by the bound would put the victim
 /// first (lesson 01 did). Only polls timed alone count as slow, so they rank first.
-fn rank_polls<T>(polls: &mut [(T, SiteStats)]) {
-    polls.sort_by_key(|(_, stats)| {
+fn rank_polls(polls: &mut [SitePolls]) {
+    polls.sort_by_key(|SitePolls { stats, .. }| {
         std::cmp::Reverse((
             stats.slow > 0,
             stats.longest,
@@ -96,17 +96,22 @@ fn rank_polls<T>(polls: &mut [(T, SiteStats)]) {
 
 #[cfg(test)]
 mod tests {
+    use std::panic::Location;
     use std::time::Duration;
 
     use super::*;
+    use crate::debug::TaskInfo;
 
-    fn stats(slow: u64, longest: u64, longest_group: u64) -> SiteStats {
-        SiteStats {
-            polls: 10,
-            slow,
-            longest: Duration::from_millis(longest),
-            longest_group: Duration::from_millis(longest_group),
-        }
+    fn stats(name: &str, slow: u64, longest: u64, longest_group: u64) -> SitePolls {
+        let mut polls = SitePolls {
+            site: TaskInfo::new(0, Some(name), Location::caller()),
+            stats: Default::default(),
+        };
+        polls.stats.polls = 10;
+        polls.stats.slow = slow;
+        polls.stats.longest = Duration::from_millis(longest);
+        polls.stats.longest_group = Duration::from_millis(longest_group);
+        polls
     }
 
     #[test]
@@ -114,12 +119,15 @@ mod tests {
         // Lesson 01: the handler's checksum poll was timed alone (300 ms, slow); the
         // heartbeat's polls shared a window with it, so their bound is a bit larger.
         let mut polls = vec![
-            ("main", stats(0, 1, 40)),
-            ("heartbeat", stats(0, 2, 301)),
-            ("handler", stats(1, 300, 0)),
+            stats("main", 0, 1, 40),
+            stats("heartbeat", 0, 2, 301),
+            stats("handler", 1, 300, 0),
         ];
         rank_polls(&mut polls);
-        let order: Vec<&str> = polls.iter().map(|(name, _)| *name).collect();
+        let order: Vec<&str> = polls
+            .iter()
+            .map(|polls| polls.site.name.as_deref().unwrap())
+            .collect();
         assert_eq!(order, ["handler", "heartbeat", "main"]);
     }
 }

@@ -1,5 +1,5 @@
 //! What `/proc` says about a thread blocked in the kernel: which system call, on which file
-//! descriptor, and whether it masks the capture signal. Read by the watchdog (`stack.rs`)
+//! descriptor, and whether it masks the capture signal. Read by the watchdog (`capture.rs`)
 //! before it decides whether it may signal the thread at all.
 
 /// Whether the thread has the capture signal masked (`SigBlk` in its status).

@@ -1,6 +1,6 @@
 //! Unwinding a copy of the loop thread's stack, on the watchdog thread: a frame-pointer
-//! walk over the words `stack.rs` copied (in the signal handler, or with
-//! `process_vm_readv` while the thread sleeps in the kernel), then symbols. Nothing here
+//! walk over the words copied in the signal handler (`signal.rs`), or with
+//! `process_vm_readv` while the thread sleeps in the kernel (`capture.rs`), then symbols. Nothing here
 //! reads the real stack, so a torn or garbage copy yields a short backtrace, never a fault.
 
 use std::ffi::c_void;
