@@ -2,7 +2,7 @@
 //! loop runs between polls (a destructor of another task's output or future) is timed as
 //! what it is and blamed on the task it belongs to, never on the next, innocent poll.
 //! (The loop's side with the time between polls spent elsewhere, the loop thread
-//! preempted, is tested in `runtime/src/debug/watch.rs`.)
+//! preempted, is tested in `runtime/src/debug/watch/windows/tests.rs`.)
 
 mod util;
 

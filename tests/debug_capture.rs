@@ -1,4 +1,4 @@
-//! How the watchdog looks at a blocked loop thread (`runtime/src/debug/stack.rs`), and what
+//! How the watchdog looks at a blocked loop thread (`runtime/src/debug/stack/`), and what
 //! broke before:
 //!
 //! - the signal handler ran libgcc's unwinder, which is not async-signal-safe: a capture

@@ -103,13 +103,16 @@
 //! - `handle.rs`: [`Handle`] for other threads, and [`RemoteJoinHandle`] (a oneshot
 //!   channel underneath).
 //! - `metrics.rs`: [`Metrics`], read from the subsystems' counters.
-//! - `debug/`: reports ([`debug::Report`]); poll timing and the watchdog (`watch.rs`);
-//!   the loop thread's backtrace (`stack/`: `/proc` first, a signal handler that only
-//!   copies, a frame-pointer walk over the copy) trimmed to the user's frames
-//!   (`frames.rs`); the job observer; the exit summary; the exit report of runtimes never
-//!   dropped; the trace file and its SIGINT/SIGTERM flush (`signals.rs`); `instruments.rs`
-//!   ties them to the loop; `deadlock.rs`: the proofs of a deadlock (`DeadlockCheck`),
-//!   the quiet-loop report.
+//! - `debug/` (its own map is in `debug/mod.rs`): reports (`report.rs`,
+//!   [`debug::Report`]) and where they go (`reporter.rs`); the finished settings
+//!   (`config.rs`); poll timing in windows and the watchdog (`watch/`: `windows.rs` on the
+//!   loop, `watchdog.rs` on its thread, `shared.rs` between them); the loop thread's
+//!   backtrace (`stack/`: `/proc` first, a signal handler that only copies, a
+//!   frame-pointer walk over the copy) trimmed to the user's frames (`frames.rs`); the job
+//!   observer (`jobs.rs`); the exit summary; the exit report of runtimes never dropped
+//!   (`leaks.rs`); the trace file and its SIGINT/SIGTERM flush (`signals.rs`);
+//!   `instruments.rs` ties them to the loop; `deadlock.rs`: the proofs of a deadlock
+//!   (`DeadlockCheck`), the quiet-loop report.
 //! - `block.rs`: waiting on a future from a plain thread (`block_thread_on`).
 //! - `spin.rs`: the learned spin before the loop sleeps.
 //! - `timerfd.rs`: waking on a timer's exact deadline, not on the next millisecond.

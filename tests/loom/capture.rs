@@ -1,4 +1,4 @@
-//! The watchdog's backtrace capture (`runtime/src/debug/stack.rs`: `claim`, `wait`,
+//! The watchdog's backtrace capture (`runtime/src/debug/stack/signal.rs`: `claim`, `wait`,
 //! `on_signal`): a slot's state is a generation and a phase; a watchdog claims a free slot
 //! (`IDLE`/`ABANDONED` -> `CLAIMED`), writes the target thread, publishes `REQUESTED` and
 //! signals; the handler, on its own thread with its signal's generation, moves `REQUESTED`

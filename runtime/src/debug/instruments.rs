@@ -247,7 +247,7 @@ impl Instruments {
         self.jobs.clone()
     }
 
-    /// The observer to register with the pools this runtime uses (`offload.rs`): only
+    /// The observer to register with the pools this runtime uses (`offload/`): only
     /// this runtime holds it, so it goes when the runtime does.
     pub(crate) fn pool_observer(&self) -> &Arc<dyn JobObserver> {
         &self.pool_watch

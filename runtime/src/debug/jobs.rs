@@ -1,7 +1,7 @@
 //! Watching offloaded jobs, for debug mode and for the trace.
 //!
 //! `run_in_executor` and `to_thread` attach one shared [`JobWatch`] to every job when debug
-//! mode or tracing is on (`offload.rs`). The pool calls it on the worker thread when the
+//! mode or tracing is on (`offload/`). The pool calls it on the worker thread when the
 //! job starts and when it finishes.
 //!
 //! In debug mode every job sits in a registry from submission to its end, which the
@@ -14,7 +14,7 @@
 //! start and finish is drawn, and the scan flushes the trace file once a second.
 //!
 //! Jobs of `run_in_executor` and `to_thread` carry this observer; so do jobs spawned
-//! directly on a `ThreadPool` that a debug-mode runtime has used (`offload.rs` registers it
+//! directly on a `ThreadPool` that a debug-mode runtime has used (`offload/` registers it
 //! with the pool, weakly: a dropped runtime detaches).
 
 use std::collections::HashMap;

@@ -18,7 +18,7 @@
 //! until they happen: a task that panicked with nobody left to retrieve the panic
 //! (`OL003`), tasks stuck in a `JoinHandle` cycle (`OL011`), a default pool that cannot
 //! start (`OL012`), and a loop that can never make progress again (a panic, see
-//! `Core::check_deadlock` and `deadlock.rs`).
+//! `DeadlockCheck` in `deadlock.rs`).
 //!
 //! # Layout
 //!
@@ -32,7 +32,8 @@
 //!   first), `signal.rs` is the handler that copies its stack, `blocked.rs` names a system
 //!   call, `unwind.rs` walks the copy; `frames.rs` trims it to the user's frames.
 //! - `jobs.rs`: offloaded jobs watched from submission to their end.
-//! - `deadlock.rs`: what each task waits on, and the proof that nothing can progress.
+//! - `deadlock.rs`: `DeadlockCheck`, the proof that nothing can progress (what each task
+//!   waits on is noted in `task/waiting.rs`).
 //! - `leaks.rs`: runtimes never dropped, reported at exit.
 //! - `summary.rs`: the exit summary.
 //! - `trace.rs`: the timeline file; `signals.rs` flushes it on SIGINT and SIGTERM.

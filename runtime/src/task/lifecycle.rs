@@ -274,7 +274,7 @@ impl Tasks {
     /// Runs `f` on `cell`: a destructor of the task's the loop runs between polls (its
     /// output's, its future's). In debug mode, when that may run user code, it is timed as
     /// a poll of that task, so a slow destructor is reported for what it is and never
-    /// blamed on the next poll (`debug/watch.rs`).
+    /// blamed on the next poll (`debug/watch/`).
     fn between_polls<R>(
         &self,
         task: TaskRef,

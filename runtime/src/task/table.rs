@@ -35,7 +35,7 @@ pub(crate) struct Slot {
     pub(crate) join_waker: Option<Waker>,
     /// `abort()` was called while the task was being polled: cancel it when the poll ends.
     abort_requested: bool,
-    /// The debug-mode spawn-site index (`debug/watch.rs`); 0 when debug is off. Kept here,
+    /// The debug-mode spawn-site index (`debug/watch/windows.rs`); 0 when debug is off. Kept here,
     /// beside the cell, so a poll reads it without a call into the task.
     site: u32,
     /// What the task waited on when its last poll returned `Pending` (written by

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::debug::TaskInfo;
 
 /// What the loop runs for a task: its poll, or, between polls, a destructor of its
-/// (`Core::between_polls`), timed like a poll so that it is blamed on that task and never
+/// (`Tasks::between_polls`, `task/lifecycle.rs`), timed like a poll so that it is blamed on that task and never
 /// on the next poll.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) enum Activity {
