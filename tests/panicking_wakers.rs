@@ -3,6 +3,7 @@
 //! (`oneloop_pool::wake`): wakers are collected under the lock and woken after it, all of
 //! them even if one panics; counts are decided under the lock, so they stay conserved; and
 //! no waker code (wake, clone, drop) runs under a oneloop lock or `RefCell` borrow.
+//! (Long because every structure that stores a waker is tried, one test each.)
 //!
 //! Each test here failed before that rule was implemented: a panicking waker stranded the
 //! waiters behind it (semaphore, close, timers), killed a pool worker half-way through a

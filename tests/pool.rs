@@ -1,6 +1,7 @@
 //! The worker pool on its own: results, panics, honest cancellation, bounded queues and
 //! their overflow policies, deadlines, shutdown in its three forms, dead workers, and
 //! thread creation failing.
+//! (Long because it is the pool's whole behaviour spec, one test per promise.)
 
 mod util;
 

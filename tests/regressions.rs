@@ -2,6 +2,7 @@
 //! comment says what broke and which commit fixed it, so a failure here names the bug that
 //! came back. A bug's test lives here; the promise it belonged to is stated and tested in
 //! its own file (`teardown.rs`, `extremes.rs`, `deadlock.rs`, `panicking_wakers.rs`...).
+//! (Long because every reproduced bug is kept here, by design.)
 //!
 //! Each test failed on the code before its fix: it aborted the process, panicked where it
 //! should have saturated, spun forever inside one poll, hung, panicked out of `block_on`,

@@ -1,4 +1,5 @@
 //! Tasks: spawning, ordering, abort, panics, JoinSet, TaskGroup and join_all.
+//! (Long because it is the task API's whole behaviour spec.)
 
 mod util;
 

@@ -1,6 +1,7 @@
 //! The fair semaphore (`executor-pool/src/semaphore.rs`), in its real shape: one `State`
 //! under one lock, with the waiters in ticket order, the tickets granted but not yet
 //! polled, and the closed flag.
+//! (Long because the model mirrors the semaphore's real shape, with its negative controls.)
 //!
 //! Mirrored: `State::grant` (grant the head, then the next, for as long as each fits,
 //! collecting the wakers), `add_permits` and `close` (decide under the lock, wake every

@@ -1,6 +1,7 @@
 //! The benchmark workloads, each written twice with the same shape: once on oneloop, once
 //! on tokio (a current-thread runtime, `spawn_blocking` for offloading, `LocalSet` for local
 //! tasks). Shared by `compare.rs` (the table of ratios) and `criterion.rs`.
+//! (Long because every workload is written twice, once per runtime, side by side.)
 //!
 //! - W1 offload round trip: sequential `await`s of a trivial offloaded closure.
 //! - W2 offload throughput: many tiny jobs, at most 1,024 in flight.
