@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use crate::JobError;
+use crate::panic::panic_message;
 use crate::semaphore::OwnedSemaphorePermit;
 use crate::waiting::{self, WaitingOn};
 use crate::wake;
@@ -816,17 +817,5 @@ impl fmt::Debug for JobBuilder {
             .field("deadline", &self.deadline)
             .field("observed", &self.observer.is_some())
             .finish()
-    }
-}
-
-/// The message of a caught panic's payload, as [`JobError::Panicked`] carries it
-/// (`panic!("...")` gives a `&str` or a `String`; anything else has no message).
-pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "<non-string panic payload>".to_owned()
     }
 }

@@ -46,14 +46,16 @@
 //! - `pool.rs`: [`ThreadPool`], [`Builder`], submission and admission, shutdown, [`Stats`].
 //! - `worker.rs`: the worker loop, stealing, parking, replacing dead workers.
 //! - `job.rs`: the job slot and its state machine, [`Job`], [`JobHandle`], [`CancelToken`].
-//! - `executor.rs`: the [`Executor`] trait any pool can implement.
+//! - `executor.rs`: the [`Executor`] trait any pool can implement, and [`Rejected`], the
+//!   job it hands back when it does not take one.
 //! - `observers.rs`: the [`JobObserver`]s a pool attaches to the jobs it builds itself.
 //! - `semaphore.rs`: the fair [`Semaphore`] behind bounded queues.
 //! - `wake.rs`: calling user wakers safely (collect under the lock, wake after it, each
 //!   panic contained): the rule every waiting structure here and in `oneloop` follows.
 //! - `waiting.rs`: a hook through which a runtime learns what its tasks wait on.
 //! - `block_on.rs`: waiting for a future on a plain thread.
-//! - `error.rs`: [`JobError`], [`TrySpawnError`], [`Rejected`].
+//! - `error.rs`: [`JobError`], [`TrySpawnError`].
+//! - `panic.rs`: [`panic_message`], the text of a caught panic.
 //! - `rayon.rs` (feature `rayon`): a rayon pool as an [`Executor`].
 
 #![forbid(unsafe_code)]
@@ -65,6 +67,7 @@ mod error;
 mod executor;
 mod job;
 mod observers;
+mod panic;
 mod pool;
 #[cfg(feature = "rayon")]
 mod rayon;
@@ -74,9 +77,10 @@ pub mod wake;
 mod worker;
 
 pub use block_on::block_on;
-pub use error::{JobError, RejectReason, Rejected, TrySpawnError};
-pub use executor::Executor;
-pub use job::{CancelToken, Job, JobBuilder, JobHandle, JobInfo, JobObserver, panic_message};
+pub use error::{JobError, TrySpawnError};
+pub use executor::{Executor, RejectReason, Rejected};
+pub use job::{CancelToken, Job, JobBuilder, JobHandle, JobInfo, JobObserver};
+pub use panic::panic_message;
 pub use pool::{Builder, Overflow, ShutdownReport, Stats, ThreadPool};
 #[cfg(feature = "rayon")]
 pub use rayon::RayonExecutor;

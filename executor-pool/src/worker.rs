@@ -115,13 +115,10 @@ pub(crate) fn spawn(
     let worker = WorkerThread::new(shared.clone(), index, deque);
     match wake::catch(|| (shared.config.spawn_handler)(worker)) {
         Ok(started) => started,
-        Err(panic) => {
-            let message = crate::panic_message(&*panic);
-            wake::drop_panic(panic);
-            Err(io::Error::other(format!(
-                "the pool's spawn handler panicked: {message}"
-            )))
-        }
+        Err(panic) => Err(io::Error::other(format!(
+            "the pool's spawn handler panicked: {}",
+            wake::into_message(panic)
+        ))),
     }
 }
 
