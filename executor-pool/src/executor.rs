@@ -4,7 +4,7 @@
 //! feature, in `rayon.rs`). A runtime submits jobs through it without knowing which pool
 //! serves them: oneloop's `run_in_executor` takes any `Executor`. An executor that does not
 //! take a job hands it back in a [`Rejected`], with the [`RejectReason`] a submitter
-//! branches on (wait for room, give up). Jobs themselves are in `job.rs`.
+//! branches on (wait for room, give up). Jobs themselves are in `job/`.
 
 use std::sync::Arc;
 

@@ -45,7 +45,9 @@
 //!
 //! - `pool.rs`: [`ThreadPool`], [`Builder`], submission and admission, shutdown, [`Stats`].
 //! - `worker.rs`: the worker loop, stealing, parking, replacing dead workers.
-//! - `job.rs`: the job slot and its state machine, [`Job`], [`JobHandle`], [`CancelToken`].
+//! - `job/`: a job. `mod.rs`: [`Job`], [`CancelToken`], the types that share its slot;
+//!   `cell.rs`: the slot and its state machine; `handle.rs`: [`JobHandle`]; `builder.rs`:
+//!   [`JobBuilder`]; `info.rs`: [`JobInfo`] and the [`JobObserver`] hooks.
 //! - `executor.rs`: the [`Executor`] trait any pool can implement, and [`Rejected`], the
 //!   job it hands back when it does not take one.
 //! - `observers.rs`: the [`JobObserver`]s a pool attaches to the jobs it builds itself.

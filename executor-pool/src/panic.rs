@@ -1,6 +1,6 @@
 //! The message of a caught panic: what [`JobError::Panicked`](crate::JobError::Panicked)
 //! carries, what the pool's reports print. The lowest room of the crate: `wake.rs` (which
-//! contains the panics of user code) and `job.rs` (which catches a job's panic) both read it.
+//! contains the panics of user code) and `job/cell.rs` (which catches a job's panic) both read it.
 
 /// The message of a caught panic's payload, as [`JobError::Panicked`](crate::JobError::Panicked) carries it
 /// (`panic!("...")` gives a `&str` or a `String`; anything else has no message).
