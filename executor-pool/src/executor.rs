@@ -64,47 +64,27 @@ pub trait Executor: Send + Sync {
     }
 }
 
-impl<E: Executor + ?Sized> Executor for &E {
-    fn execute(&self, job: Job) -> Result<(), Rejected> {
-        (**self).execute(job)
-    }
+/// A reference or a smart pointer to an executor is an executor: each call goes to the
+/// executor it points to.
+macro_rules! forward_executor {
+    ($($pointer:ty),*) => {$(
+        impl<E: Executor + ?Sized> Executor for $pointer {
+            fn execute(&self, job: Job) -> Result<(), Rejected> {
+                (**self).execute(job)
+            }
 
-    fn admission(&self) -> Option<&Arc<Semaphore>> {
-        (**self).admission()
-    }
+            fn admission(&self) -> Option<&Arc<Semaphore>> {
+                (**self).admission()
+            }
 
-    fn observe(&self, observer: &Arc<dyn JobObserver>) {
-        (**self).observe(observer);
-    }
+            fn observe(&self, observer: &Arc<dyn JobObserver>) {
+                (**self).observe(observer);
+            }
+        }
+    )*};
 }
 
-impl<E: Executor + ?Sized> Executor for Arc<E> {
-    fn execute(&self, job: Job) -> Result<(), Rejected> {
-        (**self).execute(job)
-    }
-
-    fn admission(&self) -> Option<&Arc<Semaphore>> {
-        (**self).admission()
-    }
-
-    fn observe(&self, observer: &Arc<dyn JobObserver>) {
-        (**self).observe(observer);
-    }
-}
-
-impl<E: Executor + ?Sized> Executor for Box<E> {
-    fn execute(&self, job: Job) -> Result<(), Rejected> {
-        (**self).execute(job)
-    }
-
-    fn admission(&self) -> Option<&Arc<Semaphore>> {
-        (**self).admission()
-    }
-
-    fn observe(&self, observer: &Arc<dyn JobObserver>) {
-        (**self).observe(observer);
-    }
-}
+forward_executor!(&E, Arc<E>, Box<E>);
 
 /// Why an [`Executor`] did not take a job; the job comes back inside.
 #[derive(Debug)]

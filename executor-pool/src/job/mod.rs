@@ -22,6 +22,7 @@ mod info;
 
 pub use builder::JobBuilder;
 pub use handle::JobHandle;
+pub(crate) use info::DefaultObserver;
 pub use info::{JobInfo, JobObserver};
 
 /// Numbers jobs across all pools, for reports.
