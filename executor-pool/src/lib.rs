@@ -43,7 +43,9 @@
 //!
 //! # Layout
 //!
-//! - `pool.rs`: [`ThreadPool`], [`Builder`], submission and admission, shutdown, [`Stats`].
+//! - `pool.rs`: [`ThreadPool`], submission and admission, shutdown, [`Stats`].
+//! - `builder.rs`: [`Builder`], which starts a pool; `config.rs`: the [`Overflow`] policy
+//!   and the settings a pool keeps.
 //! - `worker.rs`: the worker loop, stealing, parking, replacing dead workers.
 //! - `job/`: a job. `mod.rs`: [`Job`], [`CancelToken`], the types that share its slot;
 //!   `cell.rs`: the slot and its state machine; `handle.rs`: [`JobHandle`]; `builder.rs`:
@@ -65,6 +67,8 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod block_on;
+mod builder;
+mod config;
 mod error;
 mod executor;
 mod job;
@@ -79,11 +83,13 @@ pub mod wake;
 mod worker;
 
 pub use block_on::block_on;
+pub use builder::Builder;
+pub use config::Overflow;
 pub use error::{JobError, TrySpawnError};
 pub use executor::{Executor, RejectReason, Rejected};
 pub use job::{CancelToken, Job, JobBuilder, JobHandle, JobInfo, JobObserver};
 pub use panic::panic_message;
-pub use pool::{Builder, Overflow, ShutdownReport, Stats, ThreadPool};
+pub use pool::{ShutdownReport, Stats, ThreadPool};
 #[cfg(feature = "rayon")]
 pub use rayon::RayonExecutor;
 pub use semaphore::Semaphore;

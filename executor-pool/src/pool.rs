@@ -23,12 +23,13 @@ use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 use crossbeam_utils::CachePadded;
 use parking_lot::{Condvar, Mutex};
 
+use crate::config::{Config, Overflow};
 use crate::executor::Executor;
 use crate::job::{CancelToken, Job, JobBuilder, JobHandle, JobInfo, JobObserver, JobRef, Outcome};
 use crate::observers::Observers;
 use crate::semaphore::{Semaphore, TryAcquireError};
 use crate::wake;
-use crate::worker::{self, WorkerThread};
+use crate::worker;
 use crate::{JobError, RejectReason, Rejected, TrySpawnError};
 
 /// Hands out pool ids, so a worker thread knows which pool it belongs to.
@@ -41,212 +42,10 @@ const SUBMISSION: usize = 2;
 /// How long a pool missing workers waits between attempts to start replacements.
 const RETRY_SPAWN_EVERY: Duration = Duration::from_millis(100);
 
-/// What a bounded pool does with a job when its queue is full.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Overflow {
-    /// Refuse it: `try_spawn` hands the closure back, `spawn` resolves the handle with
-    /// [`JobError::Rejected`], an executor submission gets `RejectReason::Full`.
-    Reject,
-    /// Wait for room (the default): `spawn` blocks the calling thread, async submitters
-    /// (oneloop's `run_in_executor`) wait without blocking, in FIFO order.
-    #[default]
-    Wait,
-    /// Run it on the submitting thread, right away (natural backpressure for producer
-    /// threads; on an event loop's thread it blocks the loop).
-    CallerRuns,
-}
-
-/// A function that starts a worker thread: see [`Builder::spawn_handler`].
-type SpawnHandler = Arc<dyn Fn(WorkerThread) -> io::Result<JoinHandle<()>> + Send + Sync>;
-
-pub(crate) struct Config {
-    pub(crate) thread_name: String,
-    pub(crate) stack_size: Option<usize>,
-    pub(crate) spawn_handler: SpawnHandler,
-    overflow: Overflow,
-}
-
-/// Configures a [`ThreadPool`].
-///
-/// # Examples
-///
-/// ```
-/// use oneloop_pool::{Overflow, ThreadPool};
-///
-/// let pool = ThreadPool::builder()
-///     .workers(4)
-///     .queue_capacity(1000) // at most 1000 jobs waiting
-///     .overflow(Overflow::Reject)
-///     .thread_name("checksum")
-///     .build()?;
-/// assert_eq!(pool.workers(), 4);
-/// # Ok::<(), std::io::Error>(())
-/// ```
-#[derive(Clone)]
-pub struct Builder {
-    workers: Option<usize>,
-    capacity: Option<usize>,
-    overflow: Overflow,
-    thread_name: String,
-    stack_size: Option<usize>,
-    spawn_handler: Option<SpawnHandler>,
-}
-
-impl Builder {
-    /// A builder: as many workers as the machine has cores, an unbounded queue, threads
-    /// named `oneloop-pool-N`.
-    pub fn new() -> Self {
-        Builder {
-            workers: None,
-            capacity: None,
-            overflow: Overflow::default(),
-            thread_name: "oneloop-pool".to_owned(),
-            stack_size: None,
-            spawn_handler: None,
-        }
-    }
-
-    /// The number of worker threads (default: `std::thread::available_parallelism`), from
-    /// 1 to [`ThreadPool::MAX_WORKERS`].
-    pub fn workers(mut self, workers: usize) -> Self {
-        self.workers = Some(workers);
-        self
-    }
-
-    /// Bounds the number of jobs waiting for a worker (running ones not counted). Default:
-    /// unbounded.
-    pub fn queue_capacity(mut self, capacity: usize) -> Self {
-        self.capacity = Some(capacity);
-        self
-    }
-
-    /// What to do with a job when the bounded queue is full (default: [`Overflow::Wait`]).
-    pub fn overflow(mut self, overflow: Overflow) -> Self {
-        self.overflow = overflow;
-        self
-    }
-
-    /// Names worker threads `prefix-0`, `prefix-1`, ... (Linux shows the first 15 bytes).
-    pub fn thread_name(mut self, prefix: &str) -> Self {
-        self.thread_name = prefix.to_owned();
-        self
-    }
-
-    /// The stack size of worker threads, in bytes (default: the platform's).
-    pub fn stack_size(mut self, bytes: usize) -> Self {
-        self.stack_size = Some(bytes);
-        self
-    }
-
-    /// Starts worker threads with `handler` instead of `std::thread::Builder` (to set
-    /// affinity or priorities, or to test what happens when threads cannot be created).
-    /// The handler must start a thread that calls [`WorkerThread::run`] and return its
-    /// handle, or return the error; a worker it drops without running gives its queue back.
-    pub fn spawn_handler(
-        mut self,
-        handler: impl Fn(WorkerThread) -> io::Result<JoinHandle<()>> + Send + Sync + 'static,
-    ) -> Self {
-        self.spawn_handler = Some(Arc::new(handler));
-        self
-    }
-
-    /// Starts the pool's threads.
-    ///
-    /// # Errors
-    ///
-    /// `InvalidInput` for zero workers, more than [`ThreadPool::MAX_WORKERS`], or a zero
-    /// capacity; the OS's error if a thread cannot be started (the threads already started
-    /// are stopped first).
-    pub fn build(self) -> io::Result<ThreadPool> {
-        let workers = match self.workers {
-            Some(n) => n,
-            None => thread::available_parallelism().map_or(1, usize::from),
-        };
-        if workers == 0 {
-            return Err(invalid("a pool needs at least one worker"));
-        }
-        if workers > ThreadPool::MAX_WORKERS {
-            return Err(invalid(&format!(
-                "a pool can have at most {} workers (ThreadPool::MAX_WORKERS), got {workers}",
-                ThreadPool::MAX_WORKERS
-            )));
-        }
-        if self.capacity == Some(0) {
-            return Err(invalid("a bounded queue needs a capacity of at least 1"));
-        }
-        let deques: Vec<Worker<Job>> = (0..workers).map(|_| Worker::new_fifo()).collect();
-        let shared = Arc::new(Shared {
-            id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
-            observers: Observers::default(),
-            config: Config {
-                thread_name: self.thread_name,
-                stack_size: self.stack_size,
-                spawn_handler: self
-                    .spawn_handler
-                    .unwrap_or_else(|| Arc::new(worker::spawn_std_thread)),
-                overflow: self.overflow,
-            },
-            injector: Injector::new(),
-            stealers: deques.iter().map(Worker::stealer).collect(),
-            pushed: CachePadded::new(AtomicU64::new(0)),
-            slots: (0..workers).map(|_| CachePadded::default()).collect(),
-            admission: self
-                .capacity
-                .map(|capacity| Arc::new(Semaphore::new(capacity.min(Semaphore::MAX_PERMITS)))),
-            gate: CachePadded::new(AtomicUsize::new(0)),
-            sealed: AtomicBool::new(false),
-            idle: CachePadded::new(AtomicUsize::new(0)),
-            sleep: Mutex::new(()),
-            wake: Condvar::new(),
-            broken: AtomicBool::new(false),
-            orphaned: AtomicBool::new(false),
-            life: Mutex::new(Life::default()),
-            exited: Condvar::new(),
-            counters: Counters::default(),
-            drained: AtomicU64::new(0),
-        });
-        let pool = ThreadPool {
-            owner: Arc::new(Owner {
-                shared: shared.clone(),
-            }),
-        };
-        for (index, deque) in deques.into_iter().enumerate() {
-            shared.life.lock().live += 1;
-            match worker::spawn(&shared, index, deque) {
-                Ok(handle) => shared.life.lock().threads.push(handle),
-                Err(error) => {
-                    // (Its `WorkerThread`, dropped unrun, has uncounted it.)
-                    drop(pool); // stops and joins the workers already started
-                    return Err(error);
-                }
-            }
-        }
-        Ok(pool)
-    }
-}
-
-impl Default for Builder {
-    fn default() -> Self {
-        Builder::new()
-    }
-}
-
-impl fmt::Debug for Builder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Builder")
-            .field("workers", &self.workers)
-            .field("capacity", &self.capacity)
-            .field("overflow", &self.overflow)
-            .field("thread_name", &self.thread_name)
-            .field("stack_size", &self.stack_size)
-            .field("custom_spawn_handler", &self.spawn_handler.is_some())
-            .finish()
-    }
-}
-
-fn invalid(message: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidInput, message)
-}
+/// A function that starts the thread of worker slot `index` on `deque`: the spawn handler,
+/// handed a `WorkerThread` (`builder.rs` makes it).
+pub(crate) type StartThread =
+    Box<dyn Fn(&Arc<Shared>, usize, Worker<Job>) -> io::Result<JoinHandle<()>> + Send + Sync>;
 
 /// A pool of worker threads running closures: the answer to "this would block the loop".
 ///
@@ -305,6 +104,13 @@ impl Drop for Owner {
 }
 
 impl ThreadPool {
+    /// The handle that owns a pool just built (`builder.rs`).
+    pub(crate) fn from_shared(shared: Arc<Shared>) -> ThreadPool {
+        ThreadPool {
+            owner: Arc::new(Owner { shared }),
+        }
+    }
+
     /// The most workers a pool may have. Each worker is a thread, which reserves a stack
     /// (2 MiB of address space by default) and a queue: 4096 of them already reserve 8 GiB.
     /// A pool asked for more is a mistake (a count computed wrongly, `usize::MAX` for "as
@@ -312,20 +118,6 @@ impl ThreadPool {
     /// refuses or memory runs out. Work that needs more concurrent waits than this wants
     /// non-blocking I/O on the loop, not more threads.
     pub const MAX_WORKERS: usize = 4096;
-
-    /// A pool of `workers` threads with an unbounded queue.
-    ///
-    /// # Errors
-    ///
-    /// As [`Builder::build`].
-    pub fn new(workers: usize) -> io::Result<ThreadPool> {
-        Builder::new().workers(workers).build()
-    }
-
-    /// A [`Builder`] to configure a pool.
-    pub fn builder() -> Builder {
-        Builder::new()
-    }
 
     /// Runs `f` on a worker and returns a handle to its result.
     ///
@@ -636,6 +428,8 @@ enum Mode {
 pub(crate) struct Shared {
     pub(crate) id: u64,
     pub(crate) config: Config,
+    /// Starts a worker thread: at build, for a dead worker's replacement, for a retry.
+    pub(crate) start_thread: StartThread,
     /// Observers attached to the jobs `spawn` builds (`observers.rs`).
     observers: Observers,
     /// Jobs submitted from outside the pool.
@@ -663,7 +457,7 @@ pub(crate) struct Shared {
     broken: AtomicBool,
     /// Some worker slot has no thread (its start failed); submissions retry now and then.
     orphaned: AtomicBool,
-    life: Mutex<Life>,
+    pub(crate) life: Mutex<Life>,
     /// Signalled when a worker thread leaves its loop.
     exited: Condvar,
     /// Outcomes not counted by a worker (jobs run by the caller, jobs drained at
@@ -694,10 +488,10 @@ fn bump(counter: &AtomicU64) {
 
 /// Worker threads' lives, under `Shared::life`.
 #[derive(Default)]
-struct Life {
+pub(crate) struct Life {
     /// Threads in their loop (counted before a start attempt, uncounted if it fails).
-    live: usize,
-    threads: Vec<JoinHandle<()>>,
+    pub(crate) live: usize,
+    pub(crate) threads: Vec<JoinHandle<()>>,
     /// Deques whose thread could not be started, by worker slot.
     orphans: Vec<(usize, Worker<Job>)>,
     last_retry: Option<Instant>,
@@ -733,6 +527,41 @@ enum Admission {
 }
 
 impl Shared {
+    /// A pool's state, and the deques of its workers (one each, in worker order) for the
+    /// threads about to start.
+    pub(crate) fn new(
+        config: Config,
+        start_thread: StartThread,
+        workers: usize,
+        capacity: Option<usize>,
+    ) -> (Arc<Shared>, Vec<Worker<Job>>) {
+        let deques: Vec<Worker<Job>> = (0..workers).map(|_| Worker::new_fifo()).collect();
+        let shared = Arc::new(Shared {
+            id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
+            observers: Observers::default(),
+            config,
+            start_thread,
+            injector: Injector::new(),
+            stealers: deques.iter().map(Worker::stealer).collect(),
+            pushed: CachePadded::new(AtomicU64::new(0)),
+            slots: (0..workers).map(|_| CachePadded::default()).collect(),
+            admission: capacity
+                .map(|capacity| Arc::new(Semaphore::new(capacity.min(Semaphore::MAX_PERMITS)))),
+            gate: CachePadded::new(AtomicUsize::new(0)),
+            sealed: AtomicBool::new(false),
+            idle: CachePadded::new(AtomicUsize::new(0)),
+            sleep: Mutex::new(()),
+            wake: Condvar::new(),
+            broken: AtomicBool::new(false),
+            orphaned: AtomicBool::new(false),
+            life: Mutex::new(Life::default()),
+            exited: Condvar::new(),
+            counters: Counters::default(),
+            drained: AtomicU64::new(0),
+        });
+        (shared, deques)
+    }
+
     // ---------------------------------------------------------------------------------
     // Submitting.
     // ---------------------------------------------------------------------------------

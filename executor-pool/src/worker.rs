@@ -112,8 +112,7 @@ pub(crate) fn spawn(
     index: usize,
     deque: Worker<Job>,
 ) -> io::Result<thread::JoinHandle<()>> {
-    let worker = WorkerThread::new(shared.clone(), index, deque);
-    match wake::catch(|| (shared.config.spawn_handler)(worker)) {
+    match wake::catch(|| (shared.start_thread)(shared, index, deque)) {
         Ok(started) => started,
         Err(panic) => Err(io::Error::other(format!(
             "the pool's spawn handler panicked: {}",
