@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
 use crate::config::{Config, Overflow};
-use crate::pool::{Shared, StartThread, ThreadPool};
+use crate::pool::ThreadPool;
+use crate::shared::{Shared, StartThread};
 use crate::worker::{self, WorkerThread};
 
 /// A function that starts a worker thread: see [`Builder::spawn_handler`].
@@ -139,13 +140,10 @@ impl Builder {
         let pool = ThreadPool::from_shared(shared.clone());
         for (index, deque) in deques.into_iter().enumerate() {
             shared.life.lock().live += 1;
-            match worker::spawn(&shared, index, deque) {
-                Ok(handle) => shared.life.lock().threads.push(handle),
-                Err(error) => {
-                    // (Its `WorkerThread`, dropped unrun, has uncounted it.)
-                    drop(pool); // stops and joins the workers already started
-                    return Err(error);
-                }
+            if let Err(error) = worker::start(&shared, index, deque) {
+                // (Its `WorkerThread`, dropped unrun, has uncounted it.)
+                drop(pool); // stops and joins the workers already started
+                return Err(error);
             }
         }
         Ok(pool)

@@ -46,7 +46,10 @@
 //! - `pool.rs`: [`ThreadPool`], submission and admission, shutdown, [`Stats`].
 //! - `builder.rs`: [`Builder`], which starts a pool; `config.rs`: the [`Overflow`] policy
 //!   and the settings a pool keeps.
-//! - `worker.rs`: the worker loop, stealing, parking, replacing dead workers.
+//! - `worker.rs`: a worker's whole life: [`WorkerThread`], the loop, stealing, going to
+//!   sleep, exiting, replacing dead workers, retrying the ones that could not start.
+//! - `shared.rs`: the state a pool's handles and its workers both see, below both.
+//! - `gate.rs`: the submission gate that shutdown closes and seals.
 //! - `job/`: a job. `mod.rs`: [`Job`], [`CancelToken`], the types that share its slot;
 //!   `cell.rs`: the slot and its state machine; `handle.rs`: [`JobHandle`]; `builder.rs`:
 //!   [`JobBuilder`]; `info.rs`: [`JobInfo`] and the [`JobObserver`] hooks.
@@ -71,6 +74,7 @@ mod builder;
 mod config;
 mod error;
 mod executor;
+mod gate;
 mod job;
 mod observers;
 mod panic;
@@ -78,6 +82,7 @@ mod pool;
 #[cfg(feature = "rayon")]
 mod rayon;
 pub mod semaphore;
+mod shared;
 pub mod waiting;
 pub mod wake;
 mod worker;
