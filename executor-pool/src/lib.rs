@@ -43,7 +43,8 @@
 //!
 //! # Layout
 //!
-//! - `pool.rs`: [`ThreadPool`], submission and admission, shutdown, [`Stats`].
+//! - `pool.rs`: [`ThreadPool`], submission and admission, [`Stats`].
+//! - `shutdown.rs`: the shutdown modes, draining the queues, [`ShutdownReport`].
 //! - `builder.rs`: [`Builder`], which starts a pool; `config.rs`: the [`Overflow`] policy
 //!   and the settings a pool keeps.
 //! - `worker.rs`: a worker's whole life: [`WorkerThread`], the loop, stealing, going to
@@ -83,6 +84,7 @@ mod pool;
 mod rayon;
 pub mod semaphore;
 mod shared;
+mod shutdown;
 pub mod waiting;
 pub mod wake;
 mod worker;
@@ -94,8 +96,9 @@ pub use error::{JobError, TrySpawnError};
 pub use executor::{Executor, RejectReason, Rejected};
 pub use job::{CancelToken, Job, JobBuilder, JobHandle, JobInfo, JobObserver};
 pub use panic::panic_message;
-pub use pool::{ShutdownReport, Stats, ThreadPool};
+pub use pool::{Stats, ThreadPool};
 #[cfg(feature = "rayon")]
 pub use rayon::RayonExecutor;
 pub use semaphore::Semaphore;
+pub use shutdown::ShutdownReport;
 pub use worker::WorkerThread;
