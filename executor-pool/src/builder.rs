@@ -1,6 +1,7 @@
 //! [`Builder`]: how a pool comes to be. It collects the settings (`config.rs`), makes the
-//! pool's state (`pool.rs`) and starts one thread per worker (`worker.rs`) through the spawn
-//! handler. [`ThreadPool::new`] and [`ThreadPool::builder`], the two ways in, are here too.
+//! pool's state (`shared.rs`) and its handle (`pool.rs`), and starts one thread per worker
+//! (`worker.rs`) through the spawn handler. [`ThreadPool::new`] and
+//! [`ThreadPool::builder`], the two ways in, are here too.
 
 use std::fmt;
 use std::io;
@@ -33,6 +34,8 @@ type SpawnHandler = Arc<dyn Fn(WorkerThread) -> io::Result<JoinHandle<()>> + Sen
 /// ```
 #[derive(Clone)]
 pub struct Builder {
+    // Each field is set by the method of its name and read once, by `build`; `None` takes
+    // the default that method describes.
     workers: Option<usize>,
     capacity: Option<usize>,
     overflow: Overflow,

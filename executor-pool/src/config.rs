@@ -1,7 +1,7 @@
 //! What a pool was built with: the [`Overflow`] policy and the `Config` the pool keeps.
-//! `Builder` (`builder.rs`) collects them; the pool's state (`pool.rs`) holds the `Config`,
-//! read by its admission (the overflow policy) and its workers (`worker.rs`: thread names,
-//! stack sizes).
+//! `Builder` (`builder.rs`) collects them; the pool's state (`shared.rs`) holds the
+//! `Config`, read by admission (`pool.rs`: the overflow policy) and by the workers
+//! (`worker.rs`: thread names, stack sizes).
 
 /// What a bounded pool does with a job when its queue is full.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -43,20 +43,23 @@
 //!
 //! # Layout
 //!
+//! Imports go one way, top to bottom: the pool's handles never meet its workers except
+//! through the state below both.
+//!
 //! - `pool.rs`: [`ThreadPool`], submission and admission, [`Stats`].
-//! - `shutdown.rs`: the shutdown modes, draining the queues, [`ShutdownReport`].
-//! - `builder.rs`: [`Builder`], which starts a pool; `config.rs`: the [`Overflow`] policy
-//!   and the settings a pool keeps.
+//! - `builder.rs`: [`Builder`], which starts a pool ([`ThreadPool::new`] too).
+//! - `shutdown.rs`: the shutdown modes, waiting for the workers, [`ShutdownReport`].
 //! - `worker.rs`: a worker's whole life: [`WorkerThread`], the loop, stealing, going to
 //!   sleep, exiting, replacing dead workers, retrying the ones that could not start.
 //! - `shared.rs`: the state a pool's handles and its workers both see, below both.
 //! - `gate.rs`: the submission gate that shutdown closes and seals.
-//! - `job/`: a job. `mod.rs`: [`Job`], [`CancelToken`], the types that share its slot;
-//!   `cell.rs`: the slot and its state machine; `handle.rs`: [`JobHandle`]; `builder.rs`:
-//!   [`JobBuilder`]; `info.rs`: [`JobInfo`] and the [`JobObserver`] hooks.
+//! - `config.rs`: the [`Overflow`] policy and the settings a pool keeps.
 //! - `executor.rs`: the [`Executor`] trait any pool can implement, and [`Rejected`], the
 //!   job it hands back when it does not take one.
 //! - `observers.rs`: the [`JobObserver`]s a pool attaches to the jobs it builds itself.
+//! - `job/`: a job. `mod.rs`: [`Job`], [`CancelToken`], the types that share its slot;
+//!   `cell.rs`: the slot and its state machine; `handle.rs`: [`JobHandle`]; `builder.rs`:
+//!   [`JobBuilder`]; `info.rs`: [`JobInfo`] and the [`JobObserver`] hooks.
 //! - `semaphore.rs`: the fair [`Semaphore`] behind bounded queues.
 //! - `wake.rs`: calling user wakers safely (collect under the lock, wake after it, each
 //!   panic contained): the rule every waiting structure here and in `oneloop` follows.
