@@ -1,10 +1,8 @@
-//! Errors: why a job produced no value (`JobError`), and why a submission was refused
-//! (`TrySpawnError`, which hands the closure back, and `Rejected`, which hands the job back
-//! to whoever submitted it to an `Executor`).
+//! Errors: why a job produced no value (`JobError`), and why `try_spawn` refused a closure
+//! (`TrySpawnError`, which hands the closure back). Why an `Executor` refused a job
+//! (`Rejected`, which hands the job back) is the executor's contract, in `executor.rs`.
 
 use std::fmt;
-
-use crate::job::Job;
 
 /// Why a job produced no value.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,38 +86,3 @@ impl<F> fmt::Display for TrySpawnError<F> {
 }
 
 impl<F> std::error::Error for TrySpawnError<F> {}
-
-/// Why an [`Executor`](crate::Executor) did not take a job; the job comes back inside.
-#[derive(Debug)]
-pub struct Rejected {
-    /// The job, untouched: resubmit it, run it, or resolve it with [`Job::resolve`].
-    pub job: Job,
-    /// Why.
-    pub reason: RejectReason,
-}
-
-/// Why an executor did not take a job.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum RejectReason {
-    /// Full, and the policy is to refuse (`Overflow::Reject`).
-    Full,
-    /// Full, and the policy is to wait: take a permit from the executor's
-    /// [`admission`](crate::Executor::admission) semaphore, then submit again.
-    Busy,
-    /// Shut down.
-    Shutdown,
-    /// Broken.
-    Broken,
-}
-
-impl RejectReason {
-    /// The error a job's handle gets when the rejection is final.
-    pub fn into_job_error(self) -> JobError {
-        match self {
-            RejectReason::Full | RejectReason::Busy => JobError::Rejected,
-            RejectReason::Shutdown => JobError::Shutdown,
-            RejectReason::Broken => JobError::Broken,
-        }
-    }
-}

@@ -2,11 +2,13 @@
 //!
 //! `ThreadPool` implements it; so can any other pool (a rayon pool behind the `rayon`
 //! feature, in `rayon.rs`). A runtime submits jobs through it without knowing which pool
-//! serves them: oneloop's `run_in_executor` takes any `Executor`.
+//! serves them: oneloop's `run_in_executor` takes any `Executor`. An executor that does not
+//! take a job hands it back in a [`Rejected`], with the [`RejectReason`] a submitter
+//! branches on (wait for room, give up). Jobs themselves are in `job/`.
 
 use std::sync::Arc;
 
-use crate::Rejected;
+use crate::JobError;
 use crate::job::{Job, JobObserver};
 use crate::semaphore::Semaphore;
 
@@ -17,7 +19,7 @@ use crate::semaphore::Semaphore;
 /// - `execute` never blocks. It either takes the job, and then runs it exactly once (or
 ///   resolves it, for instance at shutdown), or hands it back in [`Rejected`].
 /// - A bounded executor that wants submitters to wait for room returns
-///   [`RejectReason::Busy`](crate::RejectReason::Busy) and exposes the semaphore that
+///   [`RejectReason::Busy`] and exposes the semaphore that
 ///   counts its free slots in [`admission`](Executor::admission). A submitter takes an owned
 ///   permit from it (waiting as long as it likes, asynchronously or not), attaches it to
 ///   the job with [`Job::attach_permit`], and submits again: a job carrying a permit is
@@ -62,44 +64,59 @@ pub trait Executor: Send + Sync {
     }
 }
 
-impl<E: Executor + ?Sized> Executor for &E {
-    fn execute(&self, job: Job) -> Result<(), Rejected> {
-        (**self).execute(job)
-    }
+/// A reference or a smart pointer to an executor is an executor: each call goes to the
+/// executor it points to.
+macro_rules! forward_executor {
+    ($($pointer:ty),*) => {$(
+        impl<E: Executor + ?Sized> Executor for $pointer {
+            fn execute(&self, job: Job) -> Result<(), Rejected> {
+                (**self).execute(job)
+            }
 
-    fn admission(&self) -> Option<&Arc<Semaphore>> {
-        (**self).admission()
-    }
+            fn admission(&self) -> Option<&Arc<Semaphore>> {
+                (**self).admission()
+            }
 
-    fn observe(&self, observer: &Arc<dyn JobObserver>) {
-        (**self).observe(observer);
-    }
+            fn observe(&self, observer: &Arc<dyn JobObserver>) {
+                (**self).observe(observer);
+            }
+        }
+    )*};
 }
 
-impl<E: Executor + ?Sized> Executor for Arc<E> {
-    fn execute(&self, job: Job) -> Result<(), Rejected> {
-        (**self).execute(job)
-    }
+forward_executor!(&E, Arc<E>, Box<E>);
 
-    fn admission(&self) -> Option<&Arc<Semaphore>> {
-        (**self).admission()
-    }
-
-    fn observe(&self, observer: &Arc<dyn JobObserver>) {
-        (**self).observe(observer);
-    }
+/// Why an [`Executor`] did not take a job; the job comes back inside.
+#[derive(Debug)]
+pub struct Rejected {
+    /// The job, untouched: resubmit it, run it, or resolve it with [`Job::resolve`].
+    pub job: Job,
+    /// Why.
+    pub reason: RejectReason,
 }
 
-impl<E: Executor + ?Sized> Executor for Box<E> {
-    fn execute(&self, job: Job) -> Result<(), Rejected> {
-        (**self).execute(job)
-    }
+/// Why an executor did not take a job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RejectReason {
+    /// Full, and the policy is to refuse (`Overflow::Reject`).
+    Full,
+    /// Full, and the policy is to wait: take a permit from the executor's
+    /// [`admission`](crate::Executor::admission) semaphore, then submit again.
+    Busy,
+    /// Shut down.
+    Shutdown,
+    /// Broken.
+    Broken,
+}
 
-    fn admission(&self) -> Option<&Arc<Semaphore>> {
-        (**self).admission()
-    }
-
-    fn observe(&self, observer: &Arc<dyn JobObserver>) {
-        (**self).observe(observer);
+impl RejectReason {
+    /// The error a job's handle gets when the rejection is final.
+    pub fn into_job_error(self) -> JobError {
+        match self {
+            RejectReason::Full | RejectReason::Busy => JobError::Rejected,
+            RejectReason::Shutdown => JobError::Shutdown,
+            RejectReason::Broken => JobError::Broken,
+        }
     }
 }

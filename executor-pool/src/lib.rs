@@ -43,17 +43,30 @@
 //!
 //! # Layout
 //!
-//! - `pool.rs`: [`ThreadPool`], [`Builder`], submission and admission, shutdown, [`Stats`].
-//! - `worker.rs`: the worker loop, stealing, parking, replacing dead workers.
-//! - `job.rs`: the job slot and its state machine, [`Job`], [`JobHandle`], [`CancelToken`].
-//! - `executor.rs`: the [`Executor`] trait any pool can implement.
+//! Imports go one way, top to bottom: the pool's handles never meet its workers except
+//! through the state below both.
+//!
+//! - `pool.rs`: [`ThreadPool`], submission and admission, [`Stats`].
+//! - `builder.rs`: [`Builder`], which starts a pool ([`ThreadPool::new`] too).
+//! - `shutdown.rs`: the shutdown modes, waiting for the workers, [`ShutdownReport`].
+//! - `worker.rs`: a worker's whole life: [`WorkerThread`], the loop, stealing, going to
+//!   sleep, exiting, replacing dead workers, retrying the ones that could not start.
+//! - `shared.rs`: the state a pool's handles and its workers both see, below both.
+//! - `gate.rs`: the submission gate that shutdown closes and seals.
+//! - `config.rs`: the [`Overflow`] policy and the settings a pool keeps.
+//! - `executor.rs`: the [`Executor`] trait any pool can implement, and [`Rejected`], the
+//!   job it hands back when it does not take one.
 //! - `observers.rs`: the [`JobObserver`]s a pool attaches to the jobs it builds itself.
+//! - `job/`: a job. `mod.rs`: [`Job`], [`CancelToken`], the types that share its slot;
+//!   `cell.rs`: the slot and its state machine; `handle.rs`: [`JobHandle`]; `builder.rs`:
+//!   [`JobBuilder`]; `info.rs`: [`JobInfo`] and the [`JobObserver`] hooks.
 //! - `semaphore.rs`: the fair [`Semaphore`] behind bounded queues.
 //! - `wake.rs`: calling user wakers safely (collect under the lock, wake after it, each
 //!   panic contained): the rule every waiting structure here and in `oneloop` follows.
 //! - `waiting.rs`: a hook through which a runtime learns what its tasks wait on.
 //! - `block_on.rs`: waiting for a future on a plain thread.
-//! - `error.rs`: [`JobError`], [`TrySpawnError`], [`Rejected`].
+//! - `error.rs`: [`JobError`], [`TrySpawnError`].
+//! - `panic.rs`: [`panic_message`], the text of a caught panic.
 //! - `rayon.rs` (feature `rayon`): a rayon pool as an [`Executor`].
 
 #![forbid(unsafe_code)]
@@ -61,24 +74,34 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod block_on;
+mod builder;
+mod config;
 mod error;
 mod executor;
+mod gate;
 mod job;
 mod observers;
+mod panic;
 mod pool;
 #[cfg(feature = "rayon")]
 mod rayon;
 pub mod semaphore;
+mod shared;
+mod shutdown;
 pub mod waiting;
 pub mod wake;
 mod worker;
 
 pub use block_on::block_on;
-pub use error::{JobError, RejectReason, Rejected, TrySpawnError};
-pub use executor::Executor;
-pub use job::{CancelToken, Job, JobBuilder, JobHandle, JobInfo, JobObserver, panic_message};
-pub use pool::{Builder, Overflow, ShutdownReport, Stats, ThreadPool};
+pub use builder::Builder;
+pub use config::Overflow;
+pub use error::{JobError, TrySpawnError};
+pub use executor::{Executor, RejectReason, Rejected};
+pub use job::{CancelToken, Job, JobBuilder, JobHandle, JobInfo, JobObserver};
+pub use panic::panic_message;
+pub use pool::{Stats, ThreadPool};
 #[cfg(feature = "rayon")]
 pub use rayon::RayonExecutor;
 pub use semaphore::Semaphore;
+pub use shutdown::ShutdownReport;
 pub use worker::WorkerThread;

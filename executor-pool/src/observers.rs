@@ -16,7 +16,7 @@ use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 
-use crate::job::{JobInfo, JobObserver};
+use crate::job::{DefaultObserver, JobInfo, JobObserver};
 
 /// A pool's registered observers.
 #[derive(Default)]
@@ -66,51 +66,43 @@ impl fmt::Debug for Observers {
 /// A registered observer as a job holds it: weakly, each call forwarded while it lives.
 struct Forward(Weak<dyn JobObserver>);
 
-impl JobObserver for Forward {
-    fn submitted(&self, info: &JobInfo) {
-        if let Some(o) = self.0.upgrade() {
-            o.submitted(info);
-        }
-    }
-
-    fn cancelled(&self, info: &JobInfo) {
-        if let Some(o) = self.0.upgrade() {
-            o.cancelled(info);
-        }
-    }
-
-    fn started(&self, info: &JobInfo) {
-        if let Some(o) = self.0.upgrade() {
-            o.started(info);
-        }
-    }
-
-    fn finished(&self, info: &JobInfo) {
-        if let Some(o) = self.0.upgrade() {
-            o.finished(info);
-        }
-    }
-
-    // A panic nobody sees is still worth a line on stderr once the observer is gone.
-    fn unobserved_panic(&self, info: &JobInfo, message: &str) {
+impl Forward {
+    /// Calls `f` on the observer while it lives; once it is gone, on the trait's own
+    /// defaults, which ignore the job's events but still print a panic nobody saw on
+    /// stderr: that is still worth a line once the observer is gone.
+    fn call(&self, f: impl FnOnce(&dyn JobObserver)) {
         match self.0.upgrade() {
-            Some(o) => o.unobserved_panic(info, message),
-            None => DefaultObserver.unobserved_panic(info, message),
-        }
-    }
-
-    fn discarded_result_panicked(&self, info: &JobInfo, message: &str) {
-        match self.0.upgrade() {
-            Some(o) => o.discarded_result_panicked(info, message),
-            None => DefaultObserver.discarded_result_panicked(info, message),
+            Some(observer) => f(&*observer),
+            None => f(&DefaultObserver),
         }
     }
 }
 
-/// The trait's own defaults (stderr), for a forward whose observer is gone.
-struct DefaultObserver;
+impl JobObserver for Forward {
+    fn submitted(&self, info: &JobInfo) {
+        self.call(|o| o.submitted(info));
+    }
 
-impl JobObserver for DefaultObserver {}
+    fn cancelled(&self, info: &JobInfo) {
+        self.call(|o| o.cancelled(info));
+    }
+
+    fn started(&self, info: &JobInfo) {
+        self.call(|o| o.started(info));
+    }
+
+    fn finished(&self, info: &JobInfo) {
+        self.call(|o| o.finished(info));
+    }
+
+    fn unobserved_panic(&self, info: &JobInfo, message: &str) {
+        self.call(|o| o.unobserved_panic(info, message));
+    }
+
+    fn discarded_result_panicked(&self, info: &JobInfo, message: &str) {
+        self.call(|o| o.discarded_result_panicked(info, message));
+    }
+}
 
 /// Several observers of one job, called in registration order.
 struct Fanout(Vec<Arc<Forward>>);

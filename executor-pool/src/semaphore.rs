@@ -1,4 +1,5 @@
-//! A fair (first-in, first-out) async semaphore.
+//! A fair (first-in, first-out) async semaphore. Long because the queue, its two futures
+//! and its two permits share one lock's state and are read together.
 //!
 //! Waiters queue in ticket order in a `BTreeMap`; a release grants permits to the head of
 //! the queue only, so a big request at the head is never overtaken by small ones behind it,

@@ -25,6 +25,8 @@ use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::task::{Poll, Waker};
 
+use crate::panic::panic_message;
+
 /// The payload of a caught panic.
 pub type Panic = Box<dyn Any + Send + 'static>;
 
@@ -211,10 +213,10 @@ pub fn drop_panic(panic: Panic) {
     }
 }
 
-/// The message of a caught panic (see [`panic_message`](crate::panic_message)); the payload
+/// The message of a caught panic (see [`panic_message`]); the payload
 /// is then dropped with [`drop_panic`], since its destructor may panic too.
 pub fn into_message(panic: Panic) -> String {
-    let message = crate::panic_message(&*panic);
+    let message = panic_message(&*panic);
     drop_panic(panic);
     message
 }

@@ -1,32 +1,43 @@
-//! The worker threads: find a job, run it, park when there is none.
+//! A worker's whole life: started through the pool's spawn handler ([`WorkerThread`]), it
+//! finds a job, runs it, sleeps when there is none, and leaves when the pool is sealed or
+//! broken; one that dies is replaced, and one that cannot be started leaves its deque to
+//! the others and to a later retry. It sees the pool only through the state in
+//! `shared.rs`, never through the pool's handles (`pool.rs`), which submit to it.
 //!
 //! Where a worker looks, in order (`find_job`): its own deque (jobs submitted from inside
 //! its jobs), the global injector (jobs submitted from outside, taken in batches), then the
 //! other workers' deques (stealing). crossbeam's `Steal::Retry` means "lost a race, look
 //! again", never "empty".
 //!
-//! A worker with nothing to do watches the queues for a few microseconds before it parks
-//! (`spin_for_work`). Parking (`Shared::park`) cannot lose a wake-up: a worker announces it is idle *before*
-//! its last look at the queues, and a submitter checks for idle workers *after* pushing,
-//! each side separated by a `SeqCst` fence. Whatever the interleaving, either the worker
-//! sees the job or the submitter sees the idle worker and signals the condvar (under the
-//! lock the worker holds from its announcement to its wait).
+//! A worker with nothing to do watches the queues for a few microseconds before it goes to
+//! sleep (`spin_for_work`). Going to sleep (`sleep`) cannot lose a wake-up: a worker
+//! announces it is idle *before* its last look at the queues, and a submitter (`push` in
+//! `pool.rs`) checks for idle workers *after* pushing, each side separated by a `SeqCst`
+//! fence. Whatever the interleaving, either the worker sees the job or the submitter sees
+//! the idle worker and signals the condvar (under the lock the worker holds from its
+//! announcement to its wait).
 //!
 //! A worker that dies anyway (a job's panic payload whose destructor panics, say) hands its
-//! deque to a replacement thread from its exit guard; if none can be started and no worker
-//! is left, the pool is broken (`pool.rs`).
+//! deque to a replacement thread from its exit guard (`replace_worker`); if none can be
+//! started and no worker is left, the pool is broken (`break_pool`).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::{Ordering, fence};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use crossbeam_deque::{Steal, Worker};
 
-use crate::job::Job;
-use crate::pool::Shared;
+use crate::JobError;
+use crate::job::{Job, Outcome};
+use crate::shared::{Shared, bump};
 use crate::wake;
+
+/// How long a pool missing workers waits between attempts to start replacements.
+const RETRY_SPAWN_EVERY: Duration = Duration::from_millis(100);
 
 thread_local! {
     /// Set on a worker thread for its lifetime: which pool, which slot, and its deque.
@@ -38,6 +49,10 @@ struct Local {
     pool: u64,
     deque: Worker<Job>,
 }
+
+// -------------------------------------------------------------------------------------
+// Starting.
+// -------------------------------------------------------------------------------------
 
 /// A worker thread about to start, as handed to a pool's spawn handler (see
 /// [`Builder::spawn_handler`](crate::Builder::spawn_handler)): start a thread and call
@@ -88,7 +103,7 @@ impl WorkerThread {
 impl Drop for WorkerThread {
     fn drop(&mut self) {
         if let Some(deque) = self.deque.take() {
-            self.shared.never_started(self.index, deque);
+            never_started(&self.shared, self.index, deque);
         }
     }
 }
@@ -101,28 +116,25 @@ impl fmt::Debug for WorkerThread {
     }
 }
 
-/// Starts a worker thread through the pool's spawn handler.
+/// Starts the thread of worker `index` through the pool's spawn handler, and keeps its
+/// handle for shutdown to join.
 ///
 /// The handler is user code. If it panics, that counts as a failed start (an error that
 /// names the panic), wherever the start was attempted: building the pool, replacing a dead
 /// worker during its unwinding, or retrying a missing one inside a submission. The
 /// `WorkerThread` it dropped has given its deque back to the pool by then.
-pub(crate) fn spawn(
-    shared: &Arc<Shared>,
-    index: usize,
-    deque: Worker<Job>,
-) -> io::Result<thread::JoinHandle<()>> {
-    let worker = WorkerThread::new(shared.clone(), index, deque);
-    match wake::catch(|| (shared.config.spawn_handler)(worker)) {
-        Ok(started) => started,
+pub(crate) fn start(shared: &Arc<Shared>, index: usize, deque: Worker<Job>) -> io::Result<()> {
+    let handle = match wake::catch(|| (shared.start_thread)(shared, index, deque)) {
+        Ok(started) => started?,
         Err(panic) => {
-            let message = crate::panic_message(&*panic);
-            wake::drop_panic(panic);
-            Err(io::Error::other(format!(
-                "the pool's spawn handler panicked: {message}"
-            )))
+            return Err(io::Error::other(format!(
+                "the pool's spawn handler panicked: {}",
+                wake::into_message(panic)
+            )));
         }
-    }
+    };
+    shared.life.lock().threads.push(handle);
+    Ok(())
 }
 
 /// The default spawn handler: a named `std` thread.
@@ -133,6 +145,10 @@ pub(crate) fn spawn_std_thread(worker: WorkerThread) -> io::Result<thread::JoinH
     }
     builder.spawn(move || worker.run())
 }
+
+// -------------------------------------------------------------------------------------
+// Working.
+// -------------------------------------------------------------------------------------
 
 /// The worker loop.
 fn run(shared: Arc<Shared>, index: usize, deque: Worker<Job>) {
@@ -148,71 +164,19 @@ fn run(shared: Arc<Shared>, index: usize, deque: Worker<Job>) {
     };
     loop {
         if let Some(job) = find_job(&shared, index) {
-            shared.run_job(index, job);
-        } else if shared.may_exit() {
+            run_job(&shared, index, job);
+        } else if may_exit(&shared) {
             // One more look: a submit that completed just before the gate emptied is
             // visible now.
             match find_job(&shared, index) {
-                Some(job) => shared.run_job(index, job),
+                Some(job) => run_job(&shared, index, job),
                 None => break,
             }
         } else if !spin_for_work(&shared) {
-            shared.park();
+            sleep(&shared);
         }
     }
     drop(exit);
-}
-
-/// Spin-then-yield rounds a worker with nothing to do waits for a job before it parks.
-const SPIN_ROUNDS: u32 = 10;
-/// Of those, the rounds that spin (1, 2, 4 … 64 pauses); the rest yield the CPU.
-const SPIN_ONLY_ROUNDS: u32 = 7;
-
-/// Waits briefly for a job to appear; true if one did.
-///
-/// Parking costs the next submitter a futex wake (a system call, microseconds) and this
-/// worker a trip through the scheduler. When jobs are small and come in a stream, the
-/// next one is usually less than a microsecond away, so a worker first watches the queues
-/// for a few microseconds: about 127 pause instructions, then a few `yield_now`s that hand
-/// the CPU to anyone who needs it (the event loop, on a machine with few cores). Benchmark
-/// W2 (`runtime/benches`) measures what this buys.
-fn spin_for_work(shared: &Shared) -> bool {
-    for round in 0..SPIN_ROUNDS {
-        if round < SPIN_ONLY_ROUNDS {
-            for _ in 0..1u32 << round {
-                std::hint::spin_loop();
-            }
-        } else {
-            thread::yield_now();
-        }
-        if shared.has_work() || shared.may_exit() {
-            return true;
-        }
-    }
-    false
-}
-
-/// Runs when a worker thread leaves its loop: normally (the pool shut down), or unwinding
-/// (it died). A dead worker's deque goes to a replacement.
-struct ExitGuard<'a> {
-    shared: &'a Arc<Shared>,
-    index: usize,
-}
-
-impl Drop for ExitGuard<'_> {
-    fn drop(&mut self) {
-        let deque = CURRENT
-            .try_with(|current| current.borrow_mut().take().map(|local| local.deque))
-            .ok()
-            .flatten();
-        if thread::panicking() {
-            if let Some(deque) = deque {
-                self.shared.replace_worker(self.index, deque);
-            }
-        } else {
-            self.shared.worker_exited();
-        }
-    }
 }
 
 /// The next job for worker `index`, or `None` when every queue is empty.
@@ -247,10 +211,210 @@ fn find_job(shared: &Shared, index: usize) -> Option<Job> {
         })
     });
     if local.is_some() {
-        shared.took_job(index);
+        bump(&shared.slots[index].taken);
     }
     local
 }
+
+/// Runs a job on worker `index`. The counters are updated before the job's handle
+/// resolves (so a caller who joined sees its job counted), and kept right even if the
+/// worker dies on the way.
+fn run_job(shared: &Shared, index: usize, job: Job) {
+    /// Marks the worker idle again exactly once: when the outcome is known, or when
+    /// the worker unwinds before that.
+    struct Running<'a> {
+        shared: &'a Shared,
+        index: usize,
+        ended: Cell<bool>,
+    }
+    impl Running<'_> {
+        fn end(&self) {
+            if !self.ended.replace(true) {
+                *self.shared.slots[self.index].running.lock() = None;
+            }
+        }
+    }
+    impl Drop for Running<'_> {
+        fn drop(&mut self) {
+            self.end();
+        }
+    }
+    let slot = &shared.slots[index];
+    *slot.running.lock() = Some(job.share());
+    let running = Running {
+        shared,
+        index,
+        ended: Cell::new(false),
+    };
+    job.run_recorded(&|outcome| {
+        running.end();
+        bump(match outcome {
+            Outcome::Completed => &slot.completed,
+            Outcome::Panicked => &slot.panicked,
+            Outcome::Skipped => &slot.cancelled,
+            Outcome::Expired => &slot.expired,
+        });
+    });
+}
+
+/// Spin-then-yield rounds a worker with nothing to do waits for a job before it sleeps.
+const SPIN_ROUNDS: u32 = 10;
+/// Of those, the rounds that spin (1, 2, 4 … 64 pauses); the rest yield the CPU.
+const SPIN_ONLY_ROUNDS: u32 = 7;
+
+/// Waits briefly for a job to appear; true if one did.
+///
+/// Going to sleep costs the next submitter a futex wake (a system call, microseconds) and
+/// this worker a trip through the scheduler. When jobs are small and come in a stream, the
+/// next one is usually less than a microsecond away, so a worker first watches the queues
+/// for a few microseconds: about 127 pause instructions, then a few `yield_now`s that hand
+/// the CPU to anyone who needs it (the event loop, on a machine with few cores). Benchmark
+/// W2 (`runtime/benches`) measures what this buys.
+fn spin_for_work(shared: &Shared) -> bool {
+    for round in 0..SPIN_ROUNDS {
+        if round < SPIN_ONLY_ROUNDS {
+            for _ in 0..1u32 << round {
+                std::hint::spin_loop();
+            }
+        } else {
+            thread::yield_now();
+        }
+        if has_work(shared) || may_exit(shared) {
+            return true;
+        }
+    }
+    false
+}
+
+/// The calling worker goes to sleep until a job may be available or the pool is closing.
+fn sleep(shared: &Shared) {
+    let mut lock = shared.sleep.lock();
+    // This worker is about to sleep: announce it before the last look at the queues,
+    // or a submit could slip between the look and the sleep and wake nobody.
+    shared.idle.fetch_add(1, Ordering::SeqCst);
+    fence(Ordering::SeqCst);
+    if !has_work(shared) && !may_exit(shared) {
+        shared.wake.wait(&mut lock);
+    }
+    shared.idle.fetch_sub(1, Ordering::SeqCst);
+}
+
+fn has_work(shared: &Shared) -> bool {
+    !shared.injector.is_empty() || shared.stealers.iter().any(|s| !s.is_empty())
+}
+
+/// True once a worker with nothing to do may leave: no job can arrive any more (the
+/// pool is sealed), or the pool is broken.
+fn may_exit(shared: &Shared) -> bool {
+    shared.gate.is_sealed() || shared.broken.load(Ordering::Acquire)
+}
+
+// -------------------------------------------------------------------------------------
+// Leaving, dying, and never starting.
+// -------------------------------------------------------------------------------------
+
+/// Runs when a worker thread leaves its loop: normally (the pool shut down), or unwinding
+/// (it died). A dead worker's deque goes to a replacement.
+struct ExitGuard<'a> {
+    shared: &'a Arc<Shared>,
+    index: usize,
+}
+
+impl Drop for ExitGuard<'_> {
+    fn drop(&mut self) {
+        let deque = CURRENT
+            .try_with(|current| current.borrow_mut().take().map(|local| local.deque))
+            .ok()
+            .flatten();
+        if thread::panicking() {
+            if let Some(deque) = deque {
+                replace_worker(self.shared, self.index, deque);
+            }
+        } else {
+            worker_exited(self.shared);
+        }
+    }
+}
+
+/// A worker left its loop normally.
+fn worker_exited(shared: &Shared) {
+    shared.life.lock().live -= 1;
+    shared.exited.notify_all();
+}
+
+/// A worker thread is dying (unwinding): start another on its deque. If none can be
+/// started and no worker is left, the pool is broken. Runs during unwinding, so it
+/// must not panic.
+fn replace_worker(shared: &Arc<Shared>, index: usize, deque: Worker<Job>) {
+    // The spawn handler is user code: `start` turns a panic in it (here, during
+    // unwinding, it would abort the process) into a failed start, and the deque goes
+    // back to the pool through `WorkerThread`'s drop.
+    let _ = start(shared, index, deque);
+}
+
+/// A worker counted in `live` will never run: its thread could not be started, or the
+/// spawn handler dropped its `WorkerThread` without running it (even after reporting
+/// success). Uncount it, keep its deque for a later attempt, and put its jobs where the
+/// other workers will find them. With no worker left (and the pool not shutting down),
+/// the pool is broken.
+fn never_started(shared: &Shared, index: usize, deque: Worker<Job>) {
+    let mut moved = false;
+    while let Some(job) = deque.pop() {
+        shared.injector.push(job);
+        moved = true;
+    }
+    if moved {
+        // Sleeping workers would not look until the next submission.
+        shared.wake_all_workers();
+    }
+    let live = {
+        let mut life = shared.life.lock();
+        life.orphans.push((index, deque));
+        life.live -= 1;
+        life.live
+    };
+    shared.orphaned.store(true, Ordering::Release);
+    shared.exited.notify_all();
+    // (Once sealed, the pool is shutting down: no worker left is how that ends.)
+    if live == 0 && !shared.gate.is_sealed() {
+        break_pool(shared);
+    }
+}
+
+/// Tries again to start threads for orphaned slots, at most every `RETRY_SPAWN_EVERY`.
+/// Called by submissions (`pool.rs`) while some slot is orphaned.
+pub(crate) fn retry_orphans(shared: &Arc<Shared>) {
+    let orphans = {
+        let mut life = shared.life.lock();
+        if life
+            .last_retry
+            .is_some_and(|last| last.elapsed() < RETRY_SPAWN_EVERY)
+        {
+            return;
+        }
+        life.last_retry = Some(Instant::now());
+        let orphans = std::mem::take(&mut life.orphans);
+        life.live += orphans.len();
+        orphans
+    };
+    shared.orphaned.store(false, Ordering::Release);
+    for (index, deque) in orphans {
+        // A failure is orphaned and uncounted again by the `WorkerThread`'s drop.
+        let _ = start(shared, index, deque);
+    }
+}
+
+/// No worker is left and none can be started: resolve everything as `Broken`.
+fn break_pool(shared: &Shared) {
+    shared.broken.store(true, Ordering::Release);
+    shared.close_admission();
+    shared.drain(JobError::Broken);
+    shared.wake_all_workers();
+}
+
+// -------------------------------------------------------------------------------------
+// What a submission asks of the thread it runs on.
+// -------------------------------------------------------------------------------------
 
 /// Pushes `job` onto the current worker's own deque if this thread is a worker of pool
 /// `pool`; hands it back otherwise.

@@ -1,4 +1,4 @@
-//! A job's slot (`executor-pool/src/job.rs`, `JobCell`): its stage (`Queued` with the
+//! A job's slot (`executor-pool/src/job/cell.rs`, `JobCell`): its stage (`Queued` with the
 //! closure, `Running`, `Done` with the answer, `Taken`), its handle's state (`Attached`,
 //! `Detached`, `Dropped`), the handle's waker and the bounded queue's permit, under one
 //! lock, with every thread that can end the job racing.

@@ -1,9 +1,10 @@
-//! The pool's submission gate versus shutdown (`executor-pool/src/pool.rs`:
-//! `Shared::enter` with its `Inside` guard, `Shared::submit`, `Shared::shutdown`,
-//! `Shared::may_exit`). A submitter enters the gate (one `SUBMISSION` added to the count),
-//! pushes, and leaves when its guard drops, however the submission ends; shutdown sets the
-//! `CLOSED` bit, waits for the count to drain, then seals; a worker that sees the seal
-//! takes one last look at the queue and exits, so nothing may be pushed after the seal.
+//! The pool's submission gate versus shutdown (`executor-pool/src/`: `Gate::enter` with its
+//! `Inside` guard and `Gate::close` in `gate.rs`, `submit` in `pool.rs`, `shutdown` in
+//! `shutdown.rs`, `may_exit` in `worker.rs`). A submitter enters the gate (one
+//! `SUBMISSION` added to the count), pushes, and leaves when its guard drops, however the
+//! submission ends; shutdown sets the `CLOSED` bit, waits for the count to drain, then
+//! seals; a worker that sees the seal takes one last look at the queue and exits, so
+//! nothing may be pushed after the seal.
 //!
 //! Simplified: one submitter makes two submissions, the first panicking inside the gate
 //! before it pushes (in the pool that is a spawn handler, user code, called by
@@ -55,7 +56,7 @@ impl Drop for Inside<'_> {
 }
 
 impl Pool {
-    /// `Shared::enter`: `None` once the pool is closed.
+    /// `Gate::enter`: `None` once the pool is closed.
     fn enter(&self) -> Option<Inside<'_>> {
         let inside = Inside(self);
         let before = self.gate.fetch_add(SUBMISSION, Ordering::AcqRel);
@@ -65,7 +66,7 @@ impl Pool {
         Some(inside)
     }
 
-    /// `Shared::submit`; `panics` makes it panic inside the gate, before it pushes.
+    /// `pool::submit`; `panics` makes it panic inside the gate, before it pushes.
     fn submit(&self, shape: Shape, panics: bool) {
         if shape == Shape::ManualLeave {
             let before = self.gate.fetch_add(SUBMISSION, Ordering::AcqRel);
@@ -95,7 +96,7 @@ impl Pool {
         self.queue.lock().unwrap().push_back(1);
     }
 
-    /// `Shared::shutdown`'s gate: close, wait for the submissions inside, seal.
+    /// `Gate::close`, called by `shutdown`: close, wait for the submissions inside, seal.
     fn shutdown(&self) {
         self.gate.fetch_or(CLOSED, Ordering::AcqRel);
         loop {

@@ -1,7 +1,8 @@
-//! A pool worker going to sleep versus a submit (`executor-pool/src/pool.rs`:
-//! `Shared::park` and `Shared::push`): the worker announces itself idle, then takes its
-//! last look; the submitter pushes, then checks for idle workers. Simplified: one worker,
-//! one job, and the condvar wait is a flag (see `Sleep::lock`).
+//! A pool worker going to sleep versus a submit (`sleep` in
+//! `executor-pool/src/worker.rs`, `push` in `executor-pool/src/pool.rs`): the worker
+//! announces itself idle, then takes its last look; the submitter pushes, then checks for
+//! idle workers. Simplified: one worker, one job, and the condvar wait is a flag (see
+//! `Sleep::lock`).
 
 use loom::sync::atomic::{AtomicUsize, Ordering, fence};
 use loom::sync::{Arc, Mutex};

@@ -1,0 +1,88 @@
+//! What a job looks like from outside: [`JobInfo`], a snapshot for reports, and the
+//! [`JobObserver`] hooks a runtime attaches to watch jobs (oneloop's debug mode does). The
+//! slot that fills them in is `cell.rs`; the pool's registered observers are
+//! `observers.rs`.
+
+use std::fmt;
+use std::panic::Location;
+use std::time::{Duration, Instant};
+
+/// A snapshot of a job, for reports and observers.
+#[derive(Clone, Debug)]
+pub struct JobInfo {
+    /// Unique per process, in submission order.
+    pub id: u64,
+    /// Where it was submitted (`#[track_caller]`).
+    pub location: &'static Location<'static>,
+    /// When it was submitted.
+    pub submitted: Instant,
+    /// When a worker started it, if one has.
+    pub started: Option<Instant>,
+    /// Whether its cancellation token has been set.
+    pub token_set: bool,
+}
+
+impl JobInfo {
+    /// How long it waited in the queue (so far, if it has not started).
+    pub fn waited(&self) -> Duration {
+        self.started.unwrap_or_else(Instant::now) - self.submitted
+    }
+
+    /// How long it has been running (zero if it has not started).
+    pub fn running_for(&self) -> Duration {
+        self.started
+            .map_or(Duration::ZERO, |started| started.elapsed())
+    }
+}
+
+impl fmt::Display for JobInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "job #{} submitted at {}", self.id, self.location)
+    }
+}
+
+/// Hooks a runtime attaches to a job to watch it (oneloop's debug mode does). Called on the
+/// worker thread; they must be quick.
+pub trait JobObserver: Send + Sync {
+    /// The job was built and is about to be submitted (on the submitting thread).
+    fn submitted(&self, info: &JobInfo) {
+        let _ = info;
+    }
+
+    /// The job was resolved without running: cancelled, its handle dropped, its pool shut
+    /// down, its deadline passed, or refused (`info.waited()` is how long it waited).
+    fn cancelled(&self, info: &JobInfo) {
+        let _ = info;
+    }
+
+    /// A worker is about to run the job (`info.waited()` is its queue wait).
+    fn started(&self, info: &JobInfo) {
+        let _ = info;
+    }
+
+    /// The job returned or panicked.
+    fn finished(&self, info: &JobInfo) {
+        let _ = info;
+    }
+
+    /// The job panicked and nobody awaits its handle (it was dropped or detached), so the
+    /// panic would otherwise go unseen. Without an observer it is printed on stderr.
+    fn unobserved_panic(&self, info: &JobInfo, message: &str) {
+        eprintln!("oneloop-pool: {info} panicked and nobody awaited it: {message}");
+    }
+
+    /// Nobody awaits the job's result, so the worker dropped it, and its `Drop` panicked
+    /// (contained: the worker carries on). Without an observer it is printed on stderr.
+    fn discarded_result_panicked(&self, info: &JobInfo, message: &str) {
+        eprintln!(
+            "oneloop-pool: the result of {info}, which nobody awaited, panicked when dropped: \
+             {message}"
+        );
+    }
+}
+
+/// The stderr fallback for jobs without an observer, and for a pool's forward whose
+/// observer is gone (`observers.rs`): the trait's own defaults.
+pub(crate) struct DefaultObserver;
+
+impl JobObserver for DefaultObserver {}
