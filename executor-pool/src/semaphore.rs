@@ -305,22 +305,14 @@ impl Semaphore {
                         .waiters
                         .get_mut(&ticket)
                         .expect("oneloop-pool bug: a semaphore ticket neither queued nor granted");
-                    if waiter.waker.will_wake(cx.waker()) {
-                        drop(state);
-                        wake::discard(fresh);
-                        waiting::note(WaitingOn::Semaphore {
-                            needed: request.needed,
-                        });
-                        return Poll::Pending;
-                    }
-                    let Some(new) = fresh.take() else {
+                    let Ok(old) = wake::replace_waker(&mut waiter.waker, cx.waker(), &mut fresh)
+                    else {
                         drop(state);
                         fresh = Some(cx.waker().clone());
                         continue;
                     };
-                    let old = std::mem::replace(&mut waiter.waker, new);
                     drop(state);
-                    wake::discard(old);
+                    wake::discard((old, fresh));
                     waiting::note(WaitingOn::Semaphore {
                         needed: request.needed,
                     });

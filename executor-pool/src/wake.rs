@@ -259,12 +259,29 @@ pub fn store_waker(
     fresh: &mut Option<Waker>,
 ) -> Result<Option<Waker>, NeedsClone> {
     match slot {
-        Some(current) if current.will_wake(waker) => Ok(None),
-        _ => match fresh.take() {
-            Some(new) => Ok(slot.replace(new)),
-            None => Err(NeedsClone),
-        },
+        Some(current) => replace_waker(current, waker, fresh),
+        None => {
+            *slot = Some(fresh.take().ok_or(NeedsClone)?);
+            Ok(None)
+        }
     }
+}
+
+/// [`store_waker`] for a place that always holds a waker (a timer's, a queued waiter's):
+/// the one `will_wake` check of the crate and the runtime. Nothing changes when `current`
+/// wakes the same task as `waker`; otherwise `fresh` (cloned by the caller with no lock
+/// held) replaces it and the old one comes back to be dropped after the lock, or
+/// `Err(NeedsClone)` asks for that clone.
+pub fn replace_waker(
+    current: &mut Waker,
+    waker: &Waker,
+    fresh: &mut Option<Waker>,
+) -> Result<Option<Waker>, NeedsClone> {
+    if current.will_wake(waker) {
+        return Ok(None);
+    }
+    let new = fresh.take().ok_or(NeedsClone)?;
+    Ok(Some(std::mem::replace(current, new)))
 }
 
 /// Polls a value guarded by a lock whose waiter slot takes `waker`, with no waker code under

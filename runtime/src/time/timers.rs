@@ -178,11 +178,7 @@ impl TimerQueue {
         fresh: &mut Option<Waker>,
     ) -> Result<Option<Waker>, Stored> {
         let current = self.entries.get_mut(&key).ok_or(Stored::NotArmed)?;
-        if current.will_wake(waker) {
-            return Ok(None);
-        }
-        let new = fresh.take().ok_or(Stored::NeedsClone)?;
-        Ok(Some(std::mem::replace(current, new)))
+        wake::replace_waker(current, waker, fresh).map_err(|_| Stored::NeedsClone)
     }
 
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
