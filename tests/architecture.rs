@@ -500,6 +500,42 @@ fn the_import_graph_has_no_circle_but_context_and_runtime() {
     );
 }
 
+/// Every file `start` reaches through its imports, by file name.
+fn reachable(krate: &Crate, start: &str) -> BTreeSet<String> {
+    let graph = krate.graph();
+    let name = |module: &Module| krate.files[module].0.clone();
+    let mut seen = BTreeSet::new();
+    let mut pending: Vec<&Module> = graph.keys().filter(|m| name(m) == start).collect();
+    assert!(!pending.is_empty(), "no file {start}");
+    while let Some(module) = pending.pop() {
+        if seen.insert(name(module)) {
+            pending.extend(&graph[module]);
+        }
+    }
+    seen
+}
+
+/// A task's waker pushes onto the run queue without climbing to the loop: what `waker.rs`
+/// reaches through its imports stays below the run queue, never `context.rs` or the
+/// loop's `runtime.rs` (smol's model: the waker holds the queue, not the executor).
+#[test]
+fn a_wake_reaches_the_run_queue_without_the_loop() {
+    let runtime = Crate::read(&trees()[0].1);
+    let reached = reachable(&runtime, "waker.rs");
+    assert!(
+        reached.contains("task/run_queue.rs"),
+        "waker.rs no longer reaches the run queue: {reached:?}"
+    );
+    let above: Vec<&String> = reached
+        .iter()
+        .filter(|file| ["context.rs", "runtime.rs", "task/lifecycle.rs"].contains(&file.as_str()))
+        .collect();
+    assert!(
+        above.is_empty(),
+        "a wake climbs above the run queue, through {above:?} (all it reaches: {reached:?})"
+    );
+}
+
 #[test]
 fn no_source_file_is_over_500_lines_without_saying_why() {
     let mut long = Vec::new();
