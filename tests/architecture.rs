@@ -427,6 +427,10 @@ fn trees() -> Vec<(&'static str, PathBuf)> {
     vec![
         ("runtime/src", workspace.join("runtime/src")),
         ("executor-pool/src", workspace.join("executor-pool/src")),
+        (
+            "executor-pool/process/src",
+            workspace.join("executor-pool/process/src"),
+        ),
     ]
 }
 

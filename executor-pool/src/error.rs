@@ -23,6 +23,91 @@ pub enum JobError {
     /// The queue was full and the pool's overflow policy is `Reject`: the job never ran.
     /// (`try_spawn` hands the closure back instead.)
     Rejected,
+    /// The job ran in a worker process that died before it replied: it crashed (a signal,
+    /// an `exit`, an abort) or was killed. The rest of the pool carries on; the worker is
+    /// replaced.
+    WorkerDied(WorkerDeath),
+    /// The job ran past its timeout: its worker process was killed (and replaced).
+    TimedOut,
+    /// The job's arguments could not be encoded for its worker process (found at submit
+    /// time: it never ran), or were refused by the worker; this is the codec's message.
+    Arguments(String),
+    /// The job ran, but its result could not be encoded in the worker or decoded here;
+    /// this is the codec's message.
+    Result(String),
+    /// The job crashed its worker process this many times in a row and is refused from
+    /// now on (quarantined), so that one poisonous input cannot kill workers forever.
+    Quarantined(u32),
+}
+
+/// How a worker process died under a job ([`JobError::WorkerDied`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WorkerDeath {
+    /// The worker's process id.
+    pub pid: u32,
+    /// Its exit code, if it exited.
+    pub exit_code: Option<i32>,
+    /// The signal that ended it, if one did (`SIGSEGV`, `SIGKILL`...).
+    pub signal: Option<&'static str>,
+    /// Why oneloop killed it, if oneloop did (`None`: something else did: a crash, the OOM
+    /// killer, an `exit` in the function).
+    pub killed_because: Option<&'static str>,
+    /// The job: its function and where it was submitted.
+    pub job: String,
+    /// The last lines the worker wrote to its stderr.
+    pub stderr_tail: String,
+}
+
+impl WorkerDeath {
+    /// A worker death, as an executor of worker processes describes it.
+    pub fn new(
+        pid: u32,
+        exit_code: Option<i32>,
+        signal: Option<&'static str>,
+        killed_because: Option<&'static str>,
+        job: String,
+        stderr_tail: String,
+    ) -> Self {
+        WorkerDeath {
+            pid,
+            exit_code,
+            signal,
+            killed_because,
+            job,
+            stderr_tail,
+        }
+    }
+
+    /// The same death, while running `job`.
+    pub fn running(mut self, job: String) -> Self {
+        self.job = job;
+        self
+    }
+}
+
+impl fmt::Display for WorkerDeath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "worker process {} ", self.pid)?;
+        match (self.signal, self.exit_code) {
+            (Some(signal), _) => write!(f, "was killed by {signal}")?,
+            (None, Some(code)) => write!(f, "exited with code {code}")?,
+            (None, None) => f.write_str("ended")?,
+        }
+        match self.killed_because {
+            Some(why) => write!(f, " (killed by oneloop: {why})")?,
+            None => f.write_str(" (not by oneloop)")?,
+        }
+        write!(f, " while running {}", self.job)?;
+        if !self.stderr_tail.is_empty() {
+            write!(
+                f,
+                "; its last stderr lines:\n{}",
+                self.stderr_tail.trim_end()
+            )?;
+        }
+        Ok(())
+    }
 }
 
 impl fmt::Display for JobError {
@@ -38,6 +123,16 @@ impl fmt::Display for JobError {
             JobError::Rejected => {
                 f.write_str("the pool's queue was full (overflow policy: Reject)")
             }
+            JobError::WorkerDied(death) => write!(f, "{death}"),
+            JobError::TimedOut => {
+                f.write_str("the job ran past its timeout: its worker process was killed")
+            }
+            JobError::Arguments(message) => write!(f, "the job's arguments: {message}"),
+            JobError::Result(message) => write!(f, "the job's result: {message}"),
+            JobError::Quarantined(crashes) => write!(
+                f,
+                "the job crashed its worker {crashes} times in a row and is quarantined"
+            ),
         }
     }
 }

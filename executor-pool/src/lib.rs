@@ -95,7 +95,7 @@ mod worker;
 pub use block_on::block_on;
 pub use builder::Builder;
 pub use config::Overflow;
-pub use error::{JobError, TrySpawnError};
+pub use error::{JobError, TrySpawnError, WorkerDeath};
 pub use executor::{Executor, RejectReason, Rejected};
 pub use job::{CancelToken, Job, JobBuilder, JobHandle, JobInfo, JobObserver};
 pub use panic::panic_message;

@@ -37,8 +37,9 @@ pub fn set_hook(hook: Option<Hook>) -> Option<Hook> {
     HOOK.try_with(|slot| slot.replace(hook)).ok().flatten()
 }
 
-/// Tells the current thread's hook, if any, of a wait.
-pub(crate) fn note(on: WaitingOn) {
+/// Tells the current thread's hook, if any, of a wait (for executors outside this crate,
+/// such as `oneloop-process`, whose futures wait on jobs too).
+pub fn note(on: WaitingOn) {
     if let Ok(Some(hook)) = HOOK.try_with(Cell::get) {
         hook(on);
     }

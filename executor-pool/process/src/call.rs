@@ -1,0 +1,138 @@
+//! A call's life on the parent's side: the slot the supervisor resolves. The future the
+//! caller awaits is in `future.rs`.
+//!
+//! A call is queued, then running (sent to a worker), then done, exactly once: the
+//! supervisor (`supervisor.rs`) moves it from queued to running when it hands it to a
+//! worker, and resolves it when the worker answers or dies; a cancellation moves a queued
+//! call straight to done (it never runs), and asks the supervisor to kill the worker of a
+//! running one when the pool says so (`CancelRunning::Kill`). Every waker runs after the
+//! slot's lock (`oneloop_pool::wake`).
+
+use std::panic::Location;
+use std::task::Waker;
+
+use oneloop_pool::JobError;
+use oneloop_pool::wake;
+use parking_lot::{Mutex, MutexGuard};
+
+/// One call, shared by its future and the supervisor.
+pub(crate) struct Call {
+    /// The pool's number for it (`JobInfo`-style; what the deadlock check names).
+    pub(crate) id: u64,
+    /// The function's key.
+    pub(crate) key: &'static str,
+    /// Where the call was made (reports name it).
+    pub(crate) site: &'static Location<'static>,
+    state: Mutex<State>,
+}
+
+pub(crate) struct State {
+    phase: Phase,
+    /// The caller gave up on a running call (dropped or cancelled its future).
+    abandoned: bool,
+    /// The caller's waker, while it waits.
+    waker: Option<Waker>,
+}
+
+enum Phase {
+    Queued,
+    Running,
+    Done(Result<Vec<u8>, JobError>),
+    /// The result was taken by the future.
+    Taken,
+}
+
+impl Call {
+    pub(crate) fn new(id: u64, key: &'static str, site: &'static Location<'static>) -> Self {
+        Call {
+            id,
+            key,
+            site,
+            state: Mutex::new(State {
+                phase: Phase::Queued,
+                abandoned: false,
+                waker: None,
+            }),
+        }
+    }
+
+    /// How reports name the call: its function and where it was made.
+    pub(crate) fn describe(&self) -> String {
+        format!("{} (called at {})", self.key, self.site)
+    }
+
+    /// The supervisor takes the call for a worker; false if it was cancelled meanwhile
+    /// (it must not run).
+    pub(crate) fn start(&self) -> bool {
+        let mut state = self.state.lock();
+        if matches!(state.phase, Phase::Queued) {
+            state.phase = Phase::Running;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// True once the caller gave up on this running call.
+    pub(crate) fn is_abandoned(&self) -> bool {
+        self.state.lock().abandoned
+    }
+
+    /// Resolves the call (once: a later resolution is ignored) and wakes its caller.
+    pub(crate) fn resolve(&self, result: Result<Vec<u8>, JobError>) {
+        let waker = {
+            let mut state = self.state.lock();
+            if matches!(state.phase, Phase::Done(_) | Phase::Taken) {
+                return;
+            }
+            state.phase = Phase::Done(result);
+            state.waker.take()
+        };
+        if let Some(waker) = waker {
+            // The supervisor's thread must survive a panicking waker.
+            wake::contain(wake::wake(waker));
+        }
+    }
+
+    /// The caller cancels: a queued call is resolved `Cancelled` at once (it never runs);
+    /// a running one is marked abandoned (the supervisor kills its worker if the pool says
+    /// so). Returns whether the call was still queued.
+    pub(crate) fn cancel(&self) -> bool {
+        let mut state = self.state.lock();
+        match state.phase {
+            Phase::Queued => {
+                state.phase = Phase::Done(Err(JobError::Cancelled));
+                true
+            }
+            Phase::Running => {
+                state.abandoned = true;
+                false
+            }
+            Phase::Done(_) | Phase::Taken => false,
+        }
+    }
+
+    /// True once resolved.
+    pub(crate) fn is_done(&self) -> bool {
+        matches!(self.state.lock().phase, Phase::Done(_) | Phase::Taken)
+    }
+
+    /// The result, once resolved (taken: a second look finds nothing); else the waker
+    /// slot, under the lock (for `wake::poll_waker_slot`).
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock()
+    }
+}
+
+impl State {
+    /// Takes the result if the call is done, else hands back the waker slot.
+    pub(crate) fn take_result(&mut self) -> Result<Result<Vec<u8>, JobError>, &mut Option<Waker>> {
+        match std::mem::replace(&mut self.phase, Phase::Taken) {
+            Phase::Done(result) => Ok(result),
+            phase => {
+                self.phase = phase;
+                Err(&mut self.waker)
+            }
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! How a worker process starts: the program re-executes itself (`/proc/self/exe`), and a
+//! constructor of this crate, run by the dynamic loader before `main`, sees the worker
+//! role in the environment and runs the worker loop (`worker.rs`) instead of the program.
+//!
+//! Why this way, and what it costs:
+//! - A bare `fork()` of a process that runs the loop, a watchdog and pool threads may
+//!   only call async-signal-safe functions afterwards (another thread may have held the
+//!   allocator's lock at the fork): no Rust code could run. `std::process::Command`
+//!   execs at once, so the child is a fresh, single-threaded process.
+//! - Re-executing the same binary means the same registered functions, at the same
+//!   keys (`function.rs`), with nothing to install.
+//! - A constructor, not an init call in `main`, because the program's `main` may not be
+//!   ours: `cargo test`'s harness owns it (and runs threads), and a library using a
+//!   process pool lives in someone else's binary. The constructor runs in every binary
+//!   this crate is linked into, before `main` and before any thread starts; it returns at
+//!   once (one environment lookup) unless the process is a worker.
+//! - The cost is a process start (exec, loading the binary, the constructors): a few
+//!   milliseconds, paid once per worker, when the pool starts or replaces a worker, never
+//!   per call.
+//!
+//! The worker's code runs before `main`: what a `main` would set up (a logger, say) is
+//! not set up there; an initializer function is the place for it.
+
+/// The environment variable that makes a process a worker: the parent's pid, then the
+/// worker's settings (`worker::Settings`).
+pub(crate) const WORKER_ENV: &str = "ONELOOP_PROCESS_WORKER";
+
+/// Runs before `main` in every process of a binary that links this crate (see the module
+/// docs). Must not unwind: it is called by the loader.
+extern "C" fn worker_entry() {
+    let Some(settings) = std::env::var_os(WORKER_ENV) else {
+        return; // not a worker: the program runs as usual
+    };
+    // A panic outside any call (the worker loop itself) was printed by the worker's hook.
+    let code = std::panic::catch_unwind(|| crate::worker::run(&settings)).unwrap_or(101);
+    std::process::exit(code);
+}
+
+// SAFETY: the loader calls each `.init_array` entry once, before `main`, with no
+// arguments, on the main thread of a process that has no other thread yet: exactly the
+// `extern "C" fn()` stored here. `worker_entry` never unwinds into the loader (it catches
+// every panic and ends with `exit`), and returns at once in a process that is not a
+// worker. `#[used]` keeps the entry in the object file the pool's code is in, so it is
+// linked whenever a process pool can be used.
+#[used]
+#[allow(unsafe_code)]
+#[unsafe(link_section = ".init_array")]
+static WORKER_ENTRY: extern "C" fn() = worker_entry;
+
+/// Keeps the constructor's object file in the link: called when a pool is built.
+pub(crate) fn keep_entry() {
+    std::hint::black_box(&WORKER_ENTRY);
+}

@@ -1,0 +1,183 @@
+//! Registered functions: the unit of work of a process pool.
+//!
+//! A closure cannot cross a process boundary (its captures live in the parent's memory, its
+//! code address means nothing to another process), so a process pool runs *registered
+//! functions*: [`process_fn!`](crate::process_fn) turns `fn name(args) -> R { .. }` into a
+//! [`ProcessFn`] constant, and puts an entry for it in [`REGISTRY`], a `linkme` distributed
+//! slice the linker assembles from every crate of the binary. A worker (`worker.rs`) finds
+//! a call's function there by its key: the function's path plus its signature, spelled out
+//! (`my_app::thumbs::resize(Resize) -> Thumbnail`), never a code address, which shared
+//! libraries and ASLR would break. The registry is complete before any code runs, so a
+//! worker may read it before `main` (`entry.rs`).
+//!
+//! Arguments and results travel as postcard bytes (`wire.rs`); [`run_encoded`] is the
+//! worker's side of that: decode the arguments, call, encode the result.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::OnceLock;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// A function registered with [`process_fn!`](crate::process_fn), ready to be called in a
+/// worker process: [`ProcessPool::call`](crate::ProcessPool::call)`(resize, args)`.
+///
+/// `A` is the argument (one argument), or the arguments as a tuple (none, or several); `R`
+/// the result.
+pub struct ProcessFn<A, R> {
+    key: &'static str,
+    local: fn(A) -> R,
+    _types: PhantomData<fn(A) -> R>,
+}
+
+impl<A, R> ProcessFn<A, R> {
+    #[doc(hidden)]
+    pub const fn new(key: &'static str, local: fn(A) -> R) -> Self {
+        ProcessFn {
+            key,
+            local,
+            _types: PhantomData,
+        }
+    }
+
+    /// The key a worker finds the function by: its path and its signature.
+    pub fn key(&self) -> &'static str {
+        self.key
+    }
+
+    /// Runs the function here, in this process and on this thread (tests; the
+    /// `CallerRuns` overflow policy).
+    pub fn call_here(&self, args: A) -> R {
+        (self.local)(args)
+    }
+}
+
+impl<A, R> Clone for ProcessFn<A, R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<A, R> Copy for ProcessFn<A, R> {}
+
+impl<A, R> fmt::Debug for ProcessFn<A, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ProcessFn").field(&self.key).finish()
+    }
+}
+
+/// One registered function, as a worker sees it: its key and how to run an encoded call.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Entry {
+    pub key: &'static str,
+    pub run: fn(&[u8]) -> Result<Vec<u8>, Encoding>,
+}
+
+/// Every registered function of the binary (filled by `process_fn!`, assembled by the
+/// linker).
+#[doc(hidden)]
+#[linkme::distributed_slice]
+pub static REGISTRY: [Entry];
+
+/// Why an encoded call could not be run or answered.
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum Encoding {
+    /// The arguments could not be decoded.
+    Arguments(String),
+    /// The result could not be encoded.
+    Result(String),
+}
+
+/// Decodes `input` as `A`, calls `f`, encodes its result: the worker's side of a call.
+/// A panic in `f` unwinds out of here (the worker catches it, `worker.rs`).
+#[doc(hidden)]
+pub fn run_encoded<A: DeserializeOwned, R: Serialize>(
+    input: &[u8],
+    f: fn(A) -> R,
+) -> Result<Vec<u8>, Encoding> {
+    let args = postcard::from_bytes(input)
+        .map_err(|e| Encoding::Arguments(format!("the worker cannot decode them: {e}")))?;
+    let result = f(args);
+    postcard::to_allocvec(&result)
+        .map_err(|e| Encoding::Result(format!("the worker cannot encode it: {e}")))
+}
+
+/// The registered function with this key, if the binary has one.
+pub(crate) fn find(key: &str) -> Option<&'static Entry> {
+    static BY_KEY: OnceLock<HashMap<&'static str, &'static Entry>> = OnceLock::new();
+    BY_KEY
+        .get_or_init(|| REGISTRY.iter().map(|entry| (entry.key, entry)).collect())
+        .get(key)
+        .copied()
+}
+
+/// Registers a function for process pools and names it as a [`ProcessFn`] constant.
+///
+/// The body is an ordinary function body; its arguments and result must be
+/// `serde::Serialize + serde::de::DeserializeOwned` (they cross a process boundary).
+///
+/// # Examples
+///
+/// ```
+/// oneloop_process::process_fn! {
+///     /// Sums a vector (in a worker process).
+///     pub fn sum(values: Vec<u64>) -> u64 {
+///         values.iter().sum()
+///     }
+/// }
+///
+/// assert_eq!(sum.call_here(vec![1, 2, 3]), 6);
+/// assert!(sum.key().ends_with("::sum(Vec<u64>) -> u64"));
+/// ```
+#[macro_export]
+macro_rules! process_fn {
+    // One argument: the function's argument type is the call's (`call(f, arg)`).
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($arg:ident : $ty:ty $(,)?) -> $ret:ty $body:block) => {
+        $crate::__process_fn!(
+            [$(#[$meta])*] $vis $name [$ty] [$arg: $ty] [$ty] $ret $body
+        );
+    };
+    // None, or several: a tuple of them (`call(f, ())`, `call(f, (a, b))`).
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) -> $ret:ty $body:block) => {
+        $crate::__process_fn!(
+            [$(#[$meta])*] $vis $name [($($ty,)*)] [($($arg,)*): ($($ty,)*)] [$($ty),*] $ret $body
+        );
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __process_fn {
+    ([$($meta:tt)*] $vis:vis $name:ident [$args:ty] [$($params:tt)*] [$($sig:tt)*] $ret:ty $body:block) => {
+        $($meta)*
+        #[allow(non_upper_case_globals)]
+        $vis const $name: $crate::ProcessFn<$args, $ret> = {
+            fn local($($params)*) -> $ret $body
+
+            fn encoded(input: &[u8]) -> ::core::result::Result<
+                $crate::__private::Vec<u8>,
+                $crate::__private::Encoding,
+            > {
+                $crate::__private::run_encoded(input, local)
+            }
+
+            const KEY: &str = ::core::concat!(
+                ::core::module_path!(), "::", ::core::stringify!($name),
+                "(", ::core::stringify!($($sig)*), ") -> ", ::core::stringify!($ret)
+            );
+
+            #[$crate::__private::linkme::distributed_slice($crate::__private::REGISTRY)]
+            #[linkme(crate = $crate::__private::linkme)]
+            static ENTRY: $crate::__private::Entry = $crate::__private::Entry {
+                key: KEY,
+                run: encoded,
+            };
+
+            $crate::ProcessFn::new(KEY, local)
+        };
+    };
+}

@@ -1,0 +1,250 @@
+//! [`ProcessPool`]: the handle users hold. It encodes a call's arguments, admits the call
+//! to the queue (the bounded queue's overflow policy included), and orders shutdowns; the
+//! work itself is the supervisor's (`supervisor.rs`), which owns the worker processes.
+
+use std::fmt;
+use std::io;
+use std::panic::{AssertUnwindSafe, Location, catch_unwind};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use oneloop_pool::semaphore::TryAcquireError;
+use oneloop_pool::{JobError, Overflow};
+use parking_lot::Mutex;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::call::Call;
+use crate::config::Config;
+use crate::function::ProcessFn;
+use crate::future::ProcessCall;
+use crate::shared::{Mode, Pending, Shared};
+use crate::supervisor;
+
+/// A pool of worker processes that run [registered functions](crate::process_fn).
+///
+/// A call that crashes its worker (a segfault in a native library, an `abort`, a stack
+/// overflow, the OOM killer) fails alone, with an error that says what happened; the
+/// worker is replaced and the other calls run on. A call that runs past its timeout, or
+/// is cancelled while running, has its worker killed.
+///
+/// Cloning gives another handle to the same pool; when the last handle is dropped, the
+/// pool shuts down gracefully (every queued call runs first).
+///
+/// # Examples
+///
+/// ```
+/// oneloop_process::process_fn! {
+///     fn square(x: u64) -> u64 { x * x }
+/// }
+///
+/// let pool = oneloop_process::ProcessPool::new(2)?;
+/// let nine = oneloop_pool::block_on(pool.call(square, 3));
+/// assert_eq!(nine, Ok(9));
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct ProcessPool {
+    shared: Arc<Shared>,
+    /// Shuts the pool down when the last handle goes.
+    _owner: Arc<Owner>,
+}
+
+struct Owner {
+    shared: Arc<Shared>,
+    supervisor: Mutex<Option<thread::JoinHandle<()>>>,
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        let mode = if thread::panicking() {
+            Mode::Now
+        } else {
+            Mode::Graceful
+        };
+        stop(&self.shared, &self.supervisor, mode);
+    }
+}
+
+impl ProcessPool {
+    pub(crate) fn start(config: Config) -> io::Result<ProcessPool> {
+        crate::entry::keep_entry();
+        let (shared, supervisor) = supervisor::start(config)?;
+        Ok(ProcessPool {
+            shared: shared.clone(),
+            _owner: Arc::new(Owner {
+                shared,
+                supervisor: Mutex::new(Some(supervisor)),
+            }),
+        })
+    }
+
+    /// Calls `function` with `args` in a worker process, with the pool's timeout.
+    ///
+    /// The call is queued at once; the returned future resolves to its result. Arguments
+    /// that cannot be encoded fail here, before anything is queued
+    /// ([`JobError::Arguments`]).
+    #[track_caller]
+    pub fn call<A, R>(&self, function: ProcessFn<A, R>, args: A) -> ProcessCall<R>
+    where
+        A: Serialize,
+        R: Serialize + DeserializeOwned,
+    {
+        let timeout = self.shared.config.timeout;
+        self.submit(function, args, timeout, Location::caller())
+    }
+
+    /// Like [`call`](Self::call), with a timeout of its own: past it, the worker is
+    /// killed and the call fails as [`JobError::TimedOut`].
+    #[track_caller]
+    pub fn call_with_timeout<A, R>(
+        &self,
+        function: ProcessFn<A, R>,
+        args: A,
+        timeout: Duration,
+    ) -> ProcessCall<R>
+    where
+        A: Serialize,
+        R: Serialize + DeserializeOwned,
+    {
+        self.submit(function, args, Some(timeout), Location::caller())
+    }
+
+    fn submit<A, R>(
+        &self,
+        function: ProcessFn<A, R>,
+        args: A,
+        timeout: Option<Duration>,
+        site: &'static Location<'static>,
+    ) -> ProcessCall<R>
+    where
+        A: Serialize,
+        R: Serialize + DeserializeOwned,
+    {
+        let encoded = match postcard::to_allocvec(&args) {
+            Ok(encoded) => encoded,
+            Err(e) => {
+                let message = format!("the arguments of {} cannot be encoded: {e}", function.key());
+                return ProcessCall::settled(Err(JobError::Arguments(message)));
+            }
+        };
+        let call = Arc::new(Call::new(self.shared.next_id(), function.key(), site));
+        let pending = Pending {
+            call: call.clone(),
+            args: encoded,
+            timeout,
+            permit: None,
+        };
+        let Some(slots) = &self.shared.admission else {
+            return self.enqueued(call, pending);
+        };
+        match slots.clone().try_acquire_owned() {
+            Ok(permit) => self.enqueued(call, pending.with_permit(permit)),
+            Err(TryAcquireError::Closed) => ProcessCall::settled(Err(JobError::Shutdown)),
+            Err(TryAcquireError::NoPermits) => match self.shared.config.overflow {
+                Overflow::Reject => ProcessCall::settled(Err(JobError::Rejected)),
+                Overflow::CallerRuns => {
+                    // Here, in this process: what the caller asked for when the pool is
+                    // full. A panic comes back as it would from a worker.
+                    let ran = catch_unwind(AssertUnwindSafe(|| function.call_here(args)));
+                    ProcessCall::settled(match ran {
+                        Ok(value) => postcard::to_allocvec(&value).map_err(|e| {
+                            JobError::Result(format!("the result cannot be encoded: {e}"))
+                        }),
+                        Err(payload) => {
+                            Err(JobError::Panicked(oneloop_pool::panic_message(&*payload)))
+                        }
+                    })
+                }
+                _ => {
+                    let permit = slots.clone().acquire_owned();
+                    ProcessCall::waiting_for_room(pending, permit, self.shared.clone())
+                }
+            },
+        }
+    }
+
+    fn enqueued<R>(&self, call: Arc<Call>, pending: Pending) -> ProcessCall<R> {
+        match self.shared.enqueue(pending) {
+            Ok(()) => ProcessCall::queued(call, self.shared.clone()),
+            Err(error) => ProcessCall::settled(Err(error)),
+        }
+    }
+
+    /// Stops accepting calls, runs every queued call, and returns once every worker has
+    /// exited.
+    pub fn shutdown(&self) {
+        stop(&self.shared, &self._owner.supervisor, Mode::Graceful);
+    }
+
+    /// Stops accepting calls, cancels the queued ones, lets the running ones finish, and
+    /// returns once every worker has exited.
+    pub fn shutdown_now(&self) {
+        stop(&self.shared, &self._owner.supervisor, Mode::Now);
+    }
+
+    /// Like [`shutdown`](Self::shutdown), but after `timeout` the workers still running a
+    /// call are killed (their calls fail as worker deaths that say so). Returns the calls
+    /// it killed, by function and call site; empty when everything finished in time.
+    pub fn shutdown_timeout(&self, timeout: Duration) -> Vec<String> {
+        let until = Instant::now().checked_add(timeout);
+        let mode = until.map_or(Mode::Graceful, Mode::Until);
+        stop(&self.shared, &self._owner.supervisor, mode)
+    }
+
+    /// Why the pool is broken (its workers cannot start), if it is: every call fails as
+    /// [`JobError::Broken`].
+    pub fn broken(&self) -> Option<String> {
+        self.shared.inbox.lock().broken.clone()
+    }
+
+    /// The number of worker processes the pool keeps.
+    pub fn workers(&self) -> usize {
+        self.shared.config.workers
+    }
+}
+
+/// Orders the shutdown `mode` (a later order may only make it stricter), waits for the
+/// supervisor to stop, and returns what it killed.
+fn stop(
+    shared: &Shared,
+    supervisor: &Mutex<Option<thread::JoinHandle<()>>>,
+    mode: Mode,
+) -> Vec<String> {
+    {
+        let mut inbox = shared.inbox.lock();
+        inbox.closed = true;
+        inbox.shutdown = Some(match (inbox.shutdown, mode) {
+            (Some(Mode::Now), _) | (_, Mode::Now) => Mode::Now,
+            (Some(Mode::Until(a)), Mode::Until(b)) => Mode::Until(a.min(b)),
+            (Some(Mode::Until(a)), Mode::Graceful) | (Some(Mode::Graceful), Mode::Until(a)) => {
+                Mode::Until(a)
+            }
+            (None | Some(Mode::Graceful), mode) => mode,
+        });
+    }
+    if let Some(admission) = &shared.admission {
+        admission.close(); // callers waiting for room resolve as shut down
+    }
+    shared.notify();
+    let mut stopped = shared.stopped.lock();
+    while stopped.is_none() {
+        shared.stopped_signal.wait(&mut stopped);
+    }
+    let killed = stopped.clone().unwrap_or_default();
+    drop(stopped);
+    if let Some(handle) = supervisor.lock().take() {
+        let _ = handle.join();
+    }
+    killed
+}
+
+impl fmt::Debug for ProcessPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProcessPool")
+            .field("workers", &self.shared.config.workers)
+            .field("broken", &self.broken().is_some())
+            .finish_non_exhaustive()
+    }
+}

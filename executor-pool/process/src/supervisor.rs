@@ -1,0 +1,728 @@
+//! The supervisor: one thread per pool that owns its worker processes. (Long because the
+//! whole life of a worker process, from start to reaping, is one state machine here.)
+//!
+//! It never blocks on a worker: each worker's socket, stderr pipe and `pidfd` are
+//! non-blocking sources of one `mio::Poll`, beside a `mio::Waker` for the handles
+//! (`shared.rs`). One loop turn takes new calls and orders from the inbox, kills the
+//! workers whose call ran past its timeout or was cancelled (SIGTERM through the pidfd, so
+//! a recycled pid is never hit; SIGKILL after the grace), keeps the number of workers up,
+//! hands each idle worker the next call, then sleeps until an event or the nearest
+//! deadline. A worker that exits is reaped at once (its pidfd becomes readable), so no
+//! zombie is left, and only the call it was running fails, with what happened to it.
+//!
+//! Workers are started from this thread, which lives as long as the pool: a worker's
+//! `PR_SET_PDEATHSIG` follows the thread that started it (`worker.rs`).
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use oneloop_pool::{JobError, WorkerDeath};
+use rustix::process::{Pid, PidfdFlags, Signal};
+use slab::Slab;
+
+use crate::call::Call;
+use crate::config::{CancelRunning, Config};
+use crate::entry::WORKER_ENV;
+use crate::shared::{Mode, Pending, Shared};
+use crate::wire::{self, Frames, FromWorker, Outcome, ToWorker};
+use crate::worker::Settings;
+
+const WAKER: Token = Token(usize::MAX);
+/// Sources per worker in the token space: socket, stderr, pidfd.
+const SOURCES: usize = 3;
+/// How much of a worker's stderr is kept for the report if it dies.
+const STDERR_TAIL: usize = 4096;
+/// Workers that die before they are ready, in a row, before the pool is broken.
+const START_FAILURES: u32 = 3;
+/// The pause before trying again to start a worker after a start failed.
+const RESTART_PAUSE: Duration = Duration::from_millis(100);
+/// How long the last stage of a shutdown waits for workers to leave on their own after
+/// their sockets are closed, before it kills them.
+const LEAVE_GRACE: Duration = Duration::from_secs(2);
+
+const TIMED_OUT: &str = "it ran past its timeout";
+const CANCELLED: &str = "its call was cancelled";
+const SHUTDOWN: &str = "the pool's shutdown timeout ran out";
+
+/// Starts the supervisor thread and, from it, the first workers. Returns once they are
+/// started (not yet ready), or with the error that stopped the first one.
+pub(crate) fn start(config: Config) -> io::Result<(Arc<Shared>, thread::JoinHandle<()>)> {
+    let poll = Poll::new()?;
+    let waker = mio::Waker::new(poll.registry(), WAKER)?;
+    let shared = Arc::new(Shared::new(config, waker));
+    let (started, first) = mpsc::channel();
+    let supervisor = Supervisor {
+        poll,
+        shared: shared.clone(),
+        workers: Slab::new(),
+        queue: VecDeque::new(),
+        start_failures: 0,
+        start_after: None,
+        crashes: HashMap::new(),
+        killed: Vec::new(),
+        last_failure: String::new(),
+    };
+    let handle = thread::Builder::new()
+        .name("oneloop-process".to_owned())
+        .spawn(move || supervisor.run(started))?;
+    match first.recv() {
+        Ok(Ok(())) => Ok((shared, handle)),
+        Ok(Err(error)) => {
+            let _ = handle.join();
+            Err(error)
+        }
+        Err(_) => {
+            let _ = handle.join();
+            Err(io::Error::other(
+                "the process pool's supervisor thread died",
+            ))
+        }
+    }
+}
+
+struct Supervisor {
+    poll: Poll,
+    shared: Arc<Shared>,
+    workers: Slab<Worker>,
+    /// Calls taken from the inbox, waiting for an idle worker.
+    queue: VecDeque<Pending>,
+    /// Workers in a row that died before they were ready.
+    start_failures: u32,
+    /// No worker is started before this (a start just failed).
+    start_after: Option<Instant>,
+    /// Crashes in a row of each call (hash of its function and arguments).
+    crashes: HashMap<u64, u32>,
+    /// What a timed shutdown killed.
+    killed: Vec<String>,
+    /// The last start failure, for the broken pool's reason.
+    last_failure: String,
+}
+
+struct Worker {
+    child: Child,
+    pid: u32,
+    pidfd: OwnedFd,
+    socket: mio::net::UnixStream,
+    stderr: Option<ChildStderr>,
+    frames: Frames,
+    /// Bytes to write to the socket (a call), once it takes them.
+    out: Vec<u8>,
+    /// It said `Ready`.
+    ready: bool,
+    running: Option<Running>,
+    calls_served: u32,
+    /// It has served its last call (`max_calls_per_worker`), or the pool is closing:
+    /// its socket is closed, and it leaves.
+    retiring: bool,
+    kill: Option<Kill>,
+    tail: VecDeque<u8>,
+}
+
+struct Running {
+    call: Arc<Call>,
+    deadline: Option<Instant>,
+    /// Its crash counter's key.
+    crash_key: u64,
+}
+
+struct Kill {
+    because: &'static str,
+    /// When SIGKILL follows the SIGTERM; `None` once it was sent.
+    sigkill_at: Option<Instant>,
+}
+
+impl Supervisor {
+    fn run(mut self, started: mpsc::Sender<io::Result<()>>) {
+        for _ in 0..self.shared.config.workers {
+            if let Err(error) = self.start_worker() {
+                let _ = started.send(Err(error));
+                self.stop(Vec::new());
+                return;
+            }
+        }
+        let _ = started.send(Ok(()));
+        drop(started);
+        let mut events = Events::with_capacity(64);
+        loop {
+            let now = Instant::now();
+            let mode = self.take_inbox();
+            self.watch_running(now, mode);
+            if mode.is_none() || !self.queue.is_empty() {
+                self.replenish(now);
+            }
+            self.dispatch(now);
+            if mode.is_some() && self.queue.is_empty() && self.running_count() == 0 {
+                break;
+            }
+            let timeout = self
+                .next_deadline(mode)
+                .map(|at| at.saturating_duration_since(Instant::now()));
+            if let Err(error) = self.poll.poll(&mut events, timeout)
+                && error.kind() != io::ErrorKind::Interrupted
+            {
+                panic!("oneloop-process: the supervisor's poller failed: {error}");
+            }
+            for event in events.iter() {
+                if event.token() == WAKER {
+                    continue;
+                }
+                let key = event.token().0 / SOURCES;
+                match event.token().0 % SOURCES {
+                    0 => self.on_socket(key),
+                    1 => self.on_stderr(key),
+                    _ => self.on_exit(key),
+                }
+            }
+        }
+        let killed = std::mem::take(&mut self.killed);
+        self.stop(killed);
+    }
+
+    // ---------------------------------------------------------------------------------
+    // Taking calls and orders.
+    // ---------------------------------------------------------------------------------
+
+    /// Moves new calls into the queue; returns the shutdown order, if any. A `Now` order
+    /// cancels every queued call; a broken pool fails them.
+    fn take_inbox(&mut self) -> Option<Mode> {
+        let (mode, broken) = {
+            let mut inbox = self.shared.inbox.lock();
+            self.queue.extend(inbox.calls.drain(..));
+            (inbox.shutdown, inbox.broken.is_some())
+        };
+        if broken || mode == Some(Mode::Now) {
+            let error = if broken {
+                JobError::Broken
+            } else {
+                JobError::Cancelled
+            };
+            for pending in self.queue.drain(..) {
+                pending.call.resolve(Err(error.clone()));
+            }
+        }
+        mode
+    }
+
+    fn running_count(&self) -> usize {
+        self.workers
+            .iter()
+            .filter(|(_, worker)| worker.running.is_some())
+            .count()
+    }
+
+    // ---------------------------------------------------------------------------------
+    // Kills: timeouts, cancellations, a shutdown's deadline.
+    // ---------------------------------------------------------------------------------
+
+    fn watch_running(&mut self, now: Instant, mode: Option<Mode>) {
+        let kill_abandoned = self.shared.config.cancel_running == CancelRunning::Kill;
+        let shutdown_over = matches!(mode, Some(Mode::Until(at)) if at <= now);
+        if shutdown_over {
+            for pending in self.queue.drain(..) {
+                pending.call.resolve(Err(JobError::Cancelled));
+            }
+        }
+        let grace = self.shared.config.kill_grace;
+        for (_, worker) in self.workers.iter_mut() {
+            if let Some(kill) = &mut worker.kill {
+                if kill.sigkill_at.is_some_and(|at| at <= now) {
+                    kill.sigkill_at = None;
+                    let _ = rustix::process::pidfd_send_signal(&worker.pidfd, Signal::KILL);
+                }
+                continue;
+            }
+            let Some(running) = &worker.running else {
+                continue;
+            };
+            let because = if running.deadline.is_some_and(|at| at <= now) {
+                TIMED_OUT
+            } else if kill_abandoned && running.call.is_abandoned() {
+                CANCELLED
+            } else if shutdown_over {
+                self.killed.push(running.call.describe());
+                SHUTDOWN
+            } else {
+                continue;
+            };
+            worker.kill(because, now, grace);
+        }
+    }
+
+    /// The nearest instant something must happen without an event: a call's timeout, a
+    /// SIGKILL after its grace, a shutdown's deadline, a paused restart.
+    fn next_deadline(&self, mode: Option<Mode>) -> Option<Instant> {
+        let workers = self.workers.iter().flat_map(|(_, worker)| {
+            let kill = worker.kill.as_ref().and_then(|kill| kill.sigkill_at);
+            let timeout = worker.running.as_ref().and_then(|running| running.deadline);
+            kill.into_iter().chain(timeout)
+        });
+        let shutdown = match mode {
+            Some(Mode::Until(at)) => Some(at),
+            _ => None,
+        };
+        workers.chain(shutdown).chain(self.start_after).min()
+    }
+
+    // ---------------------------------------------------------------------------------
+    // Starting workers, handing them calls.
+    // ---------------------------------------------------------------------------------
+
+    /// Starts workers until the pool has its number of them (those retiring or being
+    /// killed do not count: their replacements start now, before they leave).
+    fn replenish(&mut self, now: Instant) {
+        if self.shared.inbox.lock().broken.is_some() {
+            return;
+        }
+        if self.start_after.is_some_and(|at| at > now) {
+            return;
+        }
+        self.start_after = None;
+        let serving = self
+            .workers
+            .iter()
+            .filter(|(_, worker)| !worker.retiring && worker.kill.is_none())
+            .count();
+        for _ in serving..self.shared.config.workers {
+            if let Err(error) = self.start_worker() {
+                self.last_failure = format!("a worker process could not be started: {error}");
+                self.start_failed(now);
+                return;
+            }
+        }
+    }
+
+    fn start_worker(&mut self) -> io::Result<()> {
+        let (ours, theirs) = UnixStream::pair()?;
+        ours.set_nonblocking(true)?;
+        let settings = Settings {
+            parent: std::process::id(),
+            memory_limit: self.shared.config.memory_limit,
+        };
+        let mut child = Command::new("/proc/self/exe")
+            .arg0("oneloop-process-worker")
+            .env(WORKER_ENV, settings.encode())
+            .stdin(Stdio::from(OwnedFd::from(theirs)))
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let pid = child.id();
+        // The child is not reaped before we say so: its pid cannot be reused meanwhile.
+        let pidfd = Pid::from_raw(pid as i32)
+            .ok_or_else(|| io::Error::other("a child with pid 0"))
+            .and_then(|pid| Ok(rustix::process::pidfd_open(pid, PidfdFlags::empty())?));
+        let pidfd = match pidfd {
+            Ok(pidfd) => pidfd,
+            Err(error) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(error);
+            }
+        };
+        let stderr = child.stderr.take();
+        if let Some(stderr) = &stderr {
+            rustix::io::ioctl_fionbio(stderr, true)?;
+        }
+        let entry = self.workers.vacant_entry();
+        let key = entry.key();
+        let mut socket = mio::net::UnixStream::from_std(ours);
+        let registry = self.poll.registry();
+        let registered = registry
+            .register(
+                &mut socket,
+                Token(key * SOURCES),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .and_then(|()| match &stderr {
+                Some(stderr) => registry.register(
+                    &mut SourceFd(&stderr.as_raw_fd()),
+                    Token(key * SOURCES + 1),
+                    Interest::READABLE,
+                ),
+                None => Ok(()),
+            })
+            .and_then(|()| {
+                registry.register(
+                    &mut SourceFd(&pidfd.as_raw_fd()),
+                    Token(key * SOURCES + 2),
+                    Interest::READABLE,
+                )
+            });
+        if let Err(error) = registered {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(error);
+        }
+        entry.insert(Worker {
+            child,
+            pid,
+            pidfd,
+            socket,
+            stderr,
+            frames: Frames::default(),
+            out: Vec::new(),
+            ready: false,
+            running: None,
+            calls_served: 0,
+            retiring: false,
+            kill: None,
+            tail: VecDeque::new(),
+        });
+        Ok(())
+    }
+
+    /// A worker could not be started, or died before it was ready: after
+    /// `START_FAILURES` in a row with no worker serving, the pool is broken.
+    fn start_failed(&mut self, now: Instant) {
+        self.start_failures += 1;
+        self.start_after = Some(now + RESTART_PAUSE);
+        let serving = self.workers.iter().any(|(_, worker)| worker.ready);
+        if self.start_failures >= START_FAILURES && !serving {
+            let reason = format!(
+                "{} worker processes in a row failed to start; the last: {}",
+                self.start_failures, self.last_failure
+            );
+            self.shared.inbox.lock().broken = Some(reason);
+            for pending in self.queue.drain(..) {
+                pending.call.resolve(Err(JobError::Broken));
+            }
+        }
+    }
+
+    /// Hands each idle, ready worker the next call.
+    fn dispatch(&mut self, now: Instant) {
+        let quarantine_after = self.shared.config.quarantine_after;
+        for (_, worker) in self.workers.iter_mut() {
+            if !worker.ready || worker.running.is_some() || worker.retiring || worker.kill.is_some()
+            {
+                continue;
+            }
+            let next = loop {
+                let Some(pending) = self.queue.pop_front() else {
+                    break None;
+                };
+                let crash_key = crash_key(pending.call.key, &pending.args);
+                let crashes = self.crashes.get(&crash_key).copied().unwrap_or(0);
+                if crashes >= quarantine_after {
+                    pending.call.resolve(Err(JobError::Quarantined(crashes)));
+                    continue;
+                }
+                // A call cancelled while queued is skipped (it already resolved).
+                if pending.call.start() {
+                    break Some((pending, crash_key));
+                }
+            };
+            let Some((pending, crash_key)) = next else {
+                return;
+            };
+            let message = ToWorker::Call {
+                id: pending.call.id,
+                key: pending.call.key.to_owned(),
+                args: pending.args,
+            };
+            if let Err(error) = wire::encode(&message, &mut worker.out) {
+                pending
+                    .call
+                    .resolve(Err(JobError::Arguments(error.to_string())));
+                continue;
+            }
+            worker.running = Some(Running {
+                call: pending.call,
+                deadline: pending.timeout.and_then(|timeout| now.checked_add(timeout)),
+                crash_key,
+            });
+            worker.flush();
+            // `pending.permit` drops here: its room in the bounded queue is free again.
+        }
+    }
+
+    // ---------------------------------------------------------------------------------
+    // Events.
+    // ---------------------------------------------------------------------------------
+
+    fn on_socket(&mut self, key: usize) {
+        let Some(worker) = self.workers.get_mut(key) else {
+            return;
+        };
+        worker.flush();
+        worker.read_socket();
+        loop {
+            let message = match worker.frames.next::<FromWorker>() {
+                Ok(Some(message)) => message,
+                Ok(None) => break,
+                Err(_) => {
+                    // A corrupt stream: the worker cannot be trusted with another call.
+                    worker.kill("its stream was corrupt", Instant::now(), Duration::ZERO);
+                    break;
+                }
+            };
+            match message {
+                FromWorker::Ready => {
+                    worker.ready = true;
+                    self.start_failures = 0;
+                }
+                FromWorker::Done { id, outcome } => {
+                    let Some(running) = worker.running.take_if(|r| r.call.id == id) else {
+                        continue;
+                    };
+                    self.crashes.remove(&running.crash_key);
+                    running.call.resolve(result_of(outcome, running.call.key));
+                    worker.calls_served += 1;
+                    if worker
+                        .calls_served
+                        .checked_sub(self.shared.config.max_calls_per_worker.unwrap_or(u32::MAX))
+                        .is_some()
+                    {
+                        worker.retire();
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_stderr(&mut self, key: usize) {
+        if let Some(worker) = self.workers.get_mut(key) {
+            worker.read_stderr();
+        }
+    }
+
+    /// The worker's process ended: reap it, and fail its call with what happened.
+    fn on_exit(&mut self, key: usize) {
+        let Some(worker) = self.workers.get_mut(key) else {
+            return;
+        };
+        // A reply or stderr lines sent just before the end are still to be read.
+        worker.read_socket();
+        worker.read_stderr();
+        let status = match worker.child.try_wait() {
+            Ok(Some(status)) => status,
+            Ok(None) => return, // not yet (a spurious event)
+            Err(_) => ExitStatus::from_raw(0),
+        };
+        self.on_socket(key);
+        let mut worker = self.workers.remove(key);
+        let registry = self.poll.registry();
+        let _ = registry.deregister(&mut worker.socket);
+        let _ = registry.deregister(&mut SourceFd(&worker.pidfd.as_raw_fd()));
+        if let Some(stderr) = &worker.stderr {
+            let _ = registry.deregister(&mut SourceFd(&stderr.as_raw_fd()));
+        }
+        let now = Instant::now();
+        let death = worker.death(status, self.shared.config.memory_limit.is_some());
+        if !worker.ready && worker.kill.is_none() {
+            self.last_failure = format!(
+                "{}",
+                JobError::WorkerDied(death.clone().running("nothing (it had not started)".into()))
+            );
+            self.start_failed(now);
+        }
+        if let Some(running) = worker.running.take() {
+            let because = worker.kill.as_ref().map(|kill| kill.because);
+            let error = match because {
+                Some(TIMED_OUT) => JobError::TimedOut,
+                Some(CANCELLED) => JobError::Cancelled,
+                _ => {
+                    if because.is_none() {
+                        *self.crashes.entry(running.crash_key).or_default() += 1;
+                        if self.crashes.len() > 4096 {
+                            self.crashes.clear(); // bounded memory; a loss of history only
+                        }
+                    }
+                    JobError::WorkerDied(death.running(running.call.describe()))
+                }
+            };
+            running.call.resolve(Err(error));
+        }
+    }
+
+    // ---------------------------------------------------------------------------------
+    // Stopping.
+    // ---------------------------------------------------------------------------------
+
+    /// Closes every worker's socket (they leave at its end), reaps them all (killing those
+    /// that do not leave in time), resolves whatever is left, and tells the handles.
+    fn stop(mut self, killed: Vec<String>) {
+        for (_, worker) in self.workers.iter_mut() {
+            worker.retire();
+        }
+        let leave_by = Instant::now() + LEAVE_GRACE;
+        let mut events = Events::with_capacity(64);
+        while !self.workers.is_empty() {
+            let now = Instant::now();
+            if now >= leave_by {
+                for (_, worker) in self.workers.iter_mut() {
+                    let _ = rustix::process::pidfd_send_signal(&worker.pidfd, Signal::KILL);
+                }
+            }
+            let timeout = leave_by
+                .saturating_duration_since(now)
+                .max(Duration::from_millis(10));
+            let _ = self.poll.poll(&mut events, Some(timeout));
+            let keys: Vec<usize> = self.workers.iter().map(|(key, _)| key).collect();
+            for key in keys {
+                self.on_exit(key);
+            }
+        }
+        for pending in self.queue.drain(..) {
+            pending.call.resolve(Err(JobError::Cancelled));
+        }
+        for pending in self.shared.inbox.lock().calls.drain(..) {
+            pending.call.resolve(Err(JobError::Shutdown));
+        }
+        *self.shared.stopped.lock() = Some(killed);
+        self.shared.stopped_signal.notify_all();
+    }
+}
+
+impl Worker {
+    /// Writes what the socket takes of `out`.
+    fn flush(&mut self) {
+        while !self.out.is_empty() {
+            match self.socket.write(&self.out) {
+                Ok(0) => return,
+                Ok(written) => {
+                    self.out.drain(..written);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return, // WouldBlock: the next writable event; else the exit
+            }
+        }
+    }
+
+    /// Reads what has arrived on the socket into `frames`.
+    fn read_socket(&mut self) {
+        let mut buffer = [0; 16 * 1024];
+        loop {
+            match self.socket.read(&mut buffer) {
+                Ok(0) => return, // the worker closed it: its exit follows
+                Ok(read) => self.frames.extend(&buffer[..read]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Keeps the last `STDERR_TAIL` bytes the worker wrote to stderr.
+    fn read_stderr(&mut self) {
+        let Some(stderr) = &mut self.stderr else {
+            return;
+        };
+        let mut buffer = [0; 4096];
+        loop {
+            match stderr.read(&mut buffer) {
+                Ok(0) => return,
+                Ok(read) => {
+                    self.tail.extend(&buffer[..read]);
+                    let excess = self.tail.len().saturating_sub(STDERR_TAIL);
+                    self.tail.drain(..excess);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Starts killing the worker: SIGTERM now, SIGKILL after `grace`.
+    fn kill(&mut self, because: &'static str, now: Instant, grace: Duration) {
+        let signal = if grace.is_zero() {
+            Signal::KILL
+        } else {
+            Signal::TERM
+        };
+        let _ = rustix::process::pidfd_send_signal(self.pidfd.as_fd(), signal);
+        self.kill = Some(Kill {
+            because,
+            sigkill_at: (!grace.is_zero()).then(|| now + grace),
+        });
+    }
+
+    /// No more calls: closing our side of the socket makes the worker leave.
+    fn retire(&mut self) {
+        if !self.retiring {
+            self.retiring = true;
+            let _ = self.socket.shutdown(std::net::Shutdown::Write);
+        }
+    }
+
+    /// What its exit status and stderr say about its end.
+    fn death(&self, status: ExitStatus, memory_limited: bool) -> WorkerDeath {
+        let bytes: Vec<u8> = self.tail.iter().copied().collect();
+        let tail = String::from_utf8_lossy(&bytes).into_owned();
+        let mut killed_because = self.kill.as_ref().map(|kill| kill.because);
+        if killed_because.is_none() && memory_limited && tail.contains("memory allocation of") {
+            killed_because = Some("memory limit");
+        }
+        WorkerDeath::new(
+            self.pid,
+            status.code(),
+            status.signal().map(signal_name),
+            killed_because,
+            String::new(),
+            last_lines(&tail, 10),
+        )
+    }
+}
+
+/// The result a worker's outcome stands for.
+fn result_of(outcome: Outcome, key: &str) -> Result<Vec<u8>, JobError> {
+    match outcome {
+        Outcome::Value(bytes) => Ok(bytes),
+        Outcome::Panicked { message, location } if location.is_empty() => {
+            Err(JobError::Panicked(message))
+        }
+        Outcome::Panicked { message, location } => {
+            Err(JobError::Panicked(format!("{message} (at {location})")))
+        }
+        Outcome::UnknownFunction => Err(JobError::Arguments(format!(
+            "the worker has no function registered as {key} (is it the same binary?)"
+        ))),
+        Outcome::Arguments(message) => Err(JobError::Arguments(message)),
+        Outcome::Result(message) => Err(JobError::Result(message)),
+    }
+}
+
+/// Which call a crash is counted against: its function and its arguments.
+fn crash_key(key: &str, args: &[u8]) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    key.hash(&mut hasher);
+    args.hash(&mut hasher);
+    hasher.finish()
+}
+
+fn last_lines(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        5 => "SIGTRAP",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        13 => "SIGPIPE",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        24 => "SIGXCPU",
+        25 => "SIGXFSZ",
+        31 => "SIGSYS",
+        _ => "a signal",
+    }
+}

@@ -1,0 +1,181 @@
+//! The worker process: started by `entry.rs` before `main`, it answers calls one at a time
+//! until its parent closes the socket, then exits.
+//!
+//! Its stdin is the socket to the parent (the one descriptor `std::process::Command` can
+//! hand a child without `unsafe`); it moves the socket off descriptor 0 and puts
+//! `/dev/null` there, so a function that reads stdin cannot read the protocol. Its stderr
+//! goes to the parent, which keeps the last lines for the report if the worker dies. A
+//! panic in a function is caught and sent back with its message and location; the worker
+//! lives on. Anything that kills the process (a signal, `exit`, an abort, the memory limit)
+//! is seen by the parent's supervisor (`supervisor.rs`), which fails only the call in
+//! flight and starts a replacement.
+
+use std::cell::{Cell, RefCell};
+use std::ffi::OsStr;
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::panic::{self, AssertUnwindSafe, PanicHookInfo};
+
+use rustix::process::{Resource, Rlimit, Signal};
+
+use crate::function::{self, Encoding};
+use crate::wire::{self, FromWorker, Outcome, ToWorker};
+
+/// What a worker is told at start, through its environment (`entry::WORKER_ENV`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Settings {
+    /// The parent's pid: a worker whose parent is already gone exits at once.
+    pub(crate) parent: u32,
+    /// The address-space limit, in bytes (`setrlimit(RLIMIT_AS)`).
+    pub(crate) memory_limit: Option<u64>,
+}
+
+impl Settings {
+    pub(crate) fn encode(&self) -> String {
+        match self.memory_limit {
+            Some(limit) => format!("{} {limit}", self.parent),
+            None => format!("{}", self.parent),
+        }
+    }
+
+    fn parse(text: &OsStr) -> Option<Settings> {
+        let mut words = text.to_str()?.split(' ');
+        let parent = words.next()?.parse().ok()?;
+        let memory_limit = match words.next() {
+            Some(word) => Some(word.parse().ok()?),
+            None => None,
+        };
+        Some(Settings {
+            parent,
+            memory_limit,
+        })
+    }
+}
+
+thread_local! {
+    /// The last panic inside a call, as the hook saw it: its message and location.
+    static LAST_PANIC: RefCell<Option<(String, String)>> = const { RefCell::new(None) };
+    /// True while a call runs: its panics go back to the parent, any other is printed.
+    static IN_CALL: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The worker's life; returns its exit code.
+pub(crate) fn run(settings: &OsStr) -> i32 {
+    let Some(settings) = Settings::parse(settings) else {
+        eprintln!("oneloop-process: unreadable worker settings {settings:?}");
+        return 2;
+    };
+    // Die with the parent (strictly: with the parent's supervisor thread, which started
+    // this process and lives as long as the pool); the socket's end of stream is the
+    // backstop. A parent that died before this line is not our parent any more.
+    let _ = rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
+    let parent = rustix::process::getppid().map(|pid| pid.as_raw_nonzero().get() as u32);
+    if parent != Some(settings.parent) {
+        return 0;
+    }
+    if let Some(limit) = settings.memory_limit {
+        let limit = Rlimit {
+            current: Some(limit),
+            maximum: Some(limit),
+        };
+        if let Err(e) = rustix::process::setrlimit(Resource::As, limit) {
+            eprintln!("oneloop-process: cannot set the memory limit: {e}");
+            return 3;
+        }
+    }
+    let mut socket = match take_socket() {
+        Ok(socket) => socket,
+        Err(e) => {
+            eprintln!("oneloop-process: the worker cannot take its socket: {e}");
+            return 4;
+        }
+    };
+    panic::set_hook(Box::new(note_panic));
+    if wire::write_blocking(&mut socket, &FromWorker::Ready).is_err() {
+        return 0; // the parent is gone
+    }
+    loop {
+        let call = match wire::read_blocking::<ToWorker>(&mut socket) {
+            Ok(Some(call)) => call,
+            Ok(None) => return 0, // the parent closed the socket: the pool shut down
+            Err(e) => {
+                eprintln!("oneloop-process: the worker's socket failed: {e}");
+                return 5;
+            }
+        };
+        let ToWorker::Call { id, key, args } = call;
+        let outcome = run_call(&key, &args);
+        let done = FromWorker::Done { id, outcome };
+        if wire::write_blocking(&mut socket, &done).is_err() {
+            return 0;
+        }
+    }
+}
+
+/// Moves the socket the parent gave as stdin to a descriptor of its own, and puts
+/// `/dev/null` on stdin.
+fn take_socket() -> std::io::Result<UnixStream> {
+    let socket = std::io::stdin().as_fd().try_clone_to_owned()?;
+    let null = std::fs::File::open("/dev/null")?;
+    rustix::stdio::dup2_stdin(&null)?;
+    Ok(UnixStream::from(socket))
+}
+
+/// Runs one call, catching a panic in the function.
+fn run_call(key: &str, args: &[u8]) -> Outcome {
+    let Some(entry) = function::find(key) else {
+        return Outcome::UnknownFunction;
+    };
+    IN_CALL.with(|in_call| in_call.set(true));
+    let ran = panic::catch_unwind(AssertUnwindSafe(|| (entry.run)(args)));
+    IN_CALL.with(|in_call| in_call.set(false));
+    match ran {
+        Ok(Ok(value)) => Outcome::Value(value),
+        Ok(Err(Encoding::Arguments(message))) => Outcome::Arguments(message),
+        Ok(Err(Encoding::Result(message))) => Outcome::Result(message),
+        Err(payload) => {
+            let (message, location) = LAST_PANIC
+                .with(|last| last.borrow_mut().take())
+                .unwrap_or_else(|| (oneloop_pool::panic_message(&*payload), String::new()));
+            // The payload's destructor is the function's code too: it must not take the
+            // worker down after the fact.
+            let _ = panic::catch_unwind(AssertUnwindSafe(|| drop(payload)));
+            Outcome::Panicked { message, location }
+        }
+    }
+}
+
+/// The worker's panic hook: inside a call, keeps the message and location for the reply
+/// instead of printing them (the parent reports them with the call); outside, prints.
+fn note_panic(info: &PanicHookInfo<'_>) {
+    if !IN_CALL.try_with(Cell::get).unwrap_or(false) {
+        eprintln!("oneloop-process: the worker panicked outside any call: {info}");
+        return;
+    }
+    let message = oneloop_pool::panic_message(info.payload());
+    let location = info.location().map(|at| at.to_string()).unwrap_or_default();
+    let _ = LAST_PANIC.try_with(|last| *last.borrow_mut() = Some((message, location)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_survive_the_environment() {
+        for settings in [
+            Settings {
+                parent: 7,
+                memory_limit: None,
+            },
+            Settings {
+                parent: 1 << 20,
+                memory_limit: Some(1 << 40),
+            },
+        ] {
+            let text = settings.encode();
+            assert_eq!(Settings::parse(OsStr::new(&text)), Some(settings));
+        }
+        assert_eq!(Settings::parse(OsStr::new("x")), None);
+    }
+}

@@ -1,0 +1,390 @@
+//! Process pools: a call runs in a worker process; what kills that process fails only that
+//! call (with what happened), the worker is replaced, and nothing is left behind (no
+//! zombie, no stray worker). Every call resolves exactly once. Sized for 2 cores; every
+//! test runs under a hang guard.
+
+mod util;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use oneloop_pool::{JobError, block_on};
+use oneloop_process::{CancelRunning, ProcessPool};
+use util::hang_guard;
+
+oneloop_process::process_fn! {
+    /// The worker's pid (never the caller's).
+    fn worker_pid() -> u32 {
+        std::process::id()
+    }
+}
+
+oneloop_process::process_fn! {
+    fn add(a: u64, b: u64) -> u64 {
+        a + b
+    }
+}
+
+oneloop_process::process_fn! {
+    fn panics(message: String) -> u32 {
+        panic!("{message}")
+    }
+}
+
+oneloop_process::process_fn! {
+    fn exits(code: i32) -> u32 {
+        std::process::exit(code)
+    }
+}
+
+oneloop_process::process_fn! {
+    /// Writes a last word to stderr, then dies by SIGSEGV.
+    fn segfaults(last_words: String) -> u32 {
+        eprintln!("{last_words}");
+        // SAFETY: raising a signal is a plain libc call; SIGSEGV's default action ends
+        // this worker process, which is what the test wants to see handled.
+        unsafe {
+            libc::raise(libc::SIGSEGV);
+        }
+        unreachable!("SIGSEGV ends the process")
+    }
+}
+
+oneloop_process::process_fn! {
+    fn spins_forever() -> u32 {
+        loop {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+oneloop_process::process_fn! {
+    fn sleeps(millis: u64) -> u32 {
+        std::thread::sleep(Duration::from_millis(millis));
+        std::process::id()
+    }
+}
+
+/// The pids of this process's children that are still around (zombies included).
+fn children() -> HashSet<u32> {
+    let mut pids = HashSet::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let list = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        pids.extend(
+            list.split_whitespace()
+                .filter_map(|pid| pid.parse::<u32>().ok()),
+        );
+    }
+    pids
+}
+
+fn process_exists(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+#[test]
+fn a_call_runs_in_a_worker_process_and_returns_its_result() {
+    hang_guard(|| {
+        let pool = ProcessPool::new(2).unwrap();
+        assert_eq!(block_on(pool.call(add, (2, 40))), Ok(42));
+        let pid = block_on(pool.call(worker_pid, ())).unwrap();
+        assert_ne!(pid, std::process::id());
+        assert!(children().contains(&pid), "the worker is our child");
+    });
+}
+
+#[test]
+fn a_panic_comes_back_with_its_message_and_location_and_the_worker_lives_on() {
+    hang_guard(|| {
+        let pool = ProcessPool::new(1).unwrap();
+        let before = block_on(pool.call(worker_pid, ())).unwrap();
+        let error = block_on(pool.call(panics, "bad input".to_owned())).unwrap_err();
+        let JobError::Panicked(message) = error else {
+            panic!("expected a panic, got {error:?}");
+        };
+        assert!(message.contains("bad input"), "{message}");
+        assert!(
+            message.contains("tests/process.rs"),
+            "the location: {message}"
+        );
+        assert_eq!(
+            block_on(pool.call(worker_pid, ())),
+            Ok(before),
+            "same worker"
+        );
+    });
+}
+
+#[test]
+fn a_segfault_fails_only_its_own_call_with_what_happened_and_the_worker_is_replaced() {
+    hang_guard(|| {
+        let pool = ProcessPool::new(1).unwrap();
+        let before = block_on(pool.call(worker_pid, ())).unwrap();
+        let error = block_on(pool.call(segfaults, "about to crash".to_owned())).unwrap_err();
+        let JobError::WorkerDied(death) = &error else {
+            panic!("expected a worker death, got {error:?}");
+        };
+        assert_eq!(death.pid, before);
+        assert_eq!(death.signal, Some("SIGSEGV"));
+        assert_eq!(death.killed_because, None, "not killed by oneloop");
+        assert!(death.job.contains("segfaults"), "{}", death.job);
+        assert!(death.job.contains("tests/process.rs"), "{}", death.job);
+        assert!(death.stderr_tail.contains("about to crash"), "{death:?}");
+        let text = error.to_string();
+        assert!(
+            text.contains("SIGSEGV") && text.contains("not by oneloop"),
+            "{text}"
+        );
+        let after = block_on(pool.call(worker_pid, ())).unwrap();
+        assert_ne!(after, before, "a new worker");
+        assert!(!process_exists(before), "the dead worker was reaped");
+    });
+}
+
+#[test]
+fn an_exit_in_the_function_is_reported_with_its_code() {
+    hang_guard(|| {
+        let pool = ProcessPool::new(1).unwrap();
+        let error = block_on(pool.call(exits, 7)).unwrap_err();
+        let JobError::WorkerDied(death) = &error else {
+            panic!("expected a worker death, got {error:?}");
+        };
+        assert_eq!((death.exit_code, death.signal), (Some(7), None));
+        assert_eq!(block_on(pool.call(add, (1, 1))), Ok(2));
+    });
+}
+
+#[test]
+fn a_call_past_its_timeout_is_killed_and_the_next_call_runs() {
+    hang_guard(|| {
+        let pool = ProcessPool::new(1).unwrap();
+        let pid = block_on(pool.call(worker_pid, ())).unwrap();
+        let timed_out = pool.call_with_timeout(spins_forever, (), Duration::from_millis(100));
+        assert_eq!(block_on(timed_out), Err(JobError::TimedOut));
+        assert!(!process_exists(pid), "the spinning worker is gone");
+        assert_eq!(block_on(pool.call(add, (3, 4))), Ok(7));
+    });
+}
+
+#[test]
+fn cancelling_a_running_call_kills_its_worker_or_lets_it_finish_as_the_pool_says() {
+    hang_guard(|| {
+        let pool = ProcessPool::new(1).unwrap();
+        let pid = block_on(pool.call(worker_pid, ())).unwrap();
+        let mut running = pool.call(spins_forever, ());
+        std::thread::sleep(Duration::from_millis(50)); // let it start
+        assert!(!running.cancel(), "it had started");
+        drop(running);
+        assert_ne!(
+            block_on(pool.call(worker_pid, ())).unwrap(),
+            pid,
+            "killed and replaced"
+        );
+
+        let finishing = ProcessPool::builder()
+            .workers(1)
+            .cancel_running(CancelRunning::Finish)
+            .build()
+            .unwrap();
+        let pid = block_on(finishing.call(worker_pid, ())).unwrap();
+        let running = finishing.call(sleeps, 50);
+        std::thread::sleep(Duration::from_millis(10));
+        drop(running);
+        assert_eq!(
+            block_on(finishing.call(worker_pid, ())),
+            Ok(pid),
+            "same worker"
+        );
+    });
+}
+
+#[test]
+fn a_call_cancelled_while_queued_never_runs() {
+    hang_guard(|| {
+        let pool = ProcessPool::new(1).unwrap();
+        let busy = pool.call(sleeps, 100);
+        let mut queued = pool.call(exits, 9); // would kill the worker if it ran
+        assert!(queued.cancel());
+        assert_eq!(block_on(queued), Err(JobError::Cancelled));
+        let pid = block_on(busy).unwrap();
+        assert_eq!(
+            block_on(pool.call(worker_pid, ())),
+            Ok(pid),
+            "nothing killed it"
+        );
+    });
+}
+
+#[test]
+fn the_same_call_crashing_its_worker_again_and_again_is_quarantined() {
+    hang_guard(|| {
+        let pool = ProcessPool::builder()
+            .workers(1)
+            .quarantine_after(2)
+            .build()
+            .unwrap();
+        for _ in 0..2 {
+            let error = block_on(pool.call(exits, 3)).unwrap_err();
+            assert!(matches!(error, JobError::WorkerDied(_)), "{error:?}");
+        }
+        assert_eq!(block_on(pool.call(exits, 3)), Err(JobError::Quarantined(2)));
+        // Other arguments, other calls: not quarantined.
+        assert!(matches!(
+            block_on(pool.call(exits, 4)),
+            Err(JobError::WorkerDied(_))
+        ));
+        assert_eq!(block_on(pool.call(add, (1, 2))), Ok(3));
+    });
+}
+
+#[test]
+fn shutdown_runs_the_queue_and_leaves_no_worker_and_no_zombie() {
+    hang_guard(|| {
+        let pool = ProcessPool::new(2).unwrap();
+        let pids: Vec<u32> = (0..2)
+            .map(|_| block_on(pool.call(worker_pid, ())).unwrap())
+            .collect();
+        let queued: Vec<_> = (0..6).map(|i| pool.call(add, (i, 1))).collect();
+        pool.shutdown();
+        for (i, call) in queued.into_iter().enumerate() {
+            assert_eq!(block_on(call), Ok(i as u64 + 1));
+        }
+        for pid in pids {
+            assert!(!children().contains(&pid), "worker {pid} reaped");
+        }
+        assert_eq!(block_on(pool.call(add, (1, 1))), Err(JobError::Shutdown));
+    });
+}
+
+#[test]
+fn shutdown_timeout_kills_what_is_left_and_names_it() {
+    hang_guard(|| {
+        let pool = ProcessPool::new(1).unwrap();
+        let pid = block_on(pool.call(worker_pid, ())).unwrap();
+        let stuck = pool.call(spins_forever, ());
+        std::thread::sleep(Duration::from_millis(50));
+        let killed = pool.shutdown_timeout(Duration::from_millis(100));
+        assert_eq!(killed.len(), 1, "{killed:?}");
+        assert!(killed[0].contains("spins_forever"), "{killed:?}");
+        let error = block_on(stuck).unwrap_err();
+        assert!(
+            matches!(&error, JobError::WorkerDied(d) if d.killed_because.is_some()),
+            "{error:?}"
+        );
+        assert!(!children().contains(&pid));
+    });
+}
+
+#[test]
+fn many_calls_with_crashes_and_timeouts_each_resolve_once_and_leave_nothing_behind() {
+    // Alone in a process of its own: the other tests' workers are children too.
+    if !util::in_child() {
+        assert!(util::run_test_in_child(
+            "many_calls_with_crashes_and_timeouts_each_resolve_once_and_leave_nothing_behind",
+            &[]
+        ));
+        return;
+    }
+    hang_guard(|| {
+        let before = children();
+        let pool = ProcessPool::builder()
+            .workers(2)
+            .timeout(Duration::from_millis(200))
+            .quarantine_after(u32::MAX)
+            .build()
+            .unwrap();
+        let calls: Vec<_> = (0..200u64)
+            .map(|i| match i % 20 {
+                0 => (i, "exit", pool.call(exits, 1)),
+                1 => (i, "timeout", pool.call(spins_forever, ())),
+                _ => (i, "ok", pool.call(worker_pid, ())),
+            })
+            .collect();
+        let (mut ok, mut died, mut timed_out) = (0, 0, 0);
+        for (i, kind, call) in calls {
+            match (kind, block_on(call)) {
+                ("ok", Ok(pid)) => {
+                    assert_ne!(pid, std::process::id());
+                    ok += 1;
+                }
+                ("exit", Err(JobError::WorkerDied(_))) => died += 1,
+                ("timeout", Err(JobError::TimedOut)) => timed_out += 1,
+                (kind, other) => panic!("call {i} ({kind}) ended as {other:?}"),
+            }
+        }
+        assert_eq!((ok, died, timed_out), (180, 10, 10));
+        drop(pool);
+        assert_eq!(children(), before, "no worker and no zombie left");
+    });
+}
+
+/// A value whose encoding always fails (as a type with a `Serialize` that refuses some
+/// states would).
+#[derive(Debug, serde::Deserialize)]
+struct Unencodable;
+
+impl serde::Serialize for Unencodable {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom(
+            "this value refuses to be encoded",
+        ))
+    }
+}
+
+oneloop_process::process_fn! {
+    fn takes_unencodable(value: Unencodable) -> u32 {
+        let _ = value;
+        1
+    }
+}
+
+oneloop_process::process_fn! {
+    fn returns_unencodable() -> Unencodable {
+        Unencodable
+    }
+}
+
+#[test]
+fn arguments_that_cannot_be_encoded_fail_at_the_call_and_results_fail_as_their_own_kind() {
+    hang_guard(|| {
+        let pool = ProcessPool::new(1).unwrap();
+        let pid = block_on(pool.call(worker_pid, ())).unwrap();
+        let error = block_on(pool.call(takes_unencodable, Unencodable)).unwrap_err();
+        assert!(
+            matches!(&error, JobError::Arguments(m) if m.contains("cannot be encoded")),
+            "{error:?}"
+        );
+        let error = block_on(pool.call(returns_unencodable, ())).unwrap_err();
+        assert!(
+            matches!(&error, JobError::Result(m) if m.contains("cannot encode")),
+            "{error:?}"
+        );
+        assert_eq!(
+            block_on(pool.call(worker_pid, ())),
+            Ok(pid),
+            "the worker lives on"
+        );
+    });
+}
+
+#[test]
+fn a_call_awaited_inside_the_oneloop_runtime_does_not_block_the_loop() {
+    hang_guard(|| {
+        let pool = ProcessPool::new(1).unwrap();
+        let rt = oneloop::Runtime::new();
+        let ticks = rt.block_on(async {
+            let ticker = oneloop::spawn(async {
+                let mut ticks = 0;
+                for _ in 0..5 {
+                    oneloop::time::sleep(Duration::from_millis(10)).await;
+                    ticks += 1;
+                }
+                ticks
+            });
+            let pid = pool.call(sleeps, 100).await.unwrap();
+            assert_ne!(pid, std::process::id());
+            ticker.await.unwrap()
+        });
+        assert_eq!(ticks, 5);
+    });
+}
