@@ -388,3 +388,28 @@ fn a_call_awaited_inside_the_oneloop_runtime_does_not_block_the_loop() {
         assert_eq!(ticks, 5);
     });
 }
+
+oneloop_process::process_fn! {
+    /// Reverses the bytes (so the result is not the argument echoed).
+    fn reversed(bytes: Vec<u8>) -> Vec<u8> {
+        bytes.into_iter().rev().collect()
+    }
+}
+
+#[test]
+fn large_arguments_and_results_travel_intact_in_sealed_memory_files() {
+    hang_guard(|| {
+        let pool = ProcessPool::new(1).unwrap();
+        // Around the inline limit (64 KiB), and well past it.
+        for len in [64 * 1024 - 16, 64 * 1024 + 1, 3 << 20] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+            let mut expected = bytes.clone();
+            expected.reverse();
+            assert_eq!(
+                block_on(pool.call(reversed, bytes)),
+                Ok(expected),
+                "{len} bytes"
+            );
+        }
+    });
+}

@@ -119,6 +119,7 @@ pub(crate) fn find(key: &str) -> Option<&'static Entry> {
 ///
 /// The body is an ordinary function body; its arguments and result must be
 /// `serde::Serialize + serde::de::DeserializeOwned` (they cross a process boundary).
+/// Arguments are plain names (`fn f(data: Vec<u8>)`; rebind with `let mut` inside).
 ///
 /// # Examples
 ///

@@ -63,7 +63,8 @@
 //!
 //! - `function.rs`: [`ProcessFn`], [`process_fn!`], the registry.
 //! - `entry.rs`: the constructor that makes a process a worker; `worker.rs`: its loop.
-//! - `wire.rs`: the frames on the socket between parent and worker.
+//! - `wire.rs`: the frames on the socket between parent and worker; `payload.rs`: large
+//!   arguments and results in sealed memory files, and the socket's sends and receives.
 //! - `config.rs`: the settings and [`CancelRunning`]; `builder.rs`: [`Builder`];
 //!   `pool.rs`: [`ProcessPool`]; `shared.rs`: what the handles and the supervisor share;
 //!   `supervisor.rs`: the worker processes' lives.
@@ -79,6 +80,7 @@ mod config;
 mod entry;
 mod function;
 mod future;
+mod payload;
 mod pool;
 mod shared;
 mod supervisor;

@@ -16,7 +16,7 @@
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -35,8 +35,9 @@ use slab::Slab;
 use crate::call::Call;
 use crate::config::{CancelRunning, Config};
 use crate::entry::WORKER_ENV;
+use crate::payload;
 use crate::shared::{Mode, Pending, Shared};
-use crate::wire::{self, Frames, FromWorker, Outcome, ToWorker};
+use crate::wire::{self, Frames, FromWorker, Outcome, Payload, ToWorker};
 use crate::worker::Settings;
 
 const WAKER: Token = Token(usize::MAX);
@@ -119,6 +120,10 @@ struct Worker {
     frames: Frames,
     /// Bytes to write to the socket (a call), once it takes them.
     out: Vec<u8>,
+    /// The memory file of the call in `out`, sent with its first byte.
+    out_file: Option<OwnedFd>,
+    /// Memory files received, in order, for the `InFile` results still to be read.
+    fds: VecDeque<OwnedFd>,
     /// It said `Ready`.
     ready: bool,
     running: Option<Running>,
@@ -372,6 +377,8 @@ impl Supervisor {
             stderr,
             frames: Frames::default(),
             out: Vec::new(),
+            out_file: None,
+            fds: VecDeque::new(),
             ready: false,
             running: None,
             calls_served: 0,
@@ -426,10 +433,11 @@ impl Supervisor {
             let Some((pending, crash_key)) = next else {
                 return;
             };
+            let (args, file) = Payload::of(pending.args);
             let message = ToWorker::Call {
                 id: pending.call.id,
                 key: pending.call.key.to_owned(),
-                args: pending.args,
+                args,
             };
             if let Err(error) = wire::encode(&message, &mut worker.out) {
                 pending
@@ -437,6 +445,7 @@ impl Supervisor {
                     .resolve(Err(JobError::Arguments(error.to_string())));
                 continue;
             }
+            worker.out_file = file;
             worker.running = Some(Running {
                 call: pending.call,
                 deadline: pending.timeout.and_then(|timeout| now.checked_add(timeout)),
@@ -477,7 +486,8 @@ impl Supervisor {
                         continue;
                     };
                     self.crashes.remove(&running.crash_key);
-                    running.call.resolve(result_of(outcome, running.call.key));
+                    let result = result_of(outcome, running.call.key, &mut worker.fds);
+                    running.call.resolve(result);
                     worker.calls_served += 1;
                     if worker
                         .calls_served
@@ -586,13 +596,15 @@ impl Supervisor {
 }
 
 impl Worker {
-    /// Writes what the socket takes of `out`.
+    /// Writes what the socket takes of `out` (its memory file with the first byte).
     fn flush(&mut self) {
         while !self.out.is_empty() {
-            match self.socket.write(&self.out) {
+            let file = self.out_file.as_ref().map(|file| file.as_fd());
+            match payload::send(&self.socket, &self.out, file) {
                 Ok(0) => return,
                 Ok(written) => {
                     self.out.drain(..written);
+                    self.out_file = None; // sent, and ours to close
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return, // WouldBlock: the next writable event; else the exit
@@ -604,7 +616,7 @@ impl Worker {
     fn read_socket(&mut self) {
         let mut buffer = [0; 16 * 1024];
         loop {
-            match self.socket.read(&mut buffer) {
+            match payload::recv(&self.socket, &mut buffer, &mut self.fds) {
                 Ok(0) => return, // the worker closed it: its exit follows
                 Ok(read) => self.frames.extend(&buffer[..read]),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -675,9 +687,15 @@ impl Worker {
 }
 
 /// The result a worker's outcome stands for.
-fn result_of(outcome: Outcome, key: &str) -> Result<Vec<u8>, JobError> {
+fn result_of(
+    outcome: Outcome,
+    key: &str,
+    fds: &mut VecDeque<OwnedFd>,
+) -> Result<Vec<u8>, JobError> {
     match outcome {
-        Outcome::Value(bytes) => Ok(bytes),
+        Outcome::Value(value) => value
+            .into_bytes(fds)
+            .map_err(|e| JobError::Result(format!("it cannot be read here: {e}"))),
         Outcome::Panicked { message, location } if location.is_empty() => {
             Err(JobError::Panicked(message))
         }

@@ -4,11 +4,17 @@
 //! The worker (`worker.rs`) reads and writes with blocking calls: it does one thing at a
 //! time. The parent's supervisor (`supervisor.rs`) never blocks: it keeps a read buffer and
 //! a write buffer per worker, and [`Frames`] cuts whole messages out of what has arrived.
+//! A large argument or result is a [`Payload::InFile`]: its bytes come in a sealed memory
+//! file whose descriptor arrives with the frame (`payload.rs`).
 
-use std::io::{self, Read, Write};
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+use crate::payload;
 
 /// The largest frame either side accepts. A length beyond it is a corrupt stream (or a
 /// payload that belongs in a memory file), never an allocation of that size.
@@ -18,7 +24,7 @@ pub(crate) const MAX_FRAME: usize = 1 << 30;
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum ToWorker {
     /// Run the function registered under `key` with these encoded arguments.
-    Call { id: u64, key: String, args: Vec<u8> },
+    Call { id: u64, key: String, args: Payload },
 }
 
 /// From a worker to the parent.
@@ -34,7 +40,7 @@ pub(crate) enum FromWorker {
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Outcome {
     /// The encoded result.
-    Value(Vec<u8>),
+    Value(Payload),
     /// The function panicked (the worker lives on).
     Panicked { message: String, location: String },
     /// No function is registered under the key (a different binary?).
@@ -43,6 +49,40 @@ pub(crate) enum Outcome {
     Arguments(String),
     /// The result could not be encoded.
     Result(String),
+}
+
+/// Encoded bytes: in the frame, or in a memory file sent with it.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Payload {
+    Inline(Vec<u8>),
+    InFile { len: u64 },
+}
+
+impl Payload {
+    /// `bytes` as a payload, with the memory file that must go with its frame when they
+    /// are too many for the frame (or inline, if no file can be made).
+    pub(crate) fn of(bytes: Vec<u8>) -> (Payload, Option<OwnedFd>) {
+        if bytes.len() > payload::INLINE_MAX
+            && let Ok(file) = payload::seal(&bytes)
+        {
+            let len = bytes.len() as u64;
+            return (Payload::InFile { len }, Some(file));
+        }
+        (Payload::Inline(bytes), None)
+    }
+
+    /// The bytes, read from the next received memory file if they are in one.
+    pub(crate) fn into_bytes(self, fds: &mut VecDeque<OwnedFd>) -> io::Result<Vec<u8>> {
+        match self {
+            Payload::Inline(bytes) => Ok(bytes),
+            Payload::InFile { len } => {
+                let fd = fds
+                    .pop_front()
+                    .ok_or_else(|| io::Error::other("a payload file announced, none received"))?;
+                payload::unseal(fd, len)
+            }
+        }
+    }
 }
 
 /// Encodes `message` as one frame, appended to `out`.
@@ -59,33 +99,62 @@ pub(crate) fn encode<T: Serialize>(message: &T, out: &mut Vec<u8>) -> io::Result
     Ok(())
 }
 
-/// Reads one frame, blocking (the worker's side). `Ok(None)` at a clean end of stream.
-pub(crate) fn read_blocking<T: DeserializeOwned>(from: &mut impl Read) -> io::Result<Option<T>> {
-    let mut len = [0; 4];
-    match from.read_exact(&mut len) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e),
-    }
-    let len = u32::from_le_bytes(len) as usize;
-    if len > MAX_FRAME {
-        return Err(io::Error::other(format!(
-            "a frame of {len} bytes announced"
-        )));
-    }
-    let mut body = vec![0; len];
-    from.read_exact(&mut body)?;
-    postcard::from_bytes(&body)
-        .map(Some)
-        .map_err(io::Error::other)
+/// The worker's side of its socket: blocking, one message at a time.
+pub(crate) struct Blocking<S> {
+    socket: S,
+    frames: Frames,
+    /// Memory files received, in order, for the `InFile` payloads still to be read.
+    pub(crate) fds: VecDeque<OwnedFd>,
 }
 
-/// Writes one frame, blocking (the worker's side).
-pub(crate) fn write_blocking<T: Serialize>(to: &mut impl Write, message: &T) -> io::Result<()> {
-    let mut frame = Vec::new();
-    encode(message, &mut frame)?;
-    to.write_all(&frame)?;
-    to.flush()
+impl<S: AsFd> Blocking<S> {
+    pub(crate) fn new(socket: S) -> Self {
+        Blocking {
+            socket,
+            frames: Frames::default(),
+            fds: VecDeque::new(),
+        }
+    }
+
+    /// The next message; `Ok(None)` at a clean end of stream.
+    pub(crate) fn read<T: DeserializeOwned>(&mut self) -> io::Result<Option<T>> {
+        let mut buffer = [0; 16 * 1024];
+        loop {
+            if let Some(message) = self.frames.next()? {
+                return Ok(Some(message));
+            }
+            match payload::recv(&self.socket, &mut buffer, &mut self.fds) {
+                Ok(0) => return Ok(None),
+                Ok(read) => self.frames.extend(&buffer[..read]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Writes one message, with the memory file of its payload if it has one.
+    pub(crate) fn write<T: Serialize>(
+        &mut self,
+        message: &T,
+        file: Option<OwnedFd>,
+    ) -> io::Result<()> {
+        let mut frame = Vec::new();
+        encode(message, &mut frame)?;
+        let mut fd = file;
+        let mut sent = 0;
+        while sent < frame.len() {
+            match payload::send(&self.socket, &frame[sent..], fd.as_ref().map(|f| f.as_fd())) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(written) => {
+                    sent += written;
+                    fd = None; // it went with the first byte
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The bytes received from one worker so far, cut into frames as they complete.
@@ -130,7 +199,7 @@ mod tests {
         for id in 0..3 {
             let message = FromWorker::Done {
                 id,
-                outcome: Outcome::Value(vec![id as u8; 300]),
+                outcome: Outcome::Value(Payload::Inline(vec![id as u8; 300])),
             };
             encode(&message, &mut stream).unwrap();
         }
@@ -139,7 +208,10 @@ mod tests {
         for byte in &stream {
             frames.extend(std::slice::from_ref(byte));
             while let Some(FromWorker::Done { id, outcome }) = frames.next().unwrap() {
-                assert!(matches!(outcome, Outcome::Value(v) if v == vec![id as u8; 300]));
+                let Outcome::Value(Payload::Inline(value)) = outcome else {
+                    panic!("not an inline value");
+                };
+                assert_eq!(value, vec![id as u8; 300]);
                 ids.push(id);
             }
         }

@@ -19,7 +19,7 @@ use std::panic::{self, AssertUnwindSafe, PanicHookInfo};
 use rustix::process::{Resource, Rlimit, Signal};
 
 use crate::function::{self, Encoding};
-use crate::wire::{self, FromWorker, Outcome, ToWorker};
+use crate::wire::{Blocking, FromWorker, Outcome, Payload, ToWorker};
 
 /// What a worker is told at start, through its environment (`entry::WORKER_ENV`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,18 +84,18 @@ pub(crate) fn run(settings: &OsStr) -> i32 {
         }
     }
     let mut socket = match take_socket() {
-        Ok(socket) => socket,
+        Ok(socket) => Blocking::new(socket),
         Err(e) => {
             eprintln!("oneloop-process: the worker cannot take its socket: {e}");
             return 4;
         }
     };
     panic::set_hook(Box::new(note_panic));
-    if wire::write_blocking(&mut socket, &FromWorker::Ready).is_err() {
+    if socket.write(&FromWorker::Ready, None).is_err() {
         return 0; // the parent is gone
     }
     loop {
-        let call = match wire::read_blocking::<ToWorker>(&mut socket) {
+        let call = match socket.read::<ToWorker>() {
             Ok(Some(call)) => call,
             Ok(None) => return 0, // the parent closed the socket: the pool shut down
             Err(e) => {
@@ -104,9 +104,15 @@ pub(crate) fn run(settings: &OsStr) -> i32 {
             }
         };
         let ToWorker::Call { id, key, args } = call;
-        let outcome = run_call(&key, &args);
+        let (outcome, file) = match args.into_bytes(&mut socket.fds) {
+            Ok(args) => run_call(&key, &args),
+            Err(e) => (
+                Outcome::Arguments(format!("the worker cannot read them: {e}")),
+                None,
+            ),
+        };
         let done = FromWorker::Done { id, outcome };
-        if wire::write_blocking(&mut socket, &done).is_err() {
+        if socket.write(&done, file).is_err() {
             return 0;
         }
     }
@@ -121,16 +127,20 @@ fn take_socket() -> std::io::Result<UnixStream> {
     Ok(UnixStream::from(socket))
 }
 
-/// Runs one call, catching a panic in the function.
-fn run_call(key: &str, args: &[u8]) -> Outcome {
+/// Runs one call, catching a panic in the function; a large result comes with the memory
+/// file it is in.
+fn run_call(key: &str, args: &[u8]) -> (Outcome, Option<std::os::fd::OwnedFd>) {
     let Some(entry) = function::find(key) else {
-        return Outcome::UnknownFunction;
+        return (Outcome::UnknownFunction, None);
     };
     IN_CALL.with(|in_call| in_call.set(true));
     let ran = panic::catch_unwind(AssertUnwindSafe(|| (entry.run)(args)));
     IN_CALL.with(|in_call| in_call.set(false));
-    match ran {
-        Ok(Ok(value)) => Outcome::Value(value),
+    let outcome = match ran {
+        Ok(Ok(value)) => {
+            let (value, file) = Payload::of(value);
+            return (Outcome::Value(value), file);
+        }
         Ok(Err(Encoding::Arguments(message))) => Outcome::Arguments(message),
         Ok(Err(Encoding::Result(message))) => Outcome::Result(message),
         Err(payload) => {
@@ -142,7 +152,8 @@ fn run_call(key: &str, args: &[u8]) -> Outcome {
             let _ = panic::catch_unwind(AssertUnwindSafe(|| drop(payload)));
             Outcome::Panicked { message, location }
         }
-    }
+    };
+    (outcome, None)
 }
 
 /// The worker's panic hook: inside a call, keeps the message and location for the reply
