@@ -413,3 +413,66 @@ fn large_arguments_and_results_travel_intact_in_sealed_memory_files() {
         }
     });
 }
+
+static INITIALIZED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+oneloop_process::process_fn! {
+    fn count_initialization() {
+        INITIALIZED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+oneloop_process::process_fn! {
+    /// How many times this worker process ran its initializer.
+    fn initializations() -> u32 {
+        INITIALIZED.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+oneloop_process::process_fn! {
+    fn failing_initializer() {
+        panic!("the model file is missing")
+    }
+}
+
+#[test]
+fn the_initializer_runs_once_in_each_worker_before_its_first_call() {
+    hang_guard(|| {
+        let pool = ProcessPool::builder()
+            .workers(1)
+            .initializer(count_initialization)
+            .build()
+            .unwrap();
+        for _ in 0..3 {
+            assert_eq!(block_on(pool.call(initializations, ())), Ok(1));
+        }
+        // A replacement worker runs it too.
+        let _ = block_on(pool.call(exits, 1));
+        assert_eq!(block_on(pool.call(initializations, ())), Ok(1));
+        assert_eq!(
+            INITIALIZED.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "not here"
+        );
+    });
+}
+
+#[test]
+fn workers_whose_initializer_fails_break_the_pool_with_the_reason_and_nothing_hangs() {
+    hang_guard(|| {
+        let pool = ProcessPool::builder()
+            .workers(2)
+            .initializer(failing_initializer)
+            .build()
+            .unwrap();
+        let waiting: Vec<_> = (0..4).map(|i| pool.call(add, (i, 1))).collect();
+        for call in waiting {
+            assert_eq!(block_on(call), Err(JobError::Broken));
+        }
+        let reason = pool.broken().expect("broken");
+        assert!(reason.contains("the model file is missing"), "{reason}");
+        assert!(reason.contains("failing_initializer"), "{reason}");
+        assert_eq!(block_on(pool.call(add, (1, 1))), Err(JobError::Broken));
+        pool.shutdown(); // returns: nothing to wait for
+    });
+}

@@ -50,6 +50,7 @@ impl Builder {
                 memory_limit: None,
                 max_calls_per_worker: None,
                 quarantine_after: 3,
+                initializer: None,
             },
         }
     }
@@ -115,6 +116,30 @@ impl Builder {
     /// [`JobError::Quarantined`](oneloop_pool::JobError::Quarantined) (default 3).
     pub fn quarantine_after(mut self, crashes: u32) -> Self {
         self.config.quarantine_after = crashes;
+        self
+    }
+
+    /// Runs `initializer` in each worker once, before it takes any call (asyncio's
+    /// `initializer`): set up what every call needs (a logger, a model loaded once). A
+    /// worker whose initializer panics or exits never serves; when workers keep failing
+    /// that way, the pool is broken, and [`ProcessPool::broken`] says why.
+    ///
+    /// ```
+    /// oneloop_process::process_fn! {
+    ///     fn warm_up() {
+    ///         // Runs once in every worker process, before its first call.
+    ///     }
+    /// }
+    ///
+    /// let pool = oneloop_process::ProcessPool::builder()
+    ///     .workers(1)
+    ///     .initializer(warm_up)
+    ///     .build()?;
+    /// assert!(pool.broken().is_none());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn initializer(mut self, initializer: crate::ProcessFn<(), ()>) -> Self {
+        self.config.initializer = Some(initializer.key());
         self
     }
 

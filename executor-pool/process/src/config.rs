@@ -35,4 +35,6 @@ pub(crate) struct Config {
     pub(crate) max_calls_per_worker: Option<u32>,
     /// Crashes in a row of the same call (function and arguments) before it is refused.
     pub(crate) quarantine_after: u32,
+    /// The key of the function each worker runs once before it takes calls.
+    pub(crate) initializer: Option<&'static str>,
 }

@@ -25,6 +25,10 @@
 /// worker's settings (`worker::Settings`).
 pub(crate) const WORKER_ENV: &str = "ONELOOP_PROCESS_WORKER";
 
+/// The environment variable that names the worker's initializer (the key of a registered
+/// function), when the pool has one.
+pub(crate) const INITIALIZER_ENV: &str = "ONELOOP_PROCESS_INITIALIZER";
+
 /// Runs before `main` in every process of a binary that links this crate (see the module
 /// docs). Must not unwind: it is called by the loader.
 extern "C" fn worker_entry() {

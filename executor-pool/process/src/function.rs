@@ -136,6 +136,10 @@ pub(crate) fn find(key: &str) -> Option<&'static Entry> {
 /// ```
 #[macro_export]
 macro_rules! process_fn {
+    // No return type: it returns `()`.
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($params:tt)*) $body:block) => {
+        $crate::process_fn!($(#[$meta])* $vis fn $name($($params)*) -> () $body);
+    };
     // One argument: the function's argument type is the call's (`call(f, arg)`).
     ($(#[$meta:meta])* $vis:vis fn $name:ident($arg:ident : $ty:ty $(,)?) -> $ret:ty $body:block) => {
         $crate::__process_fn!(

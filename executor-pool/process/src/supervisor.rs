@@ -34,7 +34,7 @@ use slab::Slab;
 
 use crate::call::Call;
 use crate::config::{CancelRunning, Config};
-use crate::entry::WORKER_ENV;
+use crate::entry::{INITIALIZER_ENV, WORKER_ENV};
 use crate::payload;
 use crate::shared::{Mode, Pending, Shared};
 use crate::wire::{self, Frames, FromWorker, Outcome, Payload, ToWorker};
@@ -133,6 +133,8 @@ struct Worker {
     retiring: bool,
     kill: Option<Kill>,
     tail: VecDeque<u8>,
+    /// Why it could not start, as it said before leaving.
+    start_failure: Option<String>,
 }
 
 struct Running {
@@ -315,7 +317,11 @@ impl Supervisor {
             parent: std::process::id(),
             memory_limit: self.shared.config.memory_limit,
         };
-        let mut child = Command::new("/proc/self/exe")
+        let mut command = Command::new("/proc/self/exe");
+        if let Some(initializer) = self.shared.config.initializer {
+            command.env(INITIALIZER_ENV, initializer);
+        }
+        let mut child = command
             .arg0("oneloop-process-worker")
             .env(WORKER_ENV, settings.encode())
             .stdin(Stdio::from(OwnedFd::from(theirs)))
@@ -385,6 +391,7 @@ impl Supervisor {
             retiring: false,
             kill: None,
             tail: VecDeque::new(),
+            start_failure: None,
         });
         Ok(())
     }
@@ -481,6 +488,7 @@ impl Supervisor {
                     worker.ready = true;
                     self.start_failures = 0;
                 }
+                FromWorker::StartFailed(why) => worker.start_failure = Some(why),
                 FromWorker::Done { id, outcome } => {
                     let Some(running) = worker.running.take_if(|r| r.call.id == id) else {
                         continue;
@@ -530,7 +538,10 @@ impl Supervisor {
         }
         let now = Instant::now();
         let death = worker.death(status, self.shared.config.memory_limit.is_some());
-        if !worker.ready && worker.kill.is_none() {
+        if let Some(why) = worker.start_failure.take() {
+            self.last_failure = format!("worker process {}: {why}", worker.pid);
+            self.start_failed(now);
+        } else if !worker.ready && worker.kill.is_none() {
             self.last_failure = format!(
                 "{}",
                 JobError::WorkerDied(death.clone().running("nothing (it had not started)".into()))

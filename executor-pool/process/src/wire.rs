@@ -32,6 +32,8 @@ pub(crate) enum ToWorker {
 pub(crate) enum FromWorker {
     /// The worker has started and waits for calls.
     Ready,
+    /// The worker could not start (its initializer failed): why. It exits next.
+    StartFailed(String),
     /// Call `id` ended.
     Done { id: u64, outcome: Outcome },
 }

@@ -91,6 +91,24 @@ pub(crate) fn run(settings: &OsStr) -> i32 {
         }
     };
     panic::set_hook(Box::new(note_panic));
+    if let Some(key) = std::env::var_os(crate::entry::INITIALIZER_ENV) {
+        let key = key.to_string_lossy();
+        let (outcome, _) = run_call(&key, &[]);
+        let failure = match outcome {
+            Outcome::Value(_) => None,
+            Outcome::Panicked { message, location } => Some(format!(
+                "its initializer {key} panicked at {location}: {message}"
+            )),
+            Outcome::UnknownFunction => Some(format!("no initializer is registered as {key}")),
+            Outcome::Arguments(message) | Outcome::Result(message) => {
+                Some(format!("its initializer {key} failed: {message}"))
+            }
+        };
+        if let Some(failure) = failure {
+            let _ = socket.write(&FromWorker::StartFailed(failure), None);
+            return 6;
+        }
+    }
     if socket.write(&FromWorker::Ready, None).is_err() {
         return 0; // the parent is gone
     }
