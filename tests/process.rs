@@ -476,3 +476,53 @@ fn workers_whose_initializer_fails_break_the_pool_with_the_reason_and_nothing_ha
         pool.shutdown(); // returns: nothing to wait for
     });
 }
+
+/// The state letter of a process (`Z` for a zombie), or `None` once it is gone.
+fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: the state follows the last ')'.
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+#[test]
+fn workers_die_with_their_parent_even_when_it_is_killed() {
+    const PID_FILE: &str = "ONELOOP_TEST_WORKER_PID_FILE";
+    if let Some(path) = std::env::var_os(PID_FILE) {
+        // The parent to be killed: start a worker, keep it busy in a long call (so it
+        // does not read its socket, whose end would also make it leave), say its pid,
+        // and wait to die.
+        let pool = ProcessPool::new(1).unwrap();
+        let pid = block_on(pool.call(worker_pid, ())).unwrap();
+        let _busy = pool.call(sleeps, 60_000);
+        std::thread::sleep(Duration::from_millis(100));
+        std::fs::write(&path, pid.to_string()).unwrap();
+        loop {
+            std::thread::park();
+        }
+    }
+    hang_guard(|| {
+        let path = std::env::temp_dir().join(format!("oneloop-pdeathsig-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let mut parent = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "workers_die_with_their_parent_even_when_it_is_killed",
+                "--nocapture",
+            ])
+            .env(PID_FILE, &path)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        util::wait_until(|| std::fs::read_to_string(&path).is_ok_and(|s| !s.is_empty()));
+        let worker: u32 = std::fs::read_to_string(&path).unwrap().parse().unwrap();
+        assert!(
+            process_state(worker).is_some_and(|state| state != 'Z'),
+            "the worker runs"
+        );
+        parent.kill().unwrap(); // SIGKILL: no destructor, no shutdown runs
+        parent.wait().unwrap();
+        // PR_SET_PDEATHSIG kills the orphan (its new parent reaps it, or leaves a zombie).
+        util::wait_until(|| process_state(worker).is_none_or(|state| state == 'Z'));
+        let _ = std::fs::remove_file(&path);
+    });
+}
