@@ -1,7 +1,8 @@
 //! Process pools: a call runs in a worker process; what kills that process fails only that
 //! call (with what happened), the worker is replaced, and nothing is left behind (no
 //! zombie, no stray worker). Every call resolves exactly once. Sized for 2 cores; every
-//! test runs under a hang guard.
+//! test runs under a hang guard. (Long because it is the process pool's behaviour spec,
+//! one test per promise; the failure matrix is `process_failures.rs`.)
 
 mod util;
 
@@ -524,5 +525,60 @@ fn workers_die_with_their_parent_even_when_it_is_killed() {
         // PR_SET_PDEATHSIG kills the orphan (its new parent reaps it, or leaves a zombie).
         util::wait_until(|| process_state(worker).is_none_or(|state| state == 'Z'));
         let _ = std::fs::remove_file(&path);
+    });
+}
+
+#[test]
+fn debug_mode_reports_worker_deaths_and_long_calls_and_sums_them_up_at_exit() {
+    use oneloop::debug::Code;
+    hang_guard(|| {
+        let reports = util::Reports::default();
+        let rt = oneloop::Runtime::builder()
+            .debug(true)
+            .slow_task_threshold(Duration::from_millis(50))
+            .slow_job_threshold(Duration::from_millis(50))
+            .on_report(reports.sink())
+            .build()
+            .unwrap();
+        let pool = ProcessPool::new(1).unwrap();
+        rt.block_on(async {
+            let crash = pool
+                .call(segfaults, "debug mode sees this".to_owned())
+                .await;
+            assert!(matches!(crash, Err(JobError::WorkerDied(_))));
+            let slow = pool.call_with_timeout(spins_forever, (), Duration::from_millis(300));
+            assert_eq!(slow.await, Err(JobError::TimedOut));
+        });
+        let deaths = reports.with_code(Code::WorkerDied);
+        assert_eq!(deaths.len(), 2, "the crash and the kill: {deaths:?}");
+        let crash = deaths[0].to_string();
+        assert!(
+            crash.contains("SIGSEGV") && crash.contains("debug mode sees this"),
+            "{crash}"
+        );
+        assert!(crash.contains("tests/process.rs"), "the call site: {crash}");
+        let kill = deaths[1].to_string();
+        assert!(kill.contains("ran past its timeout"), "{kill}");
+        let running = reports.with_code(Code::JobStillRunning);
+        assert!(
+            !running.is_empty(),
+            "the spinning call was reported while it ran"
+        );
+        let running = running[0].to_string();
+        assert!(
+            running.contains("worker process") && running.contains("timeout"),
+            "{running}"
+        );
+        drop(rt);
+        let summary = reports.with_code(Code::Summary);
+        let summary = summary.last().expect("the exit summary").to_string();
+        assert!(
+            summary.contains("(1 crashed its worker process)"),
+            "{summary}"
+        );
+        assert!(
+            summary.contains("(1 killed with its worker process)"),
+            "{summary}"
+        );
     });
 }

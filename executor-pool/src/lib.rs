@@ -63,7 +63,8 @@
 //! - `semaphore.rs`: the fair [`Semaphore`] behind bounded queues.
 //! - `wake.rs`: calling user wakers safely (collect under the lock, wake after it, each
 //!   panic contained): the rule every waiting structure here and in `oneloop` follows.
-//! - `waiting.rs`: a hook through which a runtime learns what its tasks wait on.
+//! - `waiting.rs`: a hook through which a runtime learns what its tasks wait on;
+//!   `observing.rs`: one through which other executors find the runtime's job observer.
 //! - `block_on.rs`: waiting for a future on a plain thread.
 //! - `error.rs`: [`JobError`], [`TrySpawnError`].
 //! - `panic.rs`: [`panic_message`], the text of a caught panic.
@@ -81,6 +82,7 @@ mod executor;
 mod gate;
 mod job;
 mod observers;
+pub mod observing;
 mod panic;
 mod pool;
 #[cfg(feature = "rayon")]

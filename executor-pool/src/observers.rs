@@ -16,6 +16,7 @@ use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 
+use crate::error::WorkerDeath;
 use crate::job::{DefaultObserver, JobInfo, JobObserver};
 
 /// A pool's registered observers.
@@ -102,6 +103,10 @@ impl JobObserver for Forward {
     fn discarded_result_panicked(&self, info: &JobInfo, message: &str) {
         self.call(|o| o.discarded_result_panicked(info, message));
     }
+
+    fn worker_died(&self, info: &JobInfo, death: &WorkerDeath) {
+        self.call(|o| o.worker_died(info, death));
+    }
 }
 
 /// Several observers of one job, called in registration order.
@@ -134,5 +139,9 @@ impl JobObserver for Fanout {
         self.0
             .iter()
             .for_each(|o| o.discarded_result_panicked(info, message));
+    }
+
+    fn worker_died(&self, info: &JobInfo, death: &WorkerDeath) {
+        self.0.iter().for_each(|o| o.worker_died(info, death));
     }
 }

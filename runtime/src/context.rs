@@ -10,8 +10,9 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::Arc;
 
-use oneloop_pool::waiting;
+use oneloop_pool::{JobObserver, observing, waiting};
 
 use crate::debug::leaks::{Running, thread_label};
 use crate::runtime::Core;
@@ -30,6 +31,8 @@ pub(crate) struct EnterGuard {
     previous: Option<Rc<Core>>,
     /// The thread's `oneloop_pool::waiting` hook before this runtime installed its own.
     previous_hook: Option<waiting::Hook>,
+    /// The thread's `oneloop_pool::observing` hook before this runtime installed its own.
+    previous_observer: Option<observing::Hook>,
     /// For `block_on` in debug mode: the runtime counts as running meanwhile.
     running: Option<Running>,
     /// Local wakes push onto this runtime's run queue meanwhile (`task/run_queue.rs`).
@@ -86,9 +89,12 @@ fn replace(core: &Rc<Core>) -> EnterGuard {
         .flatten();
     // The pool's futures (semaphores, job handles) tell this runtime what they wait on.
     let previous_hook = waiting::set_hook(Some(note_pool_wait));
+    // Executors that build no pool `Job` (process pools) find this runtime's observer.
+    let previous_observer = observing::set_hook(Some(observe_job));
     EnterGuard {
         previous,
         previous_hook,
+        previous_observer,
         running: None,
         _run_queue: run_queue::enter(core.id(), core.run_queue()),
     }
@@ -104,6 +110,7 @@ impl Drop for EnterGuard {
             .ok()
             .flatten();
         waiting::set_hook(self.previous_hook);
+        observing::set_hook(self.previous_observer);
         drop(ours);
     }
 }
@@ -121,6 +128,17 @@ pub(crate) fn note_wait(waiting: Waiting) {
 /// The `oneloop_pool::waiting` hook of a thread running a runtime.
 fn note_pool_wait(on: waiting::WaitingOn) {
     note_wait(on.into());
+}
+
+/// The `oneloop_pool::observing` hook of a thread running a runtime: the current task
+/// submitted job `id` (the trace draws the arrow from it), and debug mode or tracing, if
+/// on, watch it.
+fn observe_job(id: u64) -> Option<Arc<dyn JobObserver>> {
+    with_current(|core| {
+        core.job_submitted(|| id);
+        core.job_observer()
+    })
+    .flatten()
 }
 
 /// Runs `f` with the current runtime, or returns `None` outside any runtime.

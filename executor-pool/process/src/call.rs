@@ -9,10 +9,12 @@
 //! slot's lock (`oneloop_pool::wake`).
 
 use std::panic::Location;
+use std::sync::Arc;
 use std::task::Waker;
+use std::time::Instant;
 
-use oneloop_pool::JobError;
 use oneloop_pool::wake;
+use oneloop_pool::{JobError, JobInfo, JobObserver, WorkerDeath};
 use parking_lot::{Mutex, MutexGuard};
 
 /// One call, shared by its future and the supervisor.
@@ -23,6 +25,10 @@ pub(crate) struct Call {
     pub(crate) key: &'static str,
     /// Where the call was made (reports name it).
     pub(crate) site: &'static Location<'static>,
+    submitted: Instant,
+    /// The runtime watching the call (debug mode, tracing), found where it was made
+    /// (`oneloop_pool::observing`); told of each step, outside the lock.
+    observer: Option<Arc<dyn JobObserver>>,
     state: Mutex<State>,
 }
 
@@ -32,6 +38,8 @@ pub(crate) struct State {
     abandoned: bool,
     /// The caller's waker, while it waits.
     waker: Option<Waker>,
+    /// When a worker took it, and which (its pid).
+    started: Option<(Instant, u32)>,
 }
 
 enum Phase {
@@ -43,17 +51,23 @@ enum Phase {
 }
 
 impl Call {
+    /// A call made now, at `site`; the runtime on this thread, if it watches jobs, is told.
     pub(crate) fn new(id: u64, key: &'static str, site: &'static Location<'static>) -> Self {
-        Call {
+        let call = Call {
             id,
             key,
             site,
+            submitted: Instant::now(),
+            observer: oneloop_pool::observing::observer_for(id),
             state: Mutex::new(State {
                 phase: Phase::Queued,
                 abandoned: false,
                 waker: None,
+                started: None,
             }),
-        }
+        };
+        call.observe(|observer, info| observer.submitted(info));
+        call
     }
 
     /// How reports name the call: its function and where it was made.
@@ -61,16 +75,36 @@ impl Call {
         format!("{} (called at {})", self.key, self.site)
     }
 
-    /// The supervisor takes the call for a worker; false if it was cancelled meanwhile
-    /// (it must not run).
-    pub(crate) fn start(&self) -> bool {
-        let mut state = self.state.lock();
-        if matches!(state.phase, Phase::Queued) {
-            state.phase = Phase::Running;
-            true
-        } else {
-            false
+    /// The call as observers see it.
+    fn info(&self) -> JobInfo {
+        let mut info = JobInfo::new(self.id, self.site, self.submitted);
+        if let Some((started, pid)) = self.state.lock().started {
+            info.started = Some(started);
+            info.worker = Some(format!("worker process {pid}"));
         }
+        info
+    }
+
+    /// Tells the observer, if any (never under the lock).
+    fn observe(&self, tell: impl FnOnce(&dyn JobObserver, &JobInfo)) {
+        if let Some(observer) = &self.observer {
+            tell(&**observer, &self.info());
+        }
+    }
+
+    /// The supervisor hands the call to worker `pid`; false if it was cancelled meanwhile
+    /// (it must not run).
+    pub(crate) fn start(&self, pid: u32) -> bool {
+        {
+            let mut state = self.state.lock();
+            if !matches!(state.phase, Phase::Queued) {
+                return false;
+            }
+            state.phase = Phase::Running;
+            state.started = Some((Instant::now(), pid));
+        }
+        self.observe(|observer, info| observer.started(info));
+        true
     }
 
     /// True once the caller gave up on this running call.
@@ -78,16 +112,35 @@ impl Call {
         self.state.lock().abandoned
     }
 
+    /// The worker running the call died, or was killed: tells the observer (the call is
+    /// resolved separately).
+    pub(crate) fn worker_died(&self, death: &WorkerDeath) {
+        self.observe(|observer, info| observer.worker_died(info, death));
+    }
+
     /// Resolves the call (once: a later resolution is ignored) and wakes its caller.
     pub(crate) fn resolve(&self, result: Result<Vec<u8>, JobError>) {
-        let waker = {
+        let unseen_panic = match &result {
+            Err(JobError::Panicked(message)) => Some(message.clone()),
+            _ => None,
+        };
+        let (waker, ran, abandoned) = {
             let mut state = self.state.lock();
             if matches!(state.phase, Phase::Done(_) | Phase::Taken) {
                 return;
             }
+            let ran = matches!(state.phase, Phase::Running);
             state.phase = Phase::Done(result);
-            state.waker.take()
+            (state.waker.take(), ran, state.abandoned)
         };
+        match (ran, unseen_panic) {
+            (true, Some(message)) if abandoned => {
+                self.observe(|observer, info| observer.unobserved_panic(info, &message));
+                self.observe(|observer, info| observer.finished(info));
+            }
+            (true, _) => self.observe(|observer, info| observer.finished(info)),
+            (false, _) => self.observe(|observer, info| observer.cancelled(info)),
+        }
         if let Some(waker) = waker {
             // The supervisor's thread must survive a panicking waker.
             wake::contain(wake::wake(waker));
@@ -98,18 +151,24 @@ impl Call {
     /// a running one is marked abandoned (the supervisor kills its worker if the pool says
     /// so). Returns whether the call was still queued.
     pub(crate) fn cancel(&self) -> bool {
-        let mut state = self.state.lock();
-        match state.phase {
-            Phase::Queued => {
-                state.phase = Phase::Done(Err(JobError::Cancelled));
-                true
+        let queued = {
+            let mut state = self.state.lock();
+            match state.phase {
+                Phase::Queued => {
+                    state.phase = Phase::Done(Err(JobError::Cancelled));
+                    true
+                }
+                Phase::Running => {
+                    state.abandoned = true;
+                    false
+                }
+                Phase::Done(_) | Phase::Taken => false,
             }
-            Phase::Running => {
-                state.abandoned = true;
-                false
-            }
-            Phase::Done(_) | Phase::Taken => false,
+        };
+        if queued {
+            self.observe(|observer, info| observer.cancelled(info));
         }
+        queued
     }
 
     /// True once resolved.
@@ -117,8 +176,7 @@ impl Call {
         matches!(self.state.lock().phase, Phase::Done(_) | Phase::Taken)
     }
 
-    /// The result, once resolved (taken: a second look finds nothing); else the waker
-    /// slot, under the lock (for `wake::poll_waker_slot`).
+    /// The slot, locked (for `wake::poll_waker_slot`).
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock()
     }

@@ -21,18 +21,10 @@
 //! The worker's code runs before `main`: what a `main` would set up (a logger, say) is
 //! not set up there; an initializer function is the place for it.
 
-/// The environment variable that makes a process a worker: the parent's pid, then the
-/// worker's settings (`worker::Settings`).
-pub(crate) const WORKER_ENV: &str = "ONELOOP_PROCESS_WORKER";
-
-/// The environment variable that names the worker's initializer (the key of a registered
-/// function), when the pool has one.
-pub(crate) const INITIALIZER_ENV: &str = "ONELOOP_PROCESS_INITIALIZER";
-
 /// Runs before `main` in every process of a binary that links this crate (see the module
 /// docs). Must not unwind: it is called by the loader.
 extern "C" fn worker_entry() {
-    let Some(settings) = std::env::var_os(WORKER_ENV) else {
+    let Some(settings) = std::env::var_os(crate::worker::WORKER_ENV) else {
         return; // not a worker: the program runs as usual
     };
     // A panic outside any call (the worker loop itself) was printed by the worker's hook.

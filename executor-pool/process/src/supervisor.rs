@@ -34,11 +34,10 @@ use slab::Slab;
 
 use crate::call::Call;
 use crate::config::{CancelRunning, Config};
-use crate::entry::{INITIALIZER_ENV, WORKER_ENV};
 use crate::payload;
 use crate::shared::{Mode, Pending, Shared};
 use crate::wire::{self, Frames, FromWorker, Outcome, Payload, ToWorker};
-use crate::worker::Settings;
+use crate::worker::{INITIALIZER_ENV, Settings, WORKER_ENV};
 
 const WAKER: Token = Token(usize::MAX);
 /// Sources per worker in the token space: socket, stderr, pidfd.
@@ -433,7 +432,7 @@ impl Supervisor {
                     continue;
                 }
                 // A call cancelled while queued is skipped (it already resolved).
-                if pending.call.start() {
+                if pending.call.start(worker.pid) {
                     break Some((pending, crash_key));
                 }
             };
@@ -549,6 +548,9 @@ impl Supervisor {
             self.start_failed(now);
         }
         if let Some(running) = worker.running.take() {
+            running
+                .call
+                .worker_died(&death.clone().running(running.call.describe()));
             let because = worker.kill.as_ref().map(|kill| kill.because);
             let error = match because {
                 Some(TIMED_OUT) => JobError::TimedOut,

@@ -21,7 +21,15 @@ use rustix::process::{Resource, Rlimit, Signal};
 use crate::function::{self, Encoding};
 use crate::wire::{Blocking, FromWorker, Outcome, Payload, ToWorker};
 
-/// What a worker is told at start, through its environment (`entry::WORKER_ENV`).
+/// The environment variable that makes a process a worker: the parent's pid, then the
+/// worker's settings (`worker::Settings`).
+pub(crate) const WORKER_ENV: &str = "ONELOOP_PROCESS_WORKER";
+
+/// The environment variable that names the worker's initializer (the key of a registered
+/// function), when the pool has one.
+pub(crate) const INITIALIZER_ENV: &str = "ONELOOP_PROCESS_INITIALIZER";
+
+/// What a worker is told at start, through its environment (`WORKER_ENV`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Settings {
     /// The parent's pid: a worker whose parent is already gone exits at once.
@@ -91,7 +99,7 @@ pub(crate) fn run(settings: &OsStr) -> i32 {
         }
     };
     panic::set_hook(Box::new(note_panic));
-    if let Some(key) = std::env::var_os(crate::entry::INITIALIZER_ENV) {
+    if let Some(key) = std::env::var_os(INITIALIZER_ENV) {
         let key = key.to_string_lossy();
         let (outcome, _) = run_call(&key, &[]);
         let failure = match outcome {

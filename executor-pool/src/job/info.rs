@@ -7,8 +7,11 @@ use std::fmt;
 use std::panic::Location;
 use std::time::{Duration, Instant};
 
+use crate::error::WorkerDeath;
+
 /// A snapshot of a job, for reports and observers.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct JobInfo {
     /// Unique per process, in submission order.
     pub id: u64,
@@ -20,9 +23,25 @@ pub struct JobInfo {
     pub started: Option<Instant>,
     /// Whether its cancellation token has been set.
     pub token_set: bool,
+    /// The worker running it, when the executor names one (a process pool: the worker's
+    /// pid).
+    pub worker: Option<String>,
 }
 
 impl JobInfo {
+    /// A job submitted at `location` at `submitted`, not started yet (for executors
+    /// outside this crate, which describe their jobs to observers too).
+    pub fn new(id: u64, location: &'static Location<'static>, submitted: Instant) -> Self {
+        JobInfo {
+            id,
+            location,
+            submitted,
+            started: None,
+            token_set: false,
+            worker: None,
+        }
+    }
+
     /// How long it waited in the queue (so far, if it has not started).
     pub fn waited(&self) -> Duration {
         self.started.unwrap_or_else(Instant::now) - self.submitted
@@ -37,7 +56,11 @@ impl JobInfo {
 
 impl fmt::Display for JobInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "job #{} submitted at {}", self.id, self.location)
+        write!(f, "job #{} submitted at {}", self.id, self.location)?;
+        match &self.worker {
+            Some(worker) => write!(f, " ({worker})"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -69,6 +92,13 @@ pub trait JobObserver: Send + Sync {
     /// panic would otherwise go unseen. Without an observer it is printed on stderr.
     fn unobserved_panic(&self, info: &JobInfo, message: &str) {
         eprintln!("oneloop-pool: {info} panicked and nobody awaited it: {message}");
+    }
+
+    /// The worker process running the job died under it, or was killed (a timeout, a
+    /// cancellation): the job resolves as `WorkerDied`, `TimedOut` or `Cancelled`, and the
+    /// death is described here. (Process pools only.)
+    fn worker_died(&self, info: &JobInfo, death: &WorkerDeath) {
+        let _ = (info, death);
     }
 
     /// Nobody awaits the job's result, so the worker dropped it, and its `Drop` panicked

@@ -70,6 +70,7 @@ impl JobHeader {
             submitted: self.submitted,
             started: (started > 0).then(|| self.submitted + Duration::from_nanos(started - 1)),
             token_set: self.cancelled.load(Ordering::Acquire),
+            worker: None,
         }
     }
 }

@@ -22,7 +22,7 @@ use std::panic::Location;
 use std::sync::Arc;
 use std::time::Duration;
 
-use oneloop_pool::{JobInfo, JobObserver};
+use oneloop_pool::{JobInfo, JobObserver, WorkerDeath};
 use parking_lot::Mutex;
 
 use super::trace::Tracer;
@@ -76,6 +76,10 @@ pub(crate) struct JobSiteStats {
     pub(crate) finished: u64,
     /// The longest running time so far of the site's jobs still running.
     pub(crate) still_running: Option<Duration>,
+    /// Jobs whose worker process died under them (crashed), and those killed by the
+    /// pool (a timeout, a cancellation): process pools only.
+    pub(crate) crashed: u64,
+    pub(crate) killed: u64,
 }
 
 impl JobWatch {
@@ -206,6 +210,10 @@ impl JobObserver for PoolWatch {
     fn discarded_result_panicked(&self, info: &JobInfo, message: &str) {
         self.0.discarded_result_panicked(info, message);
     }
+
+    fn worker_died(&self, info: &JobInfo, death: &WorkerDeath) {
+        self.0.worker_died(info, death);
+    }
 }
 
 impl JobObserver for JobWatch {
@@ -254,6 +262,8 @@ impl JobObserver for JobWatch {
                 longest_run: Duration::ZERO,
                 finished: 0,
                 still_running: None,
+                crashed: 0,
+                killed: 0,
             });
             stats.jobs += 1;
             stats.longest_wait = stats.longest_wait.max(waited);
@@ -290,6 +300,22 @@ impl JobObserver for JobWatch {
         report.message = Some(format!(
             "the Drop of its result, discarded on the worker, panicked: {message}"
         ));
+        self.reporter.emit(&report);
+    }
+
+    fn worker_died(&self, info: &JobInfo, death: &WorkerDeath) {
+        if self.limits.is_none() {
+            return; // tracing alone: the call's error says it all
+        }
+        let key = info.location as *const Location<'static> as usize;
+        if let Some(stats) = self.by_site.lock().get_mut(&key) {
+            match death.killed_because {
+                Some(_) => stats.killed += 1,
+                None => stats.crashed += 1,
+            }
+        }
+        let mut report = Report::for_job(Code::WorkerDied, info.clone());
+        report.message = Some(death.to_string());
         self.reporter.emit(&report);
     }
 }

@@ -1,4 +1,4 @@
-//! Long because each of the twelve codes has its own headline and fix, which read best side
+//! Long because each of the thirteen codes has its own headline and fix, which read best side
 //! by side in one `match`.
 //!
 //! What debug mode finds, as the user receives it: a [`Report`] with its stable [`Code`],
@@ -83,6 +83,12 @@ pub enum Code {
     /// the pool again on a later `to_thread`, at most once a second, and reports each
     /// failed attempt.
     DefaultPoolUnavailable,
+    /// `OL013` (debug mode): a worker process of a process pool (`oneloop-process`) died
+    /// under a call made from this runtime, or was killed at its timeout or cancellation.
+    /// The call fails alone (`JobError::WorkerDied`, `TimedOut` or `Cancelled`) and the
+    /// worker is replaced; [`Report::message`] describes the death (pid, signal or exit
+    /// code, who killed it and why, the last lines of its stderr).
+    WorkerDied,
 }
 
 impl Code {
@@ -101,11 +107,12 @@ impl Code {
             Code::Stalled => "OL010",
             Code::JoinCycle => "OL011",
             Code::DefaultPoolUnavailable => "OL012",
+            Code::WorkerDied => "OL013",
         }
     }
 
     /// Every code, in order.
-    pub const ALL: [Code; 12] = [
+    pub const ALL: [Code; 13] = [
         Code::SlowPoll,
         Code::StillBlocking,
         Code::PanicNotRetrieved,
@@ -118,6 +125,7 @@ impl Code {
         Code::Stalled,
         Code::JoinCycle,
         Code::DefaultPoolUnavailable,
+        Code::WorkerDied,
     ];
 
     /// Its position in [`Code::ALL`] (the reporter counts reports by it).
@@ -375,6 +383,16 @@ impl fmt::Display for Headline<'_> {
                      load; give it more workers, or bound the work submitted to it"
                 )
             }
+            Code::JobStillRunning
+                if report.job.as_ref().is_some_and(|job| job.worker.is_some()) =>
+            {
+                write!(
+                    f,
+                    "{job} has been running for {duration} so far (limit {threshold}): a stuck \
+                     call holds a worker process; give it a timeout (call_with_timeout, or \
+                     the pool's timeout) so its worker is killed, or cancel it"
+                )
+            }
             Code::JobStillRunning => write!(
                 f,
                 "{job} has been running for {duration} so far (limit {threshold}): a stuck job \
@@ -400,6 +418,16 @@ impl fmt::Display for Headline<'_> {
                  Builder::default_pool_workers, or raise the process's thread or memory \
                  limits",
                 report.message.as_deref().unwrap_or("<no details>"),
+            ),
+            Code::WorkerDied => write!(
+                f,
+                "{job}: {}; only this call failed, and the worker was replaced. If it keeps \
+                 happening, read the worker's stderr above, bound the call with a timeout \
+                 (call_with_timeout) or the worker with a memory_limit",
+                report
+                    .message
+                    .as_deref()
+                    .unwrap_or("its worker process died"),
             ),
             Code::Summary => write!(
                 f,
@@ -505,6 +533,7 @@ mod tests {
             (Code::Stalled, "most likely a deadlock"),
             (Code::JoinCycle, "must not await"),
             (Code::DefaultPoolUnavailable, "default_pool_workers"),
+            (Code::WorkerDied, "bound the call with a timeout"),
         ];
         for code in Code::ALL {
             if code == Code::Summary {
@@ -518,5 +547,6 @@ mod tests {
             assert!(text.contains(hint), "{code}: {text}");
         }
         assert_eq!(Code::DefaultPoolUnavailable.as_str(), "OL012");
+        assert_eq!(Code::WorkerDied.as_str(), "OL013");
     }
 }

@@ -56,9 +56,21 @@ pub(crate) fn render(debug: &PollWatch, jobs: &JobWatch, reporter: &Reporter) ->
                 ),
                 (_, None) => format!("ran {:>9}", Millis(site.longest_run).to_string()),
             };
+            let deaths: Vec<String> = [
+                (site.crashed, "crashed its worker process"),
+                (site.killed, "killed with its worker process"),
+            ]
+            .into_iter()
+            .filter(|(count, _)| *count > 0)
+            .map(|(count, what)| format!("{count} {what}"))
+            .collect();
+            let deaths = match deaths.is_empty() {
+                true => String::new(),
+                false => format!(" ({})", deaths.join(", ")),
+            };
             let _ = writeln!(
                 out,
-                "    waited {:>9}, {ran}, {} job{} submitted at {}",
+                "    waited {:>9}, {ran}, {} job{} submitted at {}{deaths}",
                 Millis(site.longest_wait).to_string(),
                 site.jobs,
                 if site.jobs == 1 { "" } else { "s" },
