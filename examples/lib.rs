@@ -4,7 +4,8 @@
 //! - `http`: just enough HTTP/1.1 to serve and to request (lesson 08);
 //! - `loadgen`: connections that poll and connections that keep a server busy (lesson 08);
 //! - `trace`: a trace file read back as a timeline (lesson 09);
-//! - `picture`: timelines drawn as an SVG (lesson 09).
+//! - `picture`: timelines drawn as an SVG (lesson 09);
+//! - `native`: a stand-in for a native library that crashes or hangs on cue (lesson 11).
 //!
 //! The examples themselves are the numbered files next to this one; read them in order.
 
@@ -12,6 +13,8 @@
 pub mod http;
 #[path = "lib/loadgen.rs"]
 pub mod loadgen;
+#[path = "lib/native.rs"]
+pub mod native;
 #[path = "lib/picture.rs"]
 pub mod picture;
 #[path = "lib/trace.rs"]
@@ -175,6 +178,36 @@ impl Heartbeat {
     pub async fn stop(self) -> Gaps {
         self.stop.set(true);
         self.task.await.expect("the heartbeat task does not fail")
+    }
+}
+
+/// How a child process ended: the lessons that show a crash run it in one, so that the
+/// crash ends the child, not the lesson.
+#[derive(Debug)]
+pub struct Ended {
+    /// The child's process id.
+    pub pid: u32,
+    /// Its exit status: a code, or the signal that ended it.
+    pub status: std::process::ExitStatus,
+    /// The last line it wrote to stderr.
+    pub last_words: String,
+}
+
+impl Ended {
+    /// Runs `child` to its end (its stdout discarded, its stderr kept).
+    pub fn run(mut child: std::process::Command) -> Ended {
+        use std::process::Stdio;
+        let child = child.stdout(Stdio::null()).stderr(Stdio::piped());
+        let child = child.spawn().expect("start the child");
+        let pid = child.id();
+        let output = child.wait_with_output().expect("wait for the child");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let last_words = stderr.lines().last().unwrap_or_default().to_owned();
+        Ended {
+            pid,
+            status: output.status,
+            last_words,
+        }
     }
 }
 

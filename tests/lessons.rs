@@ -211,3 +211,70 @@ fn lesson_10_a_trivial_function_costs_more_offloaded_than_inline() {
         assert!(costs.offloaded > costs.inline, "{costs:?}");
     });
 }
+
+#[path = "../examples/11_process_pool.rs"]
+#[allow(dead_code)]
+mod process_pool;
+
+/// Set in the child process that lesson 11's test starts (this test binary again): there,
+/// `lesson_11_child_serves_on_threads_until_its_first_crash` runs the service.
+const LESSON_11_CHILD: &str = "ONELOOP_LESSON_11_CHILD";
+
+/// Lesson 11's child: the service with its native calls on threads, until the first crash
+/// ends the process. Does nothing unless lesson 11's test started it.
+#[test]
+fn lesson_11_child_serves_on_threads_until_its_first_crash() {
+    if std::env::var_os(LESSON_11_CHILD).is_some() {
+        process_pool::run(process_pool::Pool::Threads, Duration::from_secs(5));
+        println!("the service survived");
+    }
+}
+
+#[test]
+fn lesson_11_a_crash_ends_a_service_on_threads_and_fails_only_its_call_on_processes() {
+    use std::os::unix::process::ExitStatusExt;
+
+    hang_guard(|| {
+        // On threads, the crash: the whole service (a child process) dies of SIGSEGV.
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap());
+        child.env(LESSON_11_CHILD, "1").args([
+            "lesson_11_child_serves_on_threads_until_its_first_crash",
+            "--exact",
+            "--nocapture", // the native library's last words reach the pipe at once
+        ]);
+        let ended = oneloop_examples::Ended::run(child);
+        assert_eq!(ended.status.signal(), Some(libc::SIGSEGV), "{ended:?}");
+        assert!(ended.last_words.contains("bad pointer"), "{ended:?}");
+
+        // On threads, the hang: the caller gives up; the thread stays stuck.
+        let (gave_up, report) = process_pool::abandon_on_threads();
+        assert!(gave_up, "the hung call never returns");
+        assert_eq!(report.still_running.len(), 1, "{report}");
+
+        // On processes: every crash and every hang fails its own call, and nothing else.
+        let outcome = process_pool::run(process_pool::Pool::Processes, Duration::from_secs(2));
+        let counts = &outcome.counts;
+        assert!(
+            counts.ok >= 1 && counts.crashes >= 1 && counts.kills >= 1,
+            "{counts:?}"
+        );
+        assert_eq!(counts.surprises, 0, "{counts:?}");
+        // Crashed and killed workers were replaced (the replacements answered), one each.
+        let workers = counts.workers.len() as u64;
+        assert!(workers >= 3, "{counts:?}");
+        assert!(workers <= 2 + counts.crashes + counts.kills, "{counts:?}");
+        assert!(!outcome.health.is_empty(), "/health answered throughout");
+        let first = counts.first_crash.as_deref().unwrap_or_default();
+        for says in [
+            "SIGSEGV",
+            "not by oneloop",
+            "11_process_pool.rs",
+            "bad pointer",
+        ] {
+            assert!(
+                first.contains(says),
+                "the crash report says {says:?}: {first}"
+            );
+        }
+    });
+}

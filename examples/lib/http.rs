@@ -113,6 +113,7 @@ async fn respond(stream: &mut TcpStream, (status, body): Response) -> io::Result
     let reason = match status {
         200 => "OK",
         400 => "Bad Request",
+        500 => "Internal Server Error",
         _ => "Not Found",
     };
     let response = format!(
