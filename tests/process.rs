@@ -582,3 +582,41 @@ fn debug_mode_reports_worker_deaths_and_long_calls_and_sums_them_up_at_exit() {
         );
     });
 }
+
+#[test]
+fn a_trace_gives_each_worker_process_a_track_with_arrows_from_submit_to_resume() {
+    hang_guard(|| {
+        let path = std::env::temp_dir().join(format!(
+            "oneloop-test-process-trace-{}.json",
+            std::process::id()
+        ));
+        let pool = ProcessPool::new(1).unwrap();
+        let rt = oneloop::Runtime::builder()
+            .trace_file(&path)
+            .build()
+            .unwrap();
+        let pid = rt.block_on(async {
+            let first = pool.call(worker_pid, ()).await.unwrap();
+            assert_eq!(pool.call(add, (1, 2)).await, Ok(3));
+            first
+        });
+        drop(rt);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        let events: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+        let track = format!("worker process {pid}");
+        assert!(
+            events.iter().any(|e| e["name"] == "thread_name" && e["args"]["name"] == *track),
+            "a track named {track}"
+        );
+        let jobs = events.iter().filter(|e| e["ph"] == "X" && e["cat"] == "job").count();
+        assert_eq!(jobs, 2, "both calls drawn on it");
+        for phase in ["s", "f"] {
+            let arrows = events
+                .iter()
+                .filter(|e| e["ph"] == phase && e["cat"] == "job")
+                .count();
+            assert_eq!(arrows, 2, "an arrow from each submit to its resume ({phase})");
+        }
+    });
+}

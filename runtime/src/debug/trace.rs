@@ -60,6 +60,8 @@ struct Output {
     first: bool,
     /// Worker threads seen so far, and their track ids.
     threads: HashMap<ThreadId, u32>,
+    /// Workers named by their jobs (a process pool's worker processes), and their tracks.
+    named: HashMap<String, u32>,
     /// A write error, to report once.
     error: Option<std::io::Error>,
     /// When the buffer was last flushed (written by `flush`, read by every write).
@@ -96,6 +98,7 @@ impl Tracer {
                 file: Some(file),
                 first: true,
                 threads: HashMap::new(),
+                named: HashMap::new(),
                 error: None,
                 flushed: Instant::now(),
             }),
@@ -153,20 +156,27 @@ impl Tracer {
     }
 
     /// The track of the calling worker thread, named after it on first use.
-    fn worker_tid(&self) -> u32 {
+    /// The track of the worker running `job`: the one it names (a worker process: one
+    /// track per process), else the current thread's (a pool's worker thread).
+    fn worker_tid(&self, job: &JobInfo) -> u32 {
         let current = thread::current();
         let (tid, new) = {
             let mut out = self.out.lock();
-            let next = LOOP_TID + 1 + out.threads.len() as u32;
+            let next = LOOP_TID + 1 + (out.threads.len() + out.named.len()) as u32;
             let mut new = false;
-            let tid = *out.threads.entry(current.id()).or_insert_with(|| {
+            let mut assign = || {
                 new = true;
                 next
-            });
+            };
+            let tid = match &job.worker {
+                Some(worker) => *out.named.entry(worker.clone()).or_insert_with(&mut assign),
+                None => *out.threads.entry(current.id()).or_insert_with(assign),
+            };
             (tid, new)
         };
         if new {
-            let name = json_escape(current.name().unwrap_or("worker"));
+            let name = job.worker.as_deref().or(current.name()).unwrap_or("worker");
+            let name = json_escape(name);
             self.write(format_args!(
                 r#"{{"ph":"M","pid":{PID},"tid":{tid},"name":"thread_name","args":{{"name":"{name}"}}}}"#
             ));
@@ -230,7 +240,7 @@ impl Tracer {
 
     /// A worker started `job` (its queue wait ends here).
     pub(crate) fn job_started(&self, job: &JobInfo) {
-        let tid = self.worker_tid();
+        let tid = self.worker_tid(job);
         let (submitted, started) = (
             self.micros(job.submitted),
             self.micros(job.started.unwrap_or_else(Instant::now)),
@@ -253,7 +263,7 @@ impl Tracer {
 
     /// A worker finished `job` (returned or panicked).
     pub(crate) fn job_finished(&self, job: &JobInfo) {
-        let tid = self.worker_tid();
+        let tid = self.worker_tid(job);
         let end = Instant::now();
         let started = job.started.unwrap_or(end);
         let (ts, dur) = (
