@@ -606,17 +606,25 @@ fn a_trace_gives_each_worker_process_a_track_with_arrows_from_submit_to_resume()
         let events: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
         let track = format!("worker process {pid}");
         assert!(
-            events.iter().any(|e| e["name"] == "thread_name" && e["args"]["name"] == *track),
+            events
+                .iter()
+                .any(|e| e["name"] == "thread_name" && e["args"]["name"] == *track),
             "a track named {track}"
         );
-        let jobs = events.iter().filter(|e| e["ph"] == "X" && e["cat"] == "job").count();
+        let jobs = events
+            .iter()
+            .filter(|e| e["ph"] == "X" && e["cat"] == "job")
+            .count();
         assert_eq!(jobs, 2, "both calls drawn on it");
         for phase in ["s", "f"] {
             let arrows = events
                 .iter()
                 .filter(|e| e["ph"] == phase && e["cat"] == "job")
                 .count();
-            assert_eq!(arrows, 2, "an arrow from each submit to its resume ({phase})");
+            assert_eq!(
+                arrows, 2,
+                "an arrow from each submit to its resume ({phase})"
+            );
         }
     });
 }

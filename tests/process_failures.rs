@@ -1176,7 +1176,6 @@ oneloop_process::process_fn! {
 }
 
 #[test]
-#[ignore = "bug: ONELOOP_PROCESS_WORKER stays in the worker's environment: a program the function starts becomes a worker and exits 0 silently"]
 fn a_program_a_function_starts_runs_as_itself_not_as_a_worker() {
     hang_guard(|| {
         let pool = ProcessPool::new(1).unwrap();
@@ -1191,7 +1190,6 @@ fn a_program_a_function_starts_runs_as_itself_not_as_a_worker() {
 }
 
 #[test]
-#[ignore = "bug: a cancelled queued call keeps its room in the bounded queue until a worker is free, so the next call is refused"]
 fn a_queued_call_cancelled_gives_its_room_in_the_bounded_queue_back() {
     hang_guard(|| {
         let markers = Markers::new("room-back");
@@ -1291,7 +1289,6 @@ oneloop_process::process_fn! {
 }
 
 #[test]
-#[ignore = "bug: the worker's panic hook keeps a call's panic message for the reply only; when the panic becomes an abort the message is lost"]
 fn a_panic_that_becomes_an_abort_leaves_its_message_in_the_death_report() {
     hang_guard(|| {
         let pool = ProcessPool::new(1).unwrap();

@@ -27,6 +27,8 @@ extern "C" fn worker_entry() {
     let Some(settings) = std::env::var_os(crate::worker::WORKER_ENV) else {
         return; // not a worker: the program runs as usual
     };
+    // Programs the worker's functions start must not inherit the role.
+    forget_role();
     // A panic outside any call (the worker loop itself) was printed by the worker's hook.
     let code = std::panic::catch_unwind(|| crate::worker::run(&settings)).unwrap_or(101);
     std::process::exit(code);
@@ -42,6 +44,20 @@ extern "C" fn worker_entry() {
 #[allow(unsafe_code)]
 #[unsafe(link_section = ".init_array")]
 static WORKER_ENTRY: extern "C" fn() = worker_entry;
+
+/// Removes the worker's settings from its environment, so that a program one of its
+/// functions starts (this same binary, say) runs as itself, not as a worker.
+#[allow(unsafe_code)]
+fn forget_role() {
+    for name in [crate::worker::WORKER_ENV, crate::worker::INITIALIZER_ENV] {
+        // SAFETY: `remove_var` is unsafe because another thread could read or write the
+        // environment at the same time. None can: this runs in the loader's constructor
+        // call, before `main`, in a process just exec'd by its parent, which has no other
+        // thread yet (the worker starts none before this, and a constructor of another
+        // library that started one would be a program no process pool can serve).
+        unsafe { std::env::remove_var(name) };
+    }
+}
 
 /// Keeps the constructor's object file in the link: called when a pool is built.
 pub(crate) fn keep_entry() {

@@ -7,6 +7,7 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, ready};
 
 use oneloop_pool::JobError;
@@ -87,9 +88,11 @@ impl<R> ProcessCall<R> {
         match &mut self.inner {
             Inner::Queued { call, shared } => {
                 let queued = call.cancel();
-                if !queued {
-                    shared.notify(); // the supervisor decides what becomes of it
+                if queued {
+                    // Its room in a bounded queue goes back at the supervisor's next turn.
+                    shared.cancelled_queued.store(true, Ordering::Release);
                 }
+                shared.notify(); // the supervisor decides what becomes of a running one
                 queued
             }
             Inner::WaitingForRoom { pending, .. } => {

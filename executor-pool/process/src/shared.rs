@@ -4,11 +4,11 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use oneloop_pool::JobError;
 use oneloop_pool::semaphore::{OwnedSemaphorePermit, Semaphore};
+use oneloop_pool::{JobError, wake};
 use parking_lot::{Condvar, Mutex};
 
 use crate::call::Call;
@@ -24,6 +24,9 @@ pub(crate) struct Shared {
     /// Room in the bounded queue: a queued call holds a permit until a worker takes it.
     pub(crate) admission: Option<Arc<Semaphore>>,
     next_id: AtomicU64,
+    /// A queued call was cancelled: the supervisor drops it from the queue (and gives its
+    /// room in a bounded queue back) on its next turn, not when a worker is next free.
+    pub(crate) cancelled_queued: AtomicBool,
     /// Set by the supervisor when it has stopped (every call resolved, every worker
     /// reaped), with the report of what a timed shutdown killed; waited on by `shutdown`.
     pub(crate) stopped: Mutex<Option<Vec<String>>>,
@@ -72,6 +75,17 @@ impl Pending {
     }
 }
 
+impl Drop for Pending {
+    /// Gives the call's room in a bounded queue back. That wakes a caller waiting for
+    /// room, whose waker is user code: a panic there is contained, since whoever drops a
+    /// pending call (the supervisor, a shutdown) must carry on.
+    fn drop(&mut self) {
+        if let Some(permit) = self.permit.take() {
+            wake::contain(wake::catch(|| drop(permit)));
+        }
+    }
+}
+
 impl Shared {
     pub(crate) fn new(config: Config, waker: mio::Waker) -> Self {
         let admission = config
@@ -83,6 +97,7 @@ impl Shared {
             waker,
             admission,
             next_id: AtomicU64::new(1),
+            cancelled_queued: AtomicBool::new(false),
             stopped: Mutex::new(None),
             stopped_signal: Condvar::new(),
         }

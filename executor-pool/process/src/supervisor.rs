@@ -22,6 +22,7 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -208,6 +209,10 @@ impl Supervisor {
             self.queue.extend(inbox.calls.drain(..));
             (inbox.shutdown, inbox.broken.is_some())
         };
+        if self.shared.cancelled_queued.swap(false, Ordering::AcqRel) {
+            // Cancelled calls leave the queue now, and their room with them.
+            self.queue.retain(|pending| !pending.call.is_done());
+        }
         if broken || mode == Some(Mode::Now) {
             let error = if broken {
                 JobError::Broken
@@ -436,10 +441,10 @@ impl Supervisor {
                     break Some((pending, crash_key));
                 }
             };
-            let Some((pending, crash_key)) = next else {
+            let Some((mut pending, crash_key)) = next else {
                 return;
             };
-            let (args, file) = Payload::of(pending.args);
+            let (args, file) = Payload::of(std::mem::take(&mut pending.args));
             let message = ToWorker::Call {
                 id: pending.call.id,
                 key: pending.call.key.to_owned(),
@@ -453,12 +458,12 @@ impl Supervisor {
             }
             worker.out_file = file;
             worker.running = Some(Running {
-                call: pending.call,
+                call: pending.call.clone(),
                 deadline: pending.timeout.and_then(|timeout| now.checked_add(timeout)),
                 crash_key,
             });
             worker.flush();
-            // `pending.permit` drops here: its room in the bounded queue is free again.
+            // `pending` drops here: its room in the bounded queue is free again.
         }
     }
 

@@ -56,8 +56,12 @@ pub(crate) enum Outcome {
 /// Encoded bytes: in the frame, or in a memory file sent with it.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Payload {
-    Inline(Vec<u8>),
-    InFile { len: u64 },
+    /// In the frame, as one byte string (not a sequence of numbers, which serde would
+    /// encode byte by byte).
+    Inline(#[serde(with = "serde_bytes")] Vec<u8>),
+    InFile {
+        len: u64,
+    },
 }
 
 impl Payload {

@@ -191,6 +191,19 @@ fn note_panic(info: &PanicHookInfo<'_>) {
     }
     let message = oneloop_pool::panic_message(info.payload());
     let location = info.location().map(|at| at.to_string()).unwrap_or_default();
+    // A panic that cannot come back as a reply (the process aborts next: a build with
+    // `panic = "abort"`, or a second panic while the first unwinds) leaves its words on
+    // stderr, which the parent keeps for the worker's death report.
+    let pending = LAST_PANIC
+        .try_with(|last| last.borrow().clone())
+        .ok()
+        .flatten();
+    if cfg!(panic = "abort") || pending.is_some() {
+        if let Some((first, at)) = &pending {
+            eprintln!("oneloop-process: the call panicked at {at}: {first}");
+        }
+        eprintln!("oneloop-process: the call panicked at {location}: {message}");
+    }
     let _ = LAST_PANIC.try_with(|last| *last.borrow_mut() = Some((message, location)));
 }
 
