@@ -1,6 +1,9 @@
 //! oneloop vs tokio, side by side: every workload (see `workloads/mod.rs`) runs on both
 //! runtimes in the same run, alternating, and the medians' ratios (oneloop ÷ tokio) are
-//! printed as one table and written to `benches/RESULTS.md`.
+//! printed as one table and written to `benches/RESULTS.md`. W9 (`workloads/process.rs`)
+//! has a table of its own: oneloop's process pool beside CPython's `ProcessPoolExecutor`
+//! (`python3` runs `python/process_pool.py`; the rows say SKIPPED without it), with
+//! oneloop's thread pool in a last column.
 //!
 //! Full run: `cargo bench --bench compare` (5 rounds). Quick run, under 5 minutes on 2
 //! cores: `cargo bench --bench compare -- --quick` (1 round).
@@ -8,18 +11,22 @@
 #[path = "workloads/mod.rs"]
 mod workloads;
 
+#[path = "workloads/process.rs"]
+mod process_pools;
+
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use workloads::*;
 
-/// One line of the table.
+/// One line of a table.
 struct Row {
     workload: &'static str,
     measure: &'static str,
     oneloop: f64,
     tokio: f64,
-    /// oneloop ÷ tokio (or oneloop's own value, when `tokio` is NaN).
+    /// oneloop ÷ tokio (or oneloop's own value, when `tokio` is NaN; NaN when the other
+    /// side was skipped).
     ratio: f64,
     target: &'static str,
     met: bool,
@@ -33,7 +40,7 @@ fn main() {
     maybe_run_echo_client();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
-    // Names (`W1` … `W8`) to run only those; none runs all. cargo passes `--bench` too.
+    // Names (`W1` … `W9`) to run only those; none runs all. cargo passes `--bench` too.
     let only: Vec<&str> = args
         .iter()
         .filter(|a| !a.starts_with("--"))
@@ -292,20 +299,165 @@ fn main() {
         println!("  W7 done");
     }
 
+    // W9: process pools.
+    let mut process_rows = Vec::new();
+    let mut python_about = String::new();
+    if want("W9") {
+        process_rows = w9(rounds, &mut python_about);
+        println!("  W9 done");
+    }
+
     let table = render(&rows);
     println!("\n{table}");
-    let page = format!(
+    let mut page = format!(
         "# oneloop vs tokio\n\nMeasured by `cargo bench --bench compare{}` on a {cores}-core machine \
          ({rounds} round(s) per workload, alternating the runtimes; medians). Ratios are \
          oneloop ÷ tokio. Workloads are defined in `benches/workloads/mod.rs`.\n\n{table}",
         if quick { " -- --quick" } else { "" }
     );
+    if !process_rows.is_empty() {
+        let table = render_processes(&process_rows);
+        println!("W9 against {python_about}\n\n{table}");
+        let _ = write!(
+            page,
+            "\n## Process pools: oneloop vs CPython\n\nW9 (`benches/workloads/process.rs`), \
+             against {python_about}, {} workers on every side, pools warmed before the clock \
+             starts. Ratios are oneloop ÷ CPython; the last column is the same work on \
+             oneloop's thread pool, for what the process boundary costs.\n\n{table}",
+            process_pools::WORKERS
+        );
+    }
     if !only.is_empty() {
         return; // a partial run does not replace the recorded table
     }
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/RESULTS.md");
     std::fs::write(path, page).expect("write RESULTS.md");
     println!("written to {path}");
+}
+
+/// W9's rounds, alternating oneloop's process pool, CPython's (when `python3` is there) and
+/// oneloop's thread pool; its rows, and what it ran CPython as in `about`.
+fn w9(rounds: usize, about: &mut String) -> Vec<ProcessRow> {
+    use process_pools as p;
+    let python = p::Python::find();
+    *about = match &python {
+        Ok(python) => format!("CPython ({})", python.about),
+        Err(why) => format!("CPython: {why}"),
+    };
+    println!("  W9 against {about}");
+    let python = python.ok();
+    let mut rows = Vec::new();
+    // The CPython side, or NaN (SKIPPED) without python3.
+    let py = |f: &dyn Fn(&p::Python) -> f64| python.as_ref().map_or(f64::NAN, f);
+
+    // Round trip: chunks of 2,000 calls, interleaved as W1's are, each with a fresh pool.
+    let calls = 2_000;
+    let (mut o50, mut o99, mut c50, mut c99, mut t50, mut t99) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    for _ in 0..rounds * 3 {
+        let mut o = p::round_trip_processes(calls);
+        o50.push(micros(percentile(&mut o, 0.5)));
+        o99.push(micros(percentile(&mut o, 0.99)));
+        let (median, p99) = python
+            .as_ref()
+            .map_or((f64::NAN, f64::NAN), |py| py.round_trip(calls));
+        c50.push(median);
+        c99.push(p99);
+        let mut t = p::round_trip_threads(calls);
+        t50.push(micros(percentile(&mut t, 0.5)));
+        t99.push(micros(percentile(&mut t, 0.99)));
+    }
+    rows.push(ProcessRow {
+        row: row(
+            "W9 process call round trip (u64)",
+            "median µs",
+            median(&mut o50),
+            median(&mut c50),
+            "≤ 0.2",
+            |r| r <= 0.2,
+        ),
+        threads: median(&mut t50),
+    });
+    rows.push(ProcessRow {
+        row: row(
+            "W9 process call round trip (u64)",
+            "p99 µs",
+            median(&mut o99),
+            median(&mut c99),
+            "-",
+            |_| true,
+        ),
+        threads: median(&mut t99),
+    });
+
+    // Throughput: all submitted, then all awaited.
+    let calls = 20_000;
+    let (mut o, mut c, mut t) = (vec![], vec![], vec![]);
+    for _ in 0..rounds {
+        o.push(p::throughput_processes(calls));
+        c.push(py(&|py| py.throughput(calls)));
+        t.push(p::throughput_threads(calls));
+    }
+    rows.push(ProcessRow {
+        row: row(
+            "W9 process call throughput (20k u64)",
+            "calls/s",
+            median(&mut o),
+            median(&mut c),
+            "≥ 5",
+            |r| r >= 5.0,
+        ),
+        threads: median(&mut t),
+    });
+
+    // 16 MiB there and back: 5 calls per round and side, the median of each.
+    let (size, calls) = (16 << 20, 5);
+    let ms = |mut times: Vec<Duration>| micros(percentile(&mut times, 0.5)) / 1e3;
+    let (mut vec, mut bytes, mut c, mut t, mut copy) = (vec![], vec![], vec![], vec![], vec![]);
+    for _ in 0..rounds {
+        vec.push(ms(p::big_processes(size, calls, false)));
+        bytes.push(ms(p::big_processes(size, calls, true)));
+        c.push(py(&|py| py.big(size, calls)));
+        t.push(ms(p::big_threads(size, calls)));
+        copy.push(ms(p::memcpy(size, calls)));
+    }
+    let (bytes, copy, t) = (median(&mut bytes), median(&mut copy), median(&mut t));
+    let c = median(&mut c);
+    rows.push(ProcessRow {
+        row: row(
+            "W9 16 MiB there and back, `Vec<u8>`",
+            "ms",
+            median(&mut vec),
+            c,
+            "-",
+            |_| true,
+        ),
+        threads: t,
+    });
+    rows.push(ProcessRow {
+        row: row(
+            "W9 16 MiB there and back, as bytes",
+            "ms",
+            bytes,
+            c,
+            "-",
+            |_| true,
+        ),
+        threads: t,
+    });
+    rows.push(ProcessRow {
+        row: Row {
+            workload: "W9 16 MiB as bytes vs memcpy of 2 × 16 MiB",
+            measure: "ms",
+            oneloop: bytes,
+            tokio: copy,
+            ratio: bytes / copy,
+            target: "≤ 2 (vs the copy)",
+            met: bytes / copy <= 2.0,
+        },
+        threads: f64::NAN,
+    });
+    rows
 }
 
 fn row(
@@ -328,31 +480,68 @@ fn row(
     }
 }
 
+/// A line of W9's table: a [`Row`] whose `tokio` is CPython's figure (or, on the memcpy
+/// line, the copy's), and the same work on oneloop's thread pool.
+struct ProcessRow {
+    row: Row,
+    threads: f64,
+}
+
 fn render(rows: &[Row]) -> String {
     let mut out = String::from(
         "| workload | measure | oneloop | tokio | ratio | target | met |\n|---|---|---:|---:|---:|---|:-:|\n",
     );
     for r in rows {
-        let num = |v: f64| {
-            if v.is_nan() {
-                "-".to_owned()
-            } else if v.abs() >= 1000.0 {
-                format!("{v:.0}")
-            } else {
-                format!("{v:.2}")
-            }
-        };
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} | {:.2} | {} | {} |",
-            r.workload,
-            r.measure,
-            num(r.oneloop),
-            num(r.tokio),
-            r.ratio,
-            r.target,
-            if r.met { "yes" } else { "**no**" }
-        );
+        let _ = writeln!(out, "{} |", cells(r));
     }
     out
+}
+
+fn render_processes(rows: &[ProcessRow]) -> String {
+    let mut out = String::from(
+        "| workload | measure | oneloop ProcessPool | CPython ProcessPoolExecutor | ratio | target | met | oneloop ThreadPool |\n\
+         |---|---|---:|---:|---:|---|:-:|---:|\n",
+    );
+    for r in rows {
+        let _ = writeln!(out, "{} | {} |", cells(&r.row), num(r.threads));
+    }
+    out
+}
+
+/// A row's cells up to `met`, without the closing `|`. A NaN ratio means the other side
+/// was skipped.
+fn cells(r: &Row) -> String {
+    let met = if r.ratio.is_nan() {
+        "skipped"
+    } else if r.met {
+        "yes"
+    } else {
+        "**no**"
+    };
+    format!(
+        "| {} | {} | {} | {} | {} | {} | {}",
+        r.workload,
+        r.measure,
+        num(r.oneloop),
+        num(r.tokio),
+        if r.ratio.is_nan() {
+            "-".to_owned()
+        } else {
+            format!("{:.2}", r.ratio)
+        },
+        r.target,
+        met
+    )
+}
+
+fn num(v: f64) -> String {
+    if v.is_nan() {
+        "-".to_owned()
+    } else if v.abs() >= 1000.0 {
+        format!("{v:.0}")
+    } else if v != 0.0 && v.abs() < 0.01 {
+        format!("{v:.4}") // W9's thread pool moves 16 MiB in µs: 0.00 ms would hide it
+    } else {
+        format!("{v:.2}")
+    }
 }
