@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::task::Waker;
 use std::time::Instant;
 
+use oneloop_pool::semaphore::OwnedSemaphorePermit;
 use oneloop_pool::wake;
 use oneloop_pool::{JobError, JobInfo, JobObserver, WorkerDeath};
 use parking_lot::{Mutex, MutexGuard};
@@ -40,6 +41,9 @@ pub(crate) struct State {
     waker: Option<Waker>,
     /// When a worker took it, and which (its pid).
     started: Option<(Instant, u32)>,
+    /// Its room in a bounded queue, while it is queued: given back when a worker takes
+    /// it, or at once when it is cancelled or resolved without running.
+    room: Option<OwnedSemaphorePermit>,
 }
 
 enum Phase {
@@ -64,6 +68,7 @@ impl Call {
                 abandoned: false,
                 waker: None,
                 started: None,
+                room: None,
             }),
         };
         call.observe(|observer, info| observer.submitted(info));
@@ -92,17 +97,31 @@ impl Call {
         }
     }
 
+    /// The call holds `room` while it is queued (see `State::room`).
+    pub(crate) fn hold_room(&self, room: OwnedSemaphorePermit) {
+        let refused = {
+            let mut state = self.state.lock();
+            match state.phase {
+                Phase::Queued => state.room.replace(room),
+                _ => Some(room), // already resolved: nothing to hold it for
+            }
+        };
+        give_back(refused);
+    }
+
     /// The supervisor hands the call to worker `pid`; false if it was cancelled meanwhile
     /// (it must not run).
     pub(crate) fn start(&self, pid: u32) -> bool {
-        {
+        let room = {
             let mut state = self.state.lock();
             if !matches!(state.phase, Phase::Queued) {
                 return false;
             }
             state.phase = Phase::Running;
             state.started = Some((Instant::now(), pid));
-        }
+            state.room.take()
+        };
+        give_back(room);
         self.observe(|observer, info| observer.started(info));
         true
     }
@@ -124,15 +143,16 @@ impl Call {
             Err(JobError::Panicked(message)) => Some(message.clone()),
             _ => None,
         };
-        let (waker, ran, abandoned) = {
+        let (waker, ran, abandoned, room) = {
             let mut state = self.state.lock();
             if matches!(state.phase, Phase::Done(_) | Phase::Taken) {
                 return;
             }
             let ran = matches!(state.phase, Phase::Running);
             state.phase = Phase::Done(result);
-            (state.waker.take(), ran, state.abandoned)
+            (state.waker.take(), ran, state.abandoned, state.room.take())
         };
+        give_back(room);
         match (ran, unseen_panic) {
             (true, Some(message)) if abandoned => {
                 self.observe(|observer, info| observer.unobserved_panic(info, &message));
@@ -151,20 +171,22 @@ impl Call {
     /// a running one is marked abandoned (the supervisor kills its worker if the pool says
     /// so). Returns whether the call was still queued.
     pub(crate) fn cancel(&self) -> bool {
-        let queued = {
+        let (queued, room) = {
             let mut state = self.state.lock();
             match state.phase {
                 Phase::Queued => {
                     state.phase = Phase::Done(Err(JobError::Cancelled));
-                    true
+                    (true, state.room.take())
                 }
                 Phase::Running => {
                     state.abandoned = true;
-                    false
+                    (false, None)
                 }
-                Phase::Done(_) | Phase::Taken => false,
+                Phase::Done(_) | Phase::Taken => (false, None),
             }
         };
+        // Its room goes back now: the next call finds it.
+        give_back(room);
         if queued {
             self.observe(|observer, info| observer.cancelled(info));
         }
@@ -192,5 +214,14 @@ impl State {
                 Err(&mut self.waker)
             }
         }
+    }
+}
+
+/// Gives a call's room in a bounded queue back (outside the call's lock). That wakes a
+/// caller waiting for room, whose waker is user code: a panic there is contained, since
+/// whoever gives it back (a supervisor, a canceller) must carry on.
+fn give_back(room: Option<OwnedSemaphorePermit>) {
+    if let Some(room) = room {
+        wake::contain(wake::catch(|| drop(room)));
     }
 }

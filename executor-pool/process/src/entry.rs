@@ -27,10 +27,12 @@ extern "C" fn worker_entry() {
     let Some(settings) = std::env::var_os(crate::worker::WORKER_ENV) else {
         return; // not a worker: the program runs as usual
     };
+    let initializer = std::env::var_os(crate::worker::INITIALIZER_ENV);
     // Programs the worker's functions start must not inherit the role.
     forget_role();
     // A panic outside any call (the worker loop itself) was printed by the worker's hook.
-    let code = std::panic::catch_unwind(|| crate::worker::run(&settings)).unwrap_or(101);
+    let run = || crate::worker::run(&settings, initializer.as_deref());
+    let code = std::panic::catch_unwind(run).unwrap_or(101);
     std::process::exit(code);
 }
 

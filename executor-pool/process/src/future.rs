@@ -143,7 +143,10 @@ impl<R: DeserializeOwned> Future for ProcessCall<R> {
                             let call = pending.call.clone();
                             match shared.enqueue(pending.with_permit(permit)) {
                                 Ok(()) => Inner::Queued { call, shared },
-                                Err(error) => Inner::Settled(Some(Err(error))),
+                                Err(error) => {
+                                    call.resolve(Err(error.clone())); // gives its room back
+                                    Inner::Settled(Some(Err(error)))
+                                }
                             }
                         }
                         Err(_closed) => Inner::Settled(Some(Err(JobError::Shutdown))),

@@ -59,13 +59,31 @@ pub(crate) fn recv(
     buffer: &mut [u8],
     fds: &mut VecDeque<OwnedFd>,
 ) -> io::Result<usize> {
+    recv_with(socket, buffer, fds, RecvFlags::empty())
+}
+
+/// [`recv`] that never blocks: `WouldBlock` when nothing has arrived.
+pub(crate) fn try_recv(
+    socket: impl AsFd,
+    buffer: &mut [u8],
+    fds: &mut VecDeque<OwnedFd>,
+) -> io::Result<usize> {
+    recv_with(socket, buffer, fds, RecvFlags::DONTWAIT)
+}
+
+fn recv_with(
+    socket: impl AsFd,
+    buffer: &mut [u8],
+    fds: &mut VecDeque<OwnedFd>,
+    flags: RecvFlags,
+) -> io::Result<usize> {
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(4))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
     let received = rustix::net::recvmsg(
         socket,
         &mut [IoSliceMut::new(buffer)],
         &mut control,
-        RecvFlags::CMSG_CLOEXEC,
+        RecvFlags::CMSG_CLOEXEC | flags,
     )?;
     for message in control.drain() {
         if let RecvAncillaryMessage::ScmRights(received) = message {

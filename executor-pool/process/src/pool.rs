@@ -134,7 +134,6 @@ impl ProcessPool {
             call: call.clone(),
             args: encoded,
             timeout,
-            permit: None,
         };
         let Some(slots) = &self.shared.admission else {
             return self.enqueued(call, pending);
@@ -168,7 +167,10 @@ impl ProcessPool {
     fn enqueued<R>(&self, call: Arc<Call>, pending: Pending) -> ProcessCall<R> {
         match self.shared.enqueue(pending) {
             Ok(()) => ProcessCall::queued(call, self.shared.clone()),
-            Err(error) => ProcessCall::settled(Err(error)),
+            Err(error) => {
+                call.resolve(Err(error.clone())); // gives its room back
+                ProcessCall::settled(Err(error))
+            }
         }
     }
 

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use oneloop_pool::JobError;
 use oneloop_pool::semaphore::{OwnedSemaphorePermit, Semaphore};
-use oneloop_pool::{JobError, wake};
 use parking_lot::{Condvar, Mutex};
 
 use crate::call::Call;
@@ -64,25 +64,13 @@ pub(crate) struct Pending {
     pub(crate) args: Vec<u8>,
     /// How long it may run.
     pub(crate) timeout: Option<Duration>,
-    /// Its room in a bounded queue, given back when a worker takes it.
-    pub(crate) permit: Option<OwnedSemaphorePermit>,
 }
 
 impl Pending {
-    pub(crate) fn with_permit(mut self, permit: OwnedSemaphorePermit) -> Self {
-        self.permit = Some(permit);
+    /// The call holds `permit`, its room in a bounded queue, until it leaves the queue.
+    pub(crate) fn with_permit(self, permit: OwnedSemaphorePermit) -> Self {
+        self.call.hold_room(permit);
         self
-    }
-}
-
-impl Drop for Pending {
-    /// Gives the call's room in a bounded queue back. That wakes a caller waiting for
-    /// room, whose waker is user code: a panic there is contained, since whoever drops a
-    /// pending call (the supervisor, a shutdown) must carry on.
-    fn drop(&mut self) {
-        if let Some(permit) = self.permit.take() {
-            wake::contain(wake::catch(|| drop(permit)));
-        }
     }
 }
 

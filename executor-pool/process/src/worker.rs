@@ -68,7 +68,7 @@ thread_local! {
 }
 
 /// The worker's life; returns its exit code.
-pub(crate) fn run(settings: &OsStr) -> i32 {
+pub(crate) fn run(settings: &OsStr, initializer: Option<&OsStr>) -> i32 {
     let Some(settings) = Settings::parse(settings) else {
         eprintln!("oneloop-process: unreadable worker settings {settings:?}");
         return 2;
@@ -99,7 +99,7 @@ pub(crate) fn run(settings: &OsStr) -> i32 {
         }
     };
     panic::set_hook(Box::new(note_panic));
-    if let Some(key) = std::env::var_os(INITIALIZER_ENV) {
+    if let Some(key) = initializer {
         let key = key.to_string_lossy();
         let (outcome, _) = run_call(&key, &[]);
         let failure = match outcome {
