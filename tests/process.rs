@@ -288,13 +288,16 @@ fn many_calls_with_crashes_and_timeouts_each_resolve_once_and_leave_nothing_behi
     }
     hang_guard(|| {
         let before = children();
+        let descriptors = || std::fs::read_dir("/proc/self/fd").unwrap().count();
+        let fds_before = descriptors();
         let pool = ProcessPool::builder()
             .workers(2)
-            .timeout(Duration::from_millis(200))
+            .timeout(Duration::from_millis(100))
             .quarantine_after(u32::MAX)
             .build()
             .unwrap();
-        let calls: Vec<_> = (0..200u64)
+        // 1,000 calls: 5 % crash their worker, 5 % run past their timeout.
+        let calls: Vec<_> = (0..1000u64)
             .map(|i| match i % 20 {
                 0 => (i, "exit", pool.call(exits, 1)),
                 1 => (i, "timeout", pool.call(spins_forever, ())),
@@ -313,9 +316,13 @@ fn many_calls_with_crashes_and_timeouts_each_resolve_once_and_leave_nothing_behi
                 (kind, other) => panic!("call {i} ({kind}) ended as {other:?}"),
             }
         }
-        assert_eq!((ok, died, timed_out), (180, 10, 10));
+        assert_eq!((ok, died, timed_out), (900, 50, 50));
+        // The pool kept its two workers through it all.
+        let live: HashSet<u32> = children().difference(&before).copied().collect();
+        assert_eq!(live.len(), 2, "worker count constant: {live:?}");
         drop(pool);
         assert_eq!(children(), before, "no worker and no zombie left");
+        assert_eq!(descriptors(), fds_before, "descriptors back to baseline");
     });
 }
 
