@@ -339,23 +339,39 @@ fn a_result_that_fails_to_decode_here_fails_as_a_result_error_and_the_worker_liv
 
 /// What the type's own `Serialize` or `Deserialize` said is what a user needs to fix it.
 #[test]
-#[ignore = "bug: serde's error text is lost at every stage (postcard's Error::custom keeps no message): the caller sees only \"Serde Deserialization Error\""]
-fn a_serde_errors_own_message_reaches_the_caller_at_every_stage() {
+fn a_serde_errors_own_message_reaches_the_caller_when_encoding_fails() {
     hang_guard(|| {
         let pool = ProcessPool::new(1).unwrap();
         let errors = [
             block_on(pool.call(takes_fails_encoding, FailsEncoding(Fail::Error))).unwrap_err(),
-            block_on(pool.call(takes_fails_decoding, FailsDecoding(Fail::Error))).unwrap_err(),
             block_on(pool.call(returns_fails_encoding, Fail::Error)).unwrap_err(),
+        ];
+        for error in errors {
+            assert!(
+                error.to_string().contains("encoding refuses"),
+                "lost: {error:?}"
+            );
+        }
+    });
+}
+
+/// The same when decoding fails (in the worker, or here): postcard's decoder keeps no
+/// text of a type's own error, and the bytes cannot be decoded again with a format that
+/// would.
+#[test]
+#[ignore = "limitation: postcard's decoder keeps no text for a Deserialize impl's own error (Error::custom)"]
+fn a_serde_errors_own_message_reaches_the_caller_when_decoding_fails() {
+    hang_guard(|| {
+        let pool = ProcessPool::new(1).unwrap();
+        let errors = [
+            block_on(pool.call(takes_fails_decoding, FailsDecoding(Fail::Error))).unwrap_err(),
             block_on(pool.call(returns_fails_decoding, Fail::Error)).unwrap_err(),
         ];
-        for (error, said) in errors.iter().zip([
-            "encoding refuses",
-            "decoding refuses",
-            "encoding refuses",
-            "decoding refuses",
-        ]) {
-            assert!(error.to_string().contains(said), "{said:?} lost: {error:?}");
+        for error in errors {
+            assert!(
+                error.to_string().contains("decoding refuses"),
+                "lost: {error:?}"
+            );
         }
     });
 }

@@ -102,8 +102,22 @@ pub fn run_encoded<A: DeserializeOwned, R: Serialize>(
     let args = postcard::from_bytes(input)
         .map_err(|e| Encoding::Arguments(format!("the worker cannot decode them: {e}")))?;
     let result = f(args);
-    postcard::to_allocvec(&result)
-        .map_err(|e| Encoding::Result(format!("the worker cannot encode it: {e}")))
+    postcard::to_allocvec(&result).map_err(|e| {
+        let why = encoding_error(&result, e);
+        Encoding::Result(format!("the worker cannot encode it: {why}"))
+    })
+}
+
+/// What went wrong encoding `value`. postcard keeps no text for a type's own error
+/// (`serde::ser::Error::custom`), which is what the user needs to fix it: that one is
+/// found again by encoding the value with a format that keeps it (into nothing).
+pub(crate) fn encoding_error<T: Serialize>(value: &T, error: postcard::Error) -> String {
+    if matches!(error, postcard::Error::SerdeSerCustom)
+        && let Err(own) = serde_json::to_writer(std::io::sink(), value)
+    {
+        return own.to_string();
+    }
+    error.to_string()
 }
 
 /// The registered function with this key, if the binary has one.

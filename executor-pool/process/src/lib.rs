@@ -56,6 +56,10 @@
 //! | its result could not be encoded, or decoded here | `JobError::Result` |
 //! | the same call crashed its worker N times in a row | `JobError::Quarantined` |
 //! | workers cannot start (N in a row died before they were ready) | `JobError::Broken` ([`ProcessPool::broken`] says why) |
+//!
+//! A type whose `Serialize` fails says why in the error (its own message). One whose
+//! `Deserialize` fails is only reported as a decoding error: postcard's decoder keeps no
+//! text for a type's own error.
 //! | the queue is full, overflow `Reject` | `JobError::Rejected` |
 //! | the pool was shut down | `JobError::Shutdown` |
 //!

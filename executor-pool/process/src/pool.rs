@@ -125,7 +125,11 @@ impl ProcessPool {
         let encoded = match postcard::to_allocvec(&args) {
             Ok(encoded) => encoded,
             Err(e) => {
-                let message = format!("the arguments of {} cannot be encoded: {e}", function.key());
+                let why = crate::function::encoding_error(&args, e);
+                let message = format!(
+                    "the arguments of {} cannot be encoded: {why}",
+                    function.key()
+                );
                 return ProcessCall::settled(Err(JobError::Arguments(message)));
             }
         };
@@ -149,7 +153,8 @@ impl ProcessPool {
                     let ran = catch_unwind(AssertUnwindSafe(|| function.call_here(args)));
                     ProcessCall::settled(match ran {
                         Ok(value) => postcard::to_allocvec(&value).map_err(|e| {
-                            JobError::Result(format!("the result cannot be encoded: {e}"))
+                            let why = crate::function::encoding_error(&value, e);
+                            JobError::Result(format!("the result cannot be encoded: {why}"))
                         }),
                         Err(payload) => {
                             Err(JobError::Panicked(oneloop_pool::panic_message(&*payload)))
