@@ -413,7 +413,6 @@ oneloop_process::process_fn! {
 }
 
 #[test]
-#[ignore = "bug: the worker loop runs before main, where std's stack-overflow handler is not installed: a plain SIGSEGV, no message"]
 fn a_stack_overflow_kills_only_its_worker_and_its_stderr_says_so() {
     hang_guard(|| {
         let pool = ProcessPool::new(1).unwrap();

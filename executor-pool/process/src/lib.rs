@@ -66,7 +66,8 @@
 //! # Layout
 //!
 //! - `function.rs`: [`ProcessFn`], [`process_fn!`], the registry.
-//! - `entry.rs`: the constructor that makes a process a worker; `worker.rs`: its loop.
+//! - `entry.rs`: the constructor that makes a process a worker; `worker.rs`: its loop;
+//!   `overflow.rs`: the handler that tells a stack overflow from other crashes.
 //! - `wire.rs`: the frames on the socket between parent and worker; `payload.rs`: large
 //!   arguments and results in sealed memory files, and the socket's sends and receives.
 //! - `config.rs`: the settings and [`CancelRunning`]; `builder.rs`: [`Builder`];
@@ -84,6 +85,7 @@ mod config;
 mod entry;
 mod function;
 mod future;
+mod overflow;
 mod payload;
 mod pool;
 mod shared;

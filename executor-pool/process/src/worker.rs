@@ -99,6 +99,7 @@ pub(crate) fn run(settings: &OsStr, initializer: Option<&OsStr>) -> i32 {
         }
     };
     panic::set_hook(Box::new(note_panic));
+    crate::overflow::install();
     if let Some(key) = initializer {
         let key = key.to_string_lossy();
         let (outcome, _) = run_call(&key, &[]);
