@@ -635,3 +635,35 @@ fn a_trace_gives_each_worker_process_a_track_with_arrows_from_submit_to_resume()
         }
     });
 }
+
+#[test]
+fn a_crash_loop_with_no_call_answered_breaks_the_pool_with_the_reason() {
+    hang_guard(|| {
+        let pool = ProcessPool::builder()
+            .workers(2)
+            .quarantine_after(u32::MAX)
+            .build()
+            .unwrap();
+        // Different arguments each time: no single call is quarantined, yet every call
+        // kills its worker. After 32 in a row with none answered, the pool gives up.
+        let calls: Vec<_> = (0..40).map(|code| pool.call(exits, 10 + code)).collect();
+        let (mut died, mut broken) = (0, 0);
+        for call in calls {
+            match block_on(call) {
+                Err(JobError::WorkerDied(_)) => died += 1,
+                Err(JobError::Broken) => broken += 1,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(
+            died >= 32 && died + broken == 40,
+            "died {died}, broken {broken}"
+        );
+        let reason = pool.broken().expect("broken");
+        assert!(
+            reason.contains("crash loop") && reason.contains("exited with code"),
+            "{reason}"
+        );
+        assert_eq!(block_on(pool.call(add, (1, 1))), Err(JobError::Broken));
+    });
+}

@@ -47,6 +47,10 @@ const SOURCES: usize = 3;
 const STDERR_TAIL: usize = 4096;
 /// Workers that die before they are ready, in a row, before the pool is broken.
 const START_FAILURES: u32 = 3;
+/// Calls in a row that crash their worker, with no call answered in between, before the
+/// pool is broken: a crash loop (a native library that segfaults on every input, say)
+/// would otherwise start and kill workers for ever.
+const CRASH_LOOP: u32 = 32;
 /// The pause before trying again to start a worker after a start failed.
 const RESTART_PAUSE: Duration = Duration::from_millis(100);
 /// How long the last stage of a shutdown waits for workers to leave on their own after
@@ -78,6 +82,7 @@ pub(crate) fn start(config: Config) -> io::Result<(Arc<Shared>, thread::JoinHand
         killed: Vec::new(),
         last_failure: String::new(),
         last_answer: Instant::now(),
+        crashes_in_a_row: 0,
     };
     let handle = thread::Builder::new()
         .name("oneloop-process".to_owned())
@@ -115,6 +120,8 @@ struct Supervisor {
     last_failure: String,
     /// When a worker last answered a call (see `wait`).
     last_answer: Instant,
+    /// Calls that crashed their worker since a worker last answered one (`CRASH_LOOP`).
+    crashes_in_a_row: u32,
 }
 
 struct Worker {
@@ -448,10 +455,16 @@ impl Supervisor {
                 "{} worker processes in a row failed to start; the last: {}",
                 self.start_failures, self.last_failure
             );
-            self.shared.inbox.lock().broken = Some(reason);
-            for pending in self.queue.drain(..) {
-                pending.call.resolve(Err(JobError::Broken));
-            }
+            self.break_pool(reason);
+        }
+    }
+
+    /// The pool is broken: every queued and later call fails as `Broken`, and no worker
+    /// is started any more (those still running finish their calls).
+    fn break_pool(&mut self, reason: String) {
+        self.shared.inbox.lock().broken.get_or_insert(reason);
+        for pending in self.queue.drain(..) {
+            pending.call.resolve(Err(JobError::Broken));
         }
     }
 
@@ -535,6 +548,7 @@ impl Supervisor {
                     };
                     self.crashes.remove(&running.crash_key);
                     self.last_answer = Instant::now();
+                    self.crashes_in_a_row = 0;
                     let result = result_of(outcome, running.call.key, &mut worker.fds);
                     running.call.resolve(result);
                     worker.calls_served += 1;
@@ -599,6 +613,18 @@ impl Supervisor {
                 Some(CANCELLED) => JobError::Cancelled,
                 _ => {
                     if because.is_none() {
+                        self.crashes_in_a_row += 1;
+                        if self.crashes_in_a_row == CRASH_LOOP {
+                            let reason = format!(
+                                "a crash loop: {CRASH_LOOP} calls in a row crashed their worker \
+                                 process, none answered in {:.1?}; the last: {}",
+                                self.last_answer.elapsed(),
+                                JobError::WorkerDied(
+                                    death.clone().running(running.call.describe())
+                                )
+                            );
+                            self.break_pool(reason);
+                        }
                         *self.crashes.entry(running.crash_key).or_default() += 1;
                         if self.crashes.len() > 4096 {
                             self.crashes.clear(); // bounded memory; a loss of history only
