@@ -475,12 +475,19 @@ fn workers_whose_initializer_fails_break_the_pool_with_the_reason_and_nothing_ha
             .unwrap();
         let waiting: Vec<_> = (0..4).map(|i| pool.call(add, (i, 1))).collect();
         for call in waiting {
-            assert_eq!(block_on(call), Err(JobError::Broken));
+            let error = block_on(call).unwrap_err();
+            assert!(
+                matches!(&error, JobError::Broken(why) if why.contains("the model file is missing")),
+                "every waiting call learns why: {error:?}"
+            );
         }
         let reason = pool.broken().expect("broken");
         assert!(reason.contains("the model file is missing"), "{reason}");
         assert!(reason.contains("failing_initializer"), "{reason}");
-        assert_eq!(block_on(pool.call(add, (1, 1))), Err(JobError::Broken));
+        assert!(matches!(
+            block_on(pool.call(add, (1, 1))),
+            Err(JobError::Broken(_))
+        ));
         pool.shutdown(); // returns: nothing to wait for
     });
 }
@@ -651,7 +658,7 @@ fn a_crash_loop_with_no_call_answered_breaks_the_pool_with_the_reason() {
         for call in calls {
             match block_on(call) {
                 Err(JobError::WorkerDied(_)) => died += 1,
-                Err(JobError::Broken) => broken += 1,
+                Err(JobError::Broken(_)) => broken += 1,
                 other => panic!("{other:?}"),
             }
         }
@@ -664,6 +671,9 @@ fn a_crash_loop_with_no_call_answered_breaks_the_pool_with_the_reason() {
             reason.contains("crash loop") && reason.contains("exited with code"),
             "{reason}"
         );
-        assert_eq!(block_on(pool.call(add, (1, 1))), Err(JobError::Broken));
+        assert!(matches!(
+            block_on(pool.call(add, (1, 1))),
+            Err(JobError::Broken(_))
+        ));
     });
 }

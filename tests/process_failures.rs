@@ -7,6 +7,7 @@
 //! policies, large payloads cut off by a kill, shutdowns racing crashes, descriptors back
 //! to their count, and functions that misbehave toward the worker itself (its stdin, its
 //! stderr, its socket, SIGTERM). Sized for 2 cores; every test runs under a hang guard.
+//! (Long because the matrix and its edges share one set of fixtures: the failing types, the markers, the child-process runner.)
 
 mod util;
 

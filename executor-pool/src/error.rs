@@ -15,9 +15,10 @@ pub enum JobError {
     Cancelled,
     /// The pool had been shut down when the job was submitted: it never ran.
     Shutdown,
-    /// The pool lost its workers and could not replace them (asyncio's
-    /// `BrokenExecutor`): the job never ran, or its worker died under it.
-    Broken,
+    /// The pool cannot run jobs any more, for the reason given (asyncio's
+    /// `BrokenExecutor`): a thread pool lost every worker and could not start one again;
+    /// a process pool's workers cannot start, or crash in a loop. The job never ran.
+    Broken(String),
     /// The job's deadline passed before a worker could start it: it never ran.
     DeadlineExpired,
     /// The queue was full and the pool's overflow policy is `Reject`: the job never ran.
@@ -116,9 +117,7 @@ impl fmt::Display for JobError {
             JobError::Panicked(message) => write!(f, "job panicked: {message}"),
             JobError::Cancelled => f.write_str("job was cancelled before it started"),
             JobError::Shutdown => f.write_str("the pool was shut down before the job could run"),
-            JobError::Broken => {
-                f.write_str("the pool is broken: its workers died and could not be replaced")
-            }
+            JobError::Broken(reason) => write!(f, "the pool is broken: {reason}"),
             JobError::DeadlineExpired => f.write_str("the job's deadline passed before it started"),
             JobError::Rejected => {
                 f.write_str("the pool's queue was full (overflow policy: Reject)")

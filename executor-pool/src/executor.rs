@@ -110,13 +110,16 @@ pub enum RejectReason {
     Broken,
 }
 
+/// Why a thread pool is broken: the only way it gets there.
+pub(crate) const BROKEN: &str = "every worker thread died and none could be started again";
+
 impl RejectReason {
     /// The error a job's handle gets when the rejection is final.
     pub fn into_job_error(self) -> JobError {
         match self {
             RejectReason::Full | RejectReason::Busy => JobError::Rejected,
             RejectReason::Shutdown => JobError::Shutdown,
-            RejectReason::Broken => JobError::Broken,
+            RejectReason::Broken => JobError::Broken(BROKEN.to_owned()),
         }
     }
 }

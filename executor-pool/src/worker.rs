@@ -408,7 +408,7 @@ pub(crate) fn retry_orphans(shared: &Arc<Shared>) {
 fn break_pool(shared: &Shared) {
     shared.broken.store(true, Ordering::Release);
     shared.close_admission();
-    shared.drain(JobError::Broken);
+    shared.drain(JobError::Broken(crate::executor::BROKEN.to_owned()));
     shared.wake_all_workers();
 }
 

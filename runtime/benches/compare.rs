@@ -4,6 +4,7 @@
 //! has a table of its own: oneloop's process pool beside CPython's `ProcessPoolExecutor`
 //! (`python3` runs `python/process_pool.py`; the rows say SKIPPED without it), with
 //! oneloop's thread pool in a last column.
+//! (Long because every workload's rows, targets and peers are laid out in one table-making place.)
 //!
 //! Full run: `cargo bench --bench compare` (5 rounds). Quick run, under 5 minutes on 2
 //! cores: `cargo bench --bench compare -- --quick` (1 round).

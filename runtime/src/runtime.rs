@@ -512,7 +512,7 @@ impl Core {
     }
 
     /// The default pool, started on first use (`offload/default_pool.rs`).
-    pub(crate) fn default_pool(&self) -> Option<ThreadPool> {
+    pub(crate) fn default_pool(&self) -> Result<ThreadPool, String> {
         self.default_pool.get(&self.reporter)
     }
 

@@ -200,8 +200,8 @@ impl ProcessPool {
         stop(&self.shared, &self._owner.supervisor, mode)
     }
 
-    /// Why the pool is broken (its workers cannot start), if it is: every call fails as
-    /// [`JobError::Broken`].
+    /// Why the pool is broken (its workers cannot start, or crash in a loop), if it is:
+    /// every call fails as [`JobError::Broken`] with this reason.
     pub fn broken(&self) -> Option<String> {
         self.shared.inbox.lock().broken.clone()
     }

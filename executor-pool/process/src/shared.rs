@@ -99,8 +99,8 @@ impl Shared {
     pub(crate) fn enqueue(&self, pending: Pending) -> Result<(), JobError> {
         {
             let mut inbox = self.inbox.lock();
-            if inbox.broken.is_some() {
-                return Err(JobError::Broken);
+            if let Some(reason) = &inbox.broken {
+                return Err(JobError::Broken(reason.clone()));
             }
             if inbox.closed {
                 return Err(JobError::Shutdown);

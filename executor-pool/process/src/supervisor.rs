@@ -251,17 +251,16 @@ impl Supervisor {
         let (mode, broken) = {
             let mut inbox = self.shared.inbox.lock();
             self.queue.extend(inbox.calls.drain(..));
-            (inbox.shutdown, inbox.broken.is_some())
+            (inbox.shutdown, inbox.broken.clone())
         };
         if self.shared.cancelled_queued.swap(false, Ordering::AcqRel) {
             // Cancelled calls leave the queue (their room went back when they were).
             self.queue.retain(|pending| !pending.call.is_done());
         }
-        if broken || mode == Some(Mode::Now) {
-            let error = if broken {
-                JobError::Broken
-            } else {
-                JobError::Cancelled
+        if broken.is_some() || mode == Some(Mode::Now) {
+            let error = match broken {
+                Some(reason) => JobError::Broken(reason),
+                None => JobError::Cancelled,
             };
             for pending in self.queue.drain(..) {
                 pending.call.resolve(Err(error.clone()));
@@ -462,9 +461,15 @@ impl Supervisor {
     /// The pool is broken: every queued and later call fails as `Broken`, and no worker
     /// is started any more (those still running finish their calls).
     fn break_pool(&mut self, reason: String) {
-        self.shared.inbox.lock().broken.get_or_insert(reason);
+        let reason = self
+            .shared
+            .inbox
+            .lock()
+            .broken
+            .get_or_insert(reason)
+            .clone();
         for pending in self.queue.drain(..) {
-            pending.call.resolve(Err(JobError::Broken));
+            pending.call.resolve(Err(JobError::Broken(reason.clone())));
         }
     }
 

@@ -414,7 +414,8 @@ impl fmt::Display for Headline<'_> {
             Code::DefaultPoolUnavailable => write!(
                 f,
                 "the default pool could not start its threads: {}; to_thread fails with \
-                 JobError::Broken until a retry (at most once a second) succeeds. Lower \
+                 JobError::Broken (with this reason) until a retry (at most once a second) \
+                 succeeds. Lower \
                  Builder::default_pool_workers, or raise the process's thread or memory \
                  limits",
                 report.message.as_deref().unwrap_or("<no details>"),

@@ -4,7 +4,7 @@
 //! Kept apart from the offload entry points (`offload/mod.rs`) so the loop (`runtime.rs`)
 //! owns it without importing the code that looks the loop up.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
 use oneloop_pool::ThreadPool;
@@ -21,10 +21,10 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 pub(crate) struct DefaultPool {
     /// Written by the first `get` that builds it; taken by `shutdown`.
     pool: RefCell<Option<ThreadPool>>,
-    /// When building the pool last failed (written and read by `get`): the next attempt
-    /// waits `RETRY_AFTER` after it, so a burst of `to_thread` calls against an OS that
-    /// refuses threads does not start and stop a pool each.
-    failed: Cell<Option<Instant>>,
+    /// When building the pool last failed, and why (written and read by `get`): the next
+    /// attempt waits `RETRY_AFTER` after it, so a burst of `to_thread` calls against an OS
+    /// that refuses threads does not start and stop a pool each.
+    failed: RefCell<Option<(Instant, String)>>,
     /// `Builder::default_pool_workers`.
     workers: usize,
     /// `Builder::default_pool_shutdown_timeout`: how long the runtime's drop waits for
@@ -36,23 +36,23 @@ impl DefaultPool {
     pub(crate) fn new(workers: usize, shutdown_timeout: Duration) -> Self {
         DefaultPool {
             pool: RefCell::new(None),
-            failed: Cell::new(None),
+            failed: RefCell::new(None),
             workers,
             shutdown_timeout,
         }
     }
 
-    /// The pool, started on first use. `None` if the OS refused its threads: reported as
-    /// `OL012`, and tried again on a later call, at most once per `RETRY_AFTER` (until then
-    /// `None` at once, with no report).
-    pub(crate) fn get(&self, reporter: &Reporter) -> Option<ThreadPool> {
+    /// The pool, started on first use; or why it is not there: the OS refused its threads
+    /// (reported as `OL012`, and tried again on a later call, at most once per
+    /// `RETRY_AFTER`; until then the same reason at once, with no report).
+    pub(crate) fn get(&self, reporter: &Reporter) -> Result<ThreadPool, String> {
         if let Some(pool) = &*self.pool.borrow() {
-            return Some(pool.clone());
+            return Ok(pool.clone());
         }
-        if let Some(failed) = self.failed.get()
-            && failed.elapsed() < RETRY_AFTER
+        if let Some((at, why)) = &*self.failed.borrow()
+            && at.elapsed() < RETRY_AFTER
         {
-            return None;
+            return Err(why.clone());
         }
         let built = ThreadPool::builder()
             .workers(self.workers)
@@ -60,16 +60,21 @@ impl DefaultPool {
             .build();
         match built {
             Ok(pool) => {
-                self.failed.set(None);
+                *self.failed.borrow_mut() = None;
                 *self.pool.borrow_mut() = Some(pool.clone());
-                Some(pool)
+                Ok(pool)
             }
             Err(error) => {
-                self.failed.set(Some(Instant::now()));
+                let why = format!(
+                    "the default pool could not start its threads: {error} (asked for {} \
+                     workers)",
+                    self.workers
+                );
+                *self.failed.borrow_mut() = Some((Instant::now(), why.clone()));
                 let mut report = Report::empty(Code::DefaultPoolUnavailable);
                 report.message = Some(format!("{error} (asked for {} workers)", self.workers));
                 reporter.emit(&report);
-                None
+                Err(why)
             }
         }
     }

@@ -171,9 +171,9 @@ fn watch_executor<E: Executor>(executor: &E, core: Option<&Core>) {
 /// The one path of every entry point: the job is built with what the loop's instruments
 /// attach to it (`builder`), the submitting task is noted for the trace's arrows, and the
 /// job goes to `executor`. With no executor (the OS refused the default pool's threads,
-/// reported as `OL012`) it resolves as `Broken`, a broken pool's answer.
+/// reported as `OL012`) it resolves as `Broken` with the reason, a broken pool's answer.
 fn offload<E, T>(
-    executor: Option<&E>,
+    executor: Result<&E, String>,
     core: Option<&Core>,
     location: &'static Location<'static>,
     make: impl FnOnce(JobBuilder) -> (Job, JobHandle<T>),
@@ -187,9 +187,9 @@ where
         core.job_submitted(|| handle.info().id);
     }
     match executor {
-        Some(executor) => submit(executor, job, handle),
-        None => {
-            job.resolve(JobError::Broken);
+        Ok(executor) => submit(executor, job, handle),
+        Err(reason) => {
+            job.resolve(JobError::Broken(reason));
             Offload {
                 handle,
                 waiting: None,
@@ -244,7 +244,7 @@ where
 {
     let core = context::with_current(Rc::clone);
     watch_executor(executor, core.as_deref());
-    offload(Some(executor), core.as_deref(), Location::caller(), |b| {
+    offload(Ok(executor), core.as_deref(), Location::caller(), |b| {
         b.build(f)
     })
 }
@@ -261,7 +261,7 @@ where
     let core = context::with_current(Rc::clone);
     watch_executor(executor, core.as_deref());
     let location = Location::caller();
-    offload(Some(executor), core.as_deref(), location, |b| {
+    offload(Ok(executor), core.as_deref(), location, |b| {
         b.build_with_token(f)
     })
 }
@@ -290,12 +290,11 @@ where
     T: Send + 'static,
 {
     let core = context::current("oneloop::to_thread");
-    // `None` when the OS refused the pool's threads, now or less than a second ago
+    // An error when the OS refused the pool's threads, now or less than a second ago
     // (`offload/default_pool.rs`): the job resolves as a broken pool's would.
     let pool = core.default_pool();
-    offload(pool.as_ref(), Some(&core), Location::caller(), |b| {
-        b.build(f)
-    })
+    let pool = pool.as_ref().map_err(Clone::clone);
+    offload(pool, Some(&core), Location::caller(), |b| b.build(f))
 }
 
 impl crate::Runtime {
@@ -308,7 +307,7 @@ impl crate::Runtime {
         T: Send + 'static,
     {
         watch_executor(executor, Some(self.core()));
-        offload(Some(executor), Some(self.core()), Location::caller(), |b| {
+        offload(Ok(executor), Some(self.core()), Location::caller(), |b| {
             b.build(f)
         })
     }
