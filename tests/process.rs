@@ -12,6 +12,7 @@ use std::time::Duration;
 use oneloop_pool::{JobError, block_on};
 use oneloop_process::{CancelRunning, ProcessPool};
 use util::hang_guard;
+use util::processes::{children, open_descriptors, process_state};
 
 oneloop_process::process_fn! {
     /// The worker's pid (never the caller's).
@@ -64,19 +65,6 @@ oneloop_process::process_fn! {
         std::thread::sleep(Duration::from_millis(millis));
         std::process::id()
     }
-}
-
-/// The pids of this process's children that are still around (zombies included).
-fn children() -> HashSet<u32> {
-    let mut pids = HashSet::new();
-    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
-        let list = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
-        pids.extend(
-            list.split_whitespace()
-                .filter_map(|pid| pid.parse::<u32>().ok()),
-        );
-    }
-    pids
 }
 
 fn process_exists(pid: u32) -> bool {
@@ -279,17 +267,14 @@ fn shutdown_timeout_kills_what_is_left_and_names_it() {
 #[test]
 fn many_calls_with_crashes_and_timeouts_each_resolve_once_and_leave_nothing_behind() {
     // Alone in a process of its own: the other tests' workers are children too.
-    if !util::in_child() {
-        assert!(util::run_test_in_child(
-            "many_calls_with_crashes_and_timeouts_each_resolve_once_and_leave_nothing_behind",
-            &[]
-        ));
+    if util::processes::ran_alone_in_child(
+        "many_calls_with_crashes_and_timeouts_each_resolve_once_and_leave_nothing_behind",
+    ) {
         return;
     }
     hang_guard(|| {
         let before = children();
-        let descriptors = || std::fs::read_dir("/proc/self/fd").unwrap().count();
-        let fds_before = descriptors();
+        let fds_before = open_descriptors();
         let pool = ProcessPool::builder()
             .workers(2)
             .timeout(Duration::from_millis(100))
@@ -322,7 +307,11 @@ fn many_calls_with_crashes_and_timeouts_each_resolve_once_and_leave_nothing_behi
         assert_eq!(live.len(), 2, "worker count constant: {live:?}");
         drop(pool);
         assert_eq!(children(), before, "no worker and no zombie left");
-        assert_eq!(descriptors(), fds_before, "descriptors back to baseline");
+        assert_eq!(
+            open_descriptors(),
+            fds_before,
+            "descriptors back to baseline"
+        );
     });
 }
 
@@ -490,13 +479,6 @@ fn workers_whose_initializer_fails_break_the_pool_with_the_reason_and_nothing_ha
         ));
         pool.shutdown(); // returns: nothing to wait for
     });
-}
-
-/// The state letter of a process (`Z` for a zombie), or `None` once it is gone.
-fn process_state(pid: u32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parentheses: the state follows the last ')'.
-    stat.rsplit_once(')')?.1.trim_start().chars().next()
 }
 
 #[test]

@@ -21,6 +21,7 @@ use oneloop_pool::{JobError, Overflow, WorkerDeath, block_on};
 use oneloop_process::ProcessPool;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use util::hang_guard;
+use util::processes::{children, open_descriptors, process_state};
 
 /// The code of every failure that `exit`s: not 0, 1 or 101, so it cannot be mistaken for
 /// a clean exit, a harness failure or a panic.
@@ -151,25 +152,6 @@ oneloop_process::process_fn! {
         std::thread::sleep(Duration::from_millis(20));
         a + b
     }
-}
-
-/// The pids of this process's children that are still around (zombies included).
-fn children() -> HashSet<u32> {
-    let mut pids = HashSet::new();
-    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
-        let list = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
-        pids.extend(
-            list.split_whitespace()
-                .filter_map(|pid| pid.parse::<u32>().ok()),
-        );
-    }
-    pids
-}
-
-/// How many descriptors this process has open.
-fn open_descriptors() -> usize {
-    // The directory handle read_dir holds is counted too, the same way every time.
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
 fn pid_of(pool: &ProcessPool) -> u32 {
@@ -341,17 +323,27 @@ fn a_result_that_fails_to_decode_here_fails_as_a_result_error_and_the_worker_liv
 /// What the type's own `Serialize` or `Deserialize` said is what a user needs to fix it.
 #[test]
 fn a_serde_errors_own_message_reaches_the_caller_when_encoding_fails() {
-    hang_guard(|| {
+    assert_own_words_reach_the_caller(
+        |pool| {
+            [
+                block_on(pool.call(takes_fails_encoding, FailsEncoding(Fail::Error))).map(|_| ()),
+                block_on(pool.call(returns_fails_encoding, Fail::Error)).map(|_| ()),
+            ]
+        },
+        "encoding refuses",
+    );
+}
+
+/// Makes two failing calls on a fresh pool and checks each error says `said`.
+fn assert_own_words_reach_the_caller(
+    calls: impl FnOnce(&ProcessPool) -> [Result<(), JobError>; 2] + Send + 'static,
+    said: &'static str,
+) {
+    hang_guard(move || {
         let pool = ProcessPool::new(1).unwrap();
-        let errors = [
-            block_on(pool.call(takes_fails_encoding, FailsEncoding(Fail::Error))).unwrap_err(),
-            block_on(pool.call(returns_fails_encoding, Fail::Error)).unwrap_err(),
-        ];
-        for error in errors {
-            assert!(
-                error.to_string().contains("encoding refuses"),
-                "lost: {error:?}"
-            );
+        for result in calls(&pool) {
+            let error = result.unwrap_err();
+            assert!(error.to_string().contains(said), "lost: {error:?}");
         }
     });
 }
@@ -362,19 +354,15 @@ fn a_serde_errors_own_message_reaches_the_caller_when_encoding_fails() {
 #[test]
 #[ignore = "limitation: postcard's decoder keeps no text for a Deserialize impl's own error (Error::custom)"]
 fn a_serde_errors_own_message_reaches_the_caller_when_decoding_fails() {
-    hang_guard(|| {
-        let pool = ProcessPool::new(1).unwrap();
-        let errors = [
-            block_on(pool.call(takes_fails_decoding, FailsDecoding(Fail::Error))).unwrap_err(),
-            block_on(pool.call(returns_fails_decoding, Fail::Error)).unwrap_err(),
-        ];
-        for error in errors {
-            assert!(
-                error.to_string().contains("decoding refuses"),
-                "lost: {error:?}"
-            );
-        }
-    });
+    assert_own_words_reach_the_caller(
+        |pool| {
+            [
+                block_on(pool.call(takes_fails_decoding, FailsDecoding(Fail::Error))).map(|_| ()),
+                block_on(pool.call(returns_fails_decoding, Fail::Error)).map(|_| ()),
+            ]
+        },
+        "decoding refuses",
+    );
 }
 
 /// Decoding the result runs in the caller's thread, when the future is polled: a panic
@@ -751,13 +739,6 @@ oneloop_process::process_fn! {
     }
 }
 
-/// The state letter of process `pid` (`T` when stopped), from `/proc/<pid>/stat`.
-fn process_state(pid: u32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The state follows the command name, which is in parentheses and may hold spaces.
-    stat.rsplit_once(") ")?.1.chars().next()
-}
-
 #[test]
 fn a_worker_killed_at_its_timeout_while_a_large_argument_is_in_flight_resolves_timed_out() {
     hang_guard(|| {
@@ -868,11 +849,9 @@ fn mixed_calls(
 
 #[test]
 fn shutdowns_racing_crashes_resolve_every_call_once_return_and_leave_no_child() {
-    if !util::in_child() {
-        assert!(util::run_test_in_child(
-            "shutdowns_racing_crashes_resolve_every_call_once_return_and_leave_no_child",
-            &[]
-        ));
+    if util::processes::ran_alone_in_child(
+        "shutdowns_racing_crashes_resolve_every_call_once_return_and_leave_no_child",
+    ) {
         return;
     }
     hang_guard(|| {
@@ -955,11 +934,9 @@ fn shutdowns_racing_crashes_resolve_every_call_once_return_and_leave_no_child() 
 
 #[test]
 fn descriptors_return_to_their_count_after_crashes_timeouts_and_the_pools_end() {
-    if !util::in_child() {
-        assert!(util::run_test_in_child(
-            "descriptors_return_to_their_count_after_crashes_timeouts_and_the_pools_end",
-            &[]
-        ));
+    if util::processes::ran_alone_in_child(
+        "descriptors_return_to_their_count_after_crashes_timeouts_and_the_pools_end",
+    ) {
         return;
     }
     hang_guard(|| {

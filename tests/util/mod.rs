@@ -13,6 +13,7 @@ use oneloop::debug::{Code, Report};
 use oneloop::time::MissedTickBehavior;
 
 pub mod child;
+pub mod processes;
 
 /// How long a test may run before it is declared hung. Generous: this only turns a hang
 /// into a failure; it is not a performance limit.
