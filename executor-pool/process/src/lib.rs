@@ -98,7 +98,7 @@ pub use config::CancelRunning;
 pub use function::ProcessFn;
 pub use future::ProcessCall;
 pub use oneloop_pool::{JobError, WorkerDeath};
-pub use pool::ProcessPool;
+pub use pool::{ProcessPool, run_in_process};
 
 /// What `process_fn!` expands to needs; not part of the API.
 #[doc(hidden)]

@@ -255,3 +255,41 @@ impl fmt::Debug for ProcessPool {
             .finish_non_exhaustive()
     }
 }
+
+/// Calls `function` with `args` in a worker process of `pool`: [`ProcessPool::call`] in
+/// the shape of `oneloop::run_in_executor(&pool, closure)`, so that offloading to threads
+/// and to processes reads the same.
+///
+/// # Examples
+///
+/// ```
+/// use oneloop_process::{ProcessPool, run_in_process};
+///
+/// oneloop_process::process_fn! {
+///     fn word_count(text: String) -> usize {
+///         text.split_whitespace().count()
+///     }
+/// }
+///
+/// let pool = ProcessPool::new(1)?;
+/// let threads = oneloop_pool::ThreadPool::new(1)?;
+/// oneloop::Runtime::new().block_on(async {
+///     let on_a_thread = oneloop::run_in_executor(&threads, || "a b c".split(' ').count());
+///     let in_a_process = run_in_process(&pool, word_count, "a b c".to_owned());
+///     assert_eq!(on_a_thread.await, Ok(3));
+///     assert_eq!(in_a_process.await, Ok(3));
+/// });
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[track_caller]
+pub fn run_in_process<A, R>(
+    pool: &ProcessPool,
+    function: ProcessFn<A, R>,
+    args: A,
+) -> ProcessCall<R>
+where
+    A: Serialize,
+    R: Serialize + DeserializeOwned,
+{
+    pool.call(function, args)
+}
