@@ -14,9 +14,11 @@
 //!   process pool lives in someone else's binary. The constructor runs in every binary
 //!   this crate is linked into, before `main` and before any thread starts; it returns at
 //!   once (one environment lookup) unless the process is a worker.
-//! - The cost is a process start (exec, loading the binary, the constructors): a few
-//!   milliseconds, paid once per worker, when the pool starts or replaces a worker, never
-//!   per call.
+//! - The cost is a process start (exec, loading the binary, the constructors): about
+//!   1.5 ms from `build` to a worker's first answer for a release test binary on a 2-vCPU
+//!   virtual machine (0.6 ms until `build` returns with one worker started, 3 ms with
+//!   four), paid once per worker, when the pool starts or replaces a worker, never per
+//!   call (a call's round trip is about 21 µs there).
 //!
 //! The worker's code runs before `main`: what a `main` would set up (a logger, say) is
 //! not set up there; an initializer function is the place for it.
