@@ -659,3 +659,20 @@ fn a_crash_loop_with_no_call_answered_breaks_the_pool_with_the_reason() {
         ));
     });
 }
+
+#[test]
+fn a_pool_dropped_while_its_owner_panics_kills_what_runs_instead_of_waiting_for_it() {
+    hang_guard(|| {
+        let pool = ProcessPool::new(1).unwrap();
+        let pid = block_on(pool.call(worker_pid, ())).unwrap();
+        let stuck = pool.call(spins_forever, ()); // no timeout: it would run for ever
+        std::thread::sleep(Duration::from_millis(50));
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            let _pool = pool;
+            panic!("the owner fails");
+        }));
+        assert!(unwound.is_err());
+        assert!(matches!(block_on(stuck), Err(JobError::WorkerDied(_))));
+        assert!(!children().contains(&pid));
+    });
+}

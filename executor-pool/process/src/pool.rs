@@ -58,8 +58,10 @@ struct Owner {
 
 impl Drop for Owner {
     fn drop(&mut self) {
+        // While unwinding, waiting for calls that may never return would hang the panic:
+        // the queue is cancelled and the workers still running are killed at once.
         let mode = if thread::panicking() {
-            Mode::Now
+            Mode::Until(Instant::now())
         } else {
             Mode::Graceful
         };
