@@ -326,7 +326,12 @@ impl Supervisor {
             Some(Mode::Until(at)) => Some(at),
             _ => None,
         };
-        workers.chain(shutdown).chain(self.start_after).min()
+        // A paused restart counts only while the pool still starts workers (not during a
+        // shutdown with nothing queued): a past one would make the wait a busy loop.
+        let restart = self
+            .start_after
+            .filter(|_| mode.is_none() || !self.queue.is_empty());
+        workers.chain(shutdown).chain(restart).min()
     }
 
     // ---------------------------------------------------------------------------------
