@@ -553,6 +553,10 @@ fn debug_mode_reports_worker_deaths_and_long_calls_and_sums_them_up_at_exit() {
             "{crash}"
         );
         assert!(crash.contains("tests/process.rs"), "the call site: {crash}");
+        assert!(
+            crash.contains("by task #0 \"main\""),
+            "the task that called: {crash}"
+        );
         let kill = deaths[1].to_string();
         assert!(kill.contains("ran past its timeout"), "{kill}");
         let running = reports.with_code(Code::JobStillRunning);

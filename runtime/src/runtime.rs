@@ -531,7 +531,7 @@ impl Core {
     /// here). `job` is only called with debug mode or tracing on.
     pub(crate) fn job_submitted(&self, job: impl FnOnce() -> u64) {
         if let Some(ins) = &self.instruments {
-            ins.submitted(self.tasks.current_task_id().map(|id| id.0), job());
+            ins.submitted(self.tasks.current_task(), job());
         }
     }
 

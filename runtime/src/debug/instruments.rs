@@ -254,9 +254,17 @@ impl Instruments {
     }
 
     /// Task `task` (if known) submitted job `job`: the start of its arrow in the trace.
-    pub(crate) fn submitted(&self, task: Option<u64>, job: u64) {
-        if let (Some(trace), Some(task)) = (&self.trace, task) {
+    /// The task `task` (its id and spawn site) submitted job `job`: the trace draws the
+    /// arrow from it, and debug mode's job reports name it.
+    pub(crate) fn submitted(&self, task: Option<(u64, u32)>, job: u64) {
+        let Some((task, site)) = task else {
+            return;
+        };
+        if let Some(trace) = &self.trace {
             trace.submitted(task, job);
+        }
+        if let Some(debug) = &self.debug {
+            self.jobs.note_submitter(job, debug.task_info(task, site));
         }
     }
 

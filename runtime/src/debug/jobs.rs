@@ -26,7 +26,7 @@ use oneloop_pool::{JobInfo, JobObserver, WorkerDeath};
 use parking_lot::Mutex;
 
 use super::trace::Tracer;
-use super::{Code, Report, Reporter};
+use super::{Code, Report, Reporter, TaskInfo};
 
 /// Debug mode's limits for jobs.
 #[derive(Clone, Copy, Debug)]
@@ -51,6 +51,9 @@ pub(crate) struct JobWatch {
     running: Mutex<HashMap<u64, (JobInfo, Duration)>>,
     /// Per submit site: jobs, longest queue wait, longest run (debug mode only).
     by_site: Mutex<HashMap<SiteKey, JobSiteStats>>,
+    /// The task that submitted each job still queued or running (debug mode): its reports
+    /// name it. Written at submission, read by reports, removed when the job ends.
+    submitters: Mutex<HashMap<u64, TaskInfo>>,
 }
 
 /// A job waiting for a worker.
@@ -95,6 +98,7 @@ impl JobWatch {
             queued: Mutex::new(HashMap::new()),
             running: Mutex::new(HashMap::new()),
             by_site: Mutex::new(HashMap::new()),
+            submitters: Mutex::new(HashMap::new()),
         }
     }
 
@@ -145,7 +149,7 @@ impl JobWatch {
             self.report_wait(info, so_far, limits);
         }
         for (info, ran) in due {
-            let mut report = Report::for_job(Code::JobStillRunning, info);
+            let mut report = self.job_report(Code::JobStillRunning, info);
             report.duration = Some(ran);
             report.threshold = Some(limits.limit);
             self.reporter.emit(&report);
@@ -153,10 +157,26 @@ impl JobWatch {
     }
 
     fn report_wait(&self, info: JobInfo, waited: Duration, limits: JobLimits) {
-        let mut report = Report::for_job(Code::JobWaited, info);
+        let mut report = self.job_report(Code::JobWaited, info);
         report.duration = Some(waited);
         report.threshold = Some(limits.threshold);
         self.reporter.emit(&report);
+    }
+
+    /// Job `job` was submitted by `task` (debug mode; see `Instruments::submitted`).
+    pub(crate) fn note_submitter(&self, job: u64, task: TaskInfo) {
+        if self.limits.is_some() {
+            self.submitters.lock().insert(job, task);
+        }
+    }
+
+    /// A report about job `info`, naming the task that submitted it when known.
+    fn job_report(&self, code: Code, info: JobInfo) -> Report {
+        let task = self.submitters.lock().get(&info.id).cloned();
+        Report {
+            task,
+            ..Report::for_job(code, info)
+        }
     }
 
     /// The job left the queue (started or cancelled): whether it was reported waiting.
@@ -238,6 +258,7 @@ impl JobObserver for JobWatch {
         if !reported && waited >= limits.threshold {
             self.report_wait(info.clone(), waited, limits);
         }
+        self.submitters.lock().remove(&info.id);
     }
 
     fn started(&self, info: &JobInfo) {
@@ -282,6 +303,7 @@ impl JobObserver for JobWatch {
             return;
         }
         self.running.lock().remove(&info.id);
+        self.submitters.lock().remove(&info.id);
         let key = info.location as *const Location<'static> as usize;
         if let Some(stats) = self.by_site.lock().get_mut(&key) {
             stats.longest_run = stats.longest_run.max(info.running_for());
@@ -290,13 +312,13 @@ impl JobObserver for JobWatch {
     }
 
     fn unobserved_panic(&self, info: &JobInfo, message: &str) {
-        let mut report = Report::for_job(Code::JobPanicNotRetrieved, info.clone());
+        let mut report = self.job_report(Code::JobPanicNotRetrieved, info.clone());
         report.message = Some(message.to_owned());
         self.reporter.emit(&report);
     }
 
     fn discarded_result_panicked(&self, info: &JobInfo, message: &str) {
-        let mut report = Report::for_job(Code::JobPanicNotRetrieved, info.clone());
+        let mut report = self.job_report(Code::JobPanicNotRetrieved, info.clone());
         report.message = Some(format!(
             "the Drop of its result, discarded on the worker, panicked: {message}"
         ));
@@ -314,7 +336,7 @@ impl JobObserver for JobWatch {
                 None => stats.crashed += 1,
             }
         }
-        let mut report = Report::for_job(Code::WorkerDied, info.clone());
+        let mut report = self.job_report(Code::WorkerDied, info.clone());
         report.message = Some(death.to_string());
         self.reporter.emit(&report);
     }

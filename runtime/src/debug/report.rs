@@ -323,9 +323,11 @@ impl fmt::Display for Headline<'_> {
             Some(task) => task.to_string(),
             None => "task <unknown>".to_owned(),
         };
-        let job = match &report.job {
-            Some(job) => job.to_string(),
-            None => "job <unknown>".to_owned(),
+        // A job report names the task that submitted the job, when debug mode saw it.
+        let job = match (&report.job, &report.task) {
+            (Some(job), Some(by)) => format!("{job} by {by}"),
+            (Some(job), None) => job.to_string(),
+            (None, _) => "job <unknown>".to_owned(),
         };
         let times = report.times_reported;
         match report.code {

@@ -49,6 +49,9 @@ pub(crate) struct Tasks {
     /// The task being polled right now (`Some(0)` for the `block_on` future). Set around
     /// each poll; read by `task::try_id`, the job hooks and `between_polls`.
     current: Cell<Option<u64>>,
+    /// The debug-mode spawn site of the task being polled (0 when debug is off), set with
+    /// `current`: job reports name the task that submitted them (`current_task`).
+    current_site: Cell<u32>,
     /// What the task being polled waits on, as the last oneloop future that returned
     /// `Pending` in this poll said (`note_wait`); stored with the task when its poll ends.
     waiting: Cell<Waiting>,
@@ -89,6 +92,7 @@ impl Tasks {
             instruments,
             reporter,
             current: Cell::new(None),
+            current_site: Cell::new(0),
             waiting: Cell::new(Waiting::Unknown),
             main_waiting: Cell::new(Waiting::Unknown),
             shutting_down: Cell::new(false),
@@ -148,6 +152,7 @@ impl Tasks {
         let mut cx = Context::from_waker(&waker_ref);
         self.polls.set(self.polls.get() + 1);
         self.current.set(Some(0));
+        self.current_site.set(site);
         self.waiting.set(Waiting::Unknown);
         let probe = self.instruments.as_ref().map(|ins| {
             ins.mark();
@@ -170,6 +175,7 @@ impl Tasks {
         };
         self.polls.set(self.polls.get() + 1);
         self.current.set(Some(task.id));
+        self.current_site.set(site);
         self.waiting.set(Waiting::Unknown);
         let finished = match &self.instruments {
             None => {
@@ -208,6 +214,11 @@ impl Tasks {
 
     pub(crate) fn current_task_id(&self) -> Option<Id> {
         self.current.get().map(Id)
+    }
+
+    /// The task being polled and its spawn site (see `current_site`).
+    pub(crate) fn current_task(&self) -> Option<(u64, u32)> {
+        self.current.get().map(|id| (id, self.current_site.get()))
     }
 
     /// A oneloop future polled by the current task returned `Pending`, waiting on

@@ -129,6 +129,11 @@ pub(crate) struct PollTimer {
 }
 
 impl PollWatch {
+    /// Who task `id`, spawned at interned `site`, is (for reports that name it).
+    pub(crate) fn task_info(&self, id: u64, site: u32) -> TaskInfo {
+        self.shared.task_info(id, site)
+    }
+
     /// Starts debug mode for a loop running on the current thread, with its watchdog.
     pub(crate) fn start(
         config: DebugConfig,
