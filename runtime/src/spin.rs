@@ -13,7 +13,9 @@
 //! includes the wake-up itself (tens of µs on a VM): a job of 10 µs shows up as a sleep
 //! of ~55 µs there, and spinning would have caught it. A loop whose wakes come from far away (sockets, timers, long jobs)
 //! therefore never spins; one that awaits a stream of short jobs spins at most `MAX` per
-//! sleep, and only while that pays. Benchmark W1 (`benches/`) measures it.
+//! sleep, and only while that pays. Benchmark W1 (`benches/`) measures it. A process
+//! allowed one CPU (by its affinity or a container's quota) never spins: the thread that
+//! would wake the loop needs that very CPU.
 
 use std::cell::Cell;
 use std::time::{Duration, Instant};
@@ -28,9 +30,20 @@ const MIN: Duration = Duration::from_micros(4);
 const GROW_WITHIN: Duration = Duration::from_micros(100);
 
 /// The loop's spin budget (loop thread only).
-#[derive(Default)]
 pub(crate) struct Spin {
     budget: Cell<Duration>,
+    /// This process may use one CPU only (an affinity mask or a container's CPU quota):
+    /// whatever would wake the loop needs that CPU, so spinning only delays it. Never spin.
+    one_cpu: bool,
+}
+
+impl Default for Spin {
+    fn default() -> Self {
+        Spin {
+            budget: Cell::new(Duration::ZERO),
+            one_cpu: std::thread::available_parallelism().is_ok_and(|n| n.get() == 1),
+        }
+    }
 }
 
 impl Spin {
@@ -57,6 +70,9 @@ impl Spin {
 
     /// Called after a sleep of `slept`, which a remote wake ended (`remote`) or not.
     pub(crate) fn learn(&self, remote: bool, slept: Duration) {
+        if self.one_cpu {
+            return; // the budget stays zero
+        }
         let budget = self.budget.get();
         self.budget.set(if remote && slept <= GROW_WITHIN {
             (budget * 2).clamp(MIN, MAX)
@@ -72,9 +88,16 @@ impl Spin {
 mod tests {
     use super::*;
 
+    fn spin(one_cpu: bool) -> Spin {
+        Spin {
+            budget: Cell::new(Duration::ZERO),
+            one_cpu,
+        }
+    }
+
     #[test]
     fn the_budget_grows_on_quick_remote_wakes_and_falls_to_zero_otherwise() {
-        let spin = Spin::default();
+        let spin = spin(false);
         assert_eq!(spin.budget.get(), Duration::ZERO);
         spin.learn(true, Duration::from_micros(3));
         assert_eq!(spin.budget.get(), MIN);
@@ -88,6 +111,15 @@ mod tests {
         assert_eq!(spin.budget.get(), MAX / 4);
         for _ in 0..4 {
             spin.learn(false, Duration::from_secs(1));
+        }
+        assert_eq!(spin.budget.get(), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_process_with_one_cpu_never_spins() {
+        let spin = spin(true);
+        for _ in 0..10 {
+            spin.learn(true, Duration::from_micros(3));
         }
         assert_eq!(spin.budget.get(), Duration::ZERO);
     }
