@@ -680,3 +680,71 @@ fn a_pool_dropped_while_its_owner_panics_kills_what_runs_instead_of_waiting_for_
         assert!(!children().contains(&pid));
     });
 }
+
+#[test]
+fn a_shutdown_timeout_after_a_shutdown_now_still_kills_what_hangs() {
+    hang_guard(|| {
+        let pool = ProcessPool::new(1).unwrap();
+        let hung = pool.call(spins_forever, ());
+        std::thread::sleep(Duration::from_millis(50)); // let it start
+        // shutdown_now lets running calls finish: alone, it would wait for ever.
+        let waiting = {
+            let pool = pool.clone();
+            std::thread::spawn(move || pool.shutdown_now())
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        let killed = pool.shutdown_timeout(Duration::from_millis(100));
+        assert_eq!(killed.len(), 1, "{killed:?}");
+        waiting.join().unwrap();
+        assert!(matches!(block_on(hung), Err(JobError::WorkerDied(_))));
+    });
+}
+
+oneloop_process::process_fn! {
+    fn never_starts() {
+        loop {
+            std::thread::park();
+        }
+    }
+}
+
+#[test]
+fn an_initializer_that_hangs_breaks_the_pool_at_the_start_timeout_instead_of_hanging_calls() {
+    hang_guard(|| {
+        let pool = ProcessPool::builder()
+            .workers(1)
+            .initializer(never_starts)
+            .start_timeout(Duration::from_millis(100))
+            .build()
+            .unwrap();
+        let error = block_on(pool.call(add, (1, 2))).unwrap_err();
+        assert!(
+            matches!(&error, JobError::Broken(why) if why.contains("start timeout")),
+            "{error:?}"
+        );
+    });
+}
+
+oneloop_process::process_fn! {
+    /// Writes to a pipe whose reader is gone; says what the write returned.
+    fn writes_to_a_closed_pipe() -> String {
+        let (reader, mut writer) = std::io::pipe().unwrap();
+        drop(reader);
+        use std::io::Write;
+        match writer.write_all(b"nobody reads this") {
+            Ok(()) => "written".to_owned(),
+            Err(e) => format!("{:?}", e.kind()),
+        }
+    }
+}
+
+#[test]
+fn a_write_to_a_closed_pipe_is_an_error_for_the_function_not_a_sigpipe_for_its_worker() {
+    hang_guard(|| {
+        let pool = ProcessPool::new(1).unwrap();
+        assert_eq!(
+            block_on(pool.call(writes_to_a_closed_pipe, ())),
+            Ok("BrokenPipe".to_owned())
+        );
+    });
+}

@@ -37,7 +37,8 @@ pub struct Builder {
 impl Builder {
     /// The defaults: as many workers as CPUs, an unbounded queue, no timeout, cancelling
     /// a running call kills its worker (after a 200 ms grace), no memory limit, workers
-    /// never recycled, a call quarantined after crashing its worker 3 times in a row.
+    /// never recycled, a call quarantined after crashing its worker 3 times in a row, 60 s
+    /// for a worker to start.
     pub fn new() -> Self {
         Builder {
             config: Config {
@@ -51,6 +52,7 @@ impl Builder {
                 max_calls_per_worker: None,
                 quarantine_after: 3,
                 initializer: None,
+                start_timeout: Duration::from_secs(60),
             },
         }
     }
@@ -140,6 +142,14 @@ impl Builder {
     /// ```
     pub fn initializer(mut self, initializer: crate::ProcessFn<(), ()>) -> Self {
         self.config.initializer = Some(initializer.key());
+        self
+    }
+
+    /// How long a worker may take to start, its initializer included, before it is killed
+    /// and counted as a start failure (default 60 s): an initializer that hangs breaks the
+    /// pool after three tries instead of hanging every call.
+    pub fn start_timeout(mut self, timeout: Duration) -> Self {
+        self.config.start_timeout = timeout;
         self
     }
 

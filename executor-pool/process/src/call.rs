@@ -90,10 +90,12 @@ impl Call {
         info
     }
 
-    /// Tells the observer, if any (never under the lock).
+    /// Tells the observer, if any (never under the lock). Its code is the runtime's, but
+    /// runs on the supervisor's thread here: a panic in it is contained.
     fn observe(&self, tell: impl FnOnce(&dyn JobObserver, &JobInfo)) {
         if let Some(observer) = &self.observer {
-            tell(&**observer, &self.info());
+            let info = self.info();
+            wake::contain(wake::catch(|| tell(&**observer, &info)));
         }
     }
 

@@ -37,4 +37,7 @@ pub(crate) struct Config {
     pub(crate) quarantine_after: u32,
     /// The key of the function each worker runs once before it takes calls.
     pub(crate) initializer: Option<&'static str>,
+    /// How long a worker may take to start (its initializer included) before it is
+    /// killed as a start failure.
+    pub(crate) start_timeout: Duration,
 }

@@ -32,6 +32,7 @@ extern "C" fn worker_entry() {
     let initializer = std::env::var_os(crate::worker::INITIALIZER_ENV);
     // Programs the worker's functions start must not inherit the role.
     forget_role();
+    ignore_sigpipe();
     // A panic outside any call (the worker loop itself) was printed by the worker's hook.
     let run = || crate::worker::run(&settings, initializer.as_deref());
     let code = std::panic::catch_unwind(run).unwrap_or(101);
@@ -61,6 +62,16 @@ fn forget_role() {
         // library that started one would be a program no process pool can serve).
         unsafe { std::env::remove_var(name) };
     }
+}
+
+/// What a Rust `main` would have set before running (the worker never reaches it): a
+/// write to a closed pipe or socket is an `EPIPE` error for the function to handle, not a
+/// SIGPIPE that kills its worker.
+#[allow(unsafe_code)]
+fn ignore_sigpipe() {
+    // SAFETY: `signal` with `SIG_IGN` installs no handler code to run; it is called before
+    // `main`, with no other thread in the process to race on the disposition.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
 }
 
 /// Keeps the constructor's object file in the link: called when a pool is built.

@@ -56,13 +56,13 @@
 //! | its arguments could not be encoded, or decoded in the worker | `JobError::Arguments` |
 //! | its result could not be encoded, or decoded here | `JobError::Result` |
 //! | the same call crashed its worker N times in a row | `JobError::Quarantined` |
-//! | workers cannot start (3 in a row died before they were ready, an initializer failing), or a crash loop (32 calls in a row crashed their worker, none answered) | `JobError::Broken(reason)` (also [`ProcessPool::broken`]) |
+//! | workers cannot start (3 in a row died before they were ready or within the start timeout, an initializer failing), or a crash loop (32 calls in a row crashed their worker, none answered) | `JobError::Broken(reason)` (also [`ProcessPool::broken`]) |
+//! | the queue is full, overflow `Reject` | `JobError::Rejected` |
+//! | the pool was shut down | `JobError::Shutdown` |
 //!
 //! A type whose `Serialize` fails says why in the error (its own message). One whose
 //! `Deserialize` fails is only reported as a decoding error: postcard's decoder keeps no
 //! text for a type's own error.
-//! | the queue is full, overflow `Reject` | `JobError::Rejected` |
-//! | the pool was shut down | `JobError::Shutdown` |
 //!
 //! # Layout
 //!

@@ -61,9 +61,9 @@ impl Drop for Owner {
         // While unwinding, waiting for calls that may never return would hang the panic:
         // the queue is cancelled and the workers still running are killed at once.
         let mode = if thread::panicking() {
-            Mode::Until(Instant::now())
+            Mode::NOW.and(Mode::until(Instant::now()))
         } else {
-            Mode::Graceful
+            Mode::GRACEFUL
         };
         stop(&self.shared, &self.supervisor, mode);
     }
@@ -184,13 +184,13 @@ impl ProcessPool {
     /// Stops accepting calls, runs every queued call, and returns once every worker has
     /// exited.
     pub fn shutdown(&self) {
-        stop(&self.shared, &self._owner.supervisor, Mode::Graceful);
+        stop(&self.shared, &self._owner.supervisor, Mode::GRACEFUL);
     }
 
     /// Stops accepting calls, cancels the queued ones, lets the running ones finish, and
     /// returns once every worker has exited.
     pub fn shutdown_now(&self) {
-        stop(&self.shared, &self._owner.supervisor, Mode::Now);
+        stop(&self.shared, &self._owner.supervisor, Mode::NOW);
     }
 
     /// Like [`shutdown`](Self::shutdown), but after `timeout` the workers still running a
@@ -198,7 +198,7 @@ impl ProcessPool {
     /// it killed, by function and call site; empty when everything finished in time.
     pub fn shutdown_timeout(&self, timeout: Duration) -> Vec<String> {
         let until = Instant::now().checked_add(timeout);
-        let mode = until.map_or(Mode::Graceful, Mode::Until);
+        let mode = until.map_or(Mode::GRACEFUL, Mode::until);
         stop(&self.shared, &self._owner.supervisor, mode)
     }
 
@@ -224,14 +224,7 @@ fn stop(
     {
         let mut inbox = shared.inbox.lock();
         inbox.closed = true;
-        inbox.shutdown = Some(match (inbox.shutdown, mode) {
-            (Some(Mode::Now), _) | (_, Mode::Now) => Mode::Now,
-            (Some(Mode::Until(a)), Mode::Until(b)) => Mode::Until(a.min(b)),
-            (Some(Mode::Until(a)), Mode::Graceful) | (Some(Mode::Graceful), Mode::Until(a)) => {
-                Mode::Until(a)
-            }
-            (None | Some(Mode::Graceful), mode) => mode,
-        });
+        inbox.shutdown = Some(inbox.shutdown.map_or(mode, |ordered| ordered.and(mode)));
     }
     if let Some(admission) = &shared.admission {
         admission.close(); // callers waiting for room resolve as shut down

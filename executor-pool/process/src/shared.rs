@@ -46,15 +46,49 @@ pub(crate) struct Inbox {
     pub(crate) broken: Option<String>,
 }
 
-/// How a pool shuts down (the thread pool's three meanings).
+/// How a pool shuts down: the thread pool's three meanings, and what two orders add up to
+/// (`shutdown_now` then `shutdown_timeout`: the queue is cancelled *and* the running calls
+/// are killed at the deadline).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Mode {
+pub(crate) struct Mode {
+    /// Cancel the queued calls (`shutdown_now`); otherwise they run first.
+    pub(crate) cancel_queue: bool,
+    /// Kill the workers still running a call at this instant (`shutdown_timeout`); the
+    /// queue is cancelled then too.
+    pub(crate) kill_at: Option<Instant>,
+}
+
+impl Mode {
     /// Run every queued call, then stop.
-    Graceful,
+    pub(crate) const GRACEFUL: Mode = Mode {
+        cancel_queue: false,
+        kill_at: None,
+    };
     /// Cancel the queued calls; let the running ones finish.
-    Now,
-    /// Like `Graceful`, but kill the workers still running at this instant.
-    Until(Instant),
+    pub(crate) const NOW: Mode = Mode {
+        cancel_queue: true,
+        kill_at: None,
+    };
+
+    /// Like `GRACEFUL`, but kill the workers still running at `at`.
+    pub(crate) fn until(at: Instant) -> Mode {
+        Mode {
+            cancel_queue: false,
+            kill_at: Some(at),
+        }
+    }
+
+    /// Both orders: the stricter of each.
+    pub(crate) fn and(self, other: Mode) -> Mode {
+        let kill_at = match (self.kill_at, other.kill_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Mode {
+            cancel_queue: self.cancel_queue || other.cancel_queue,
+            kill_at,
+        }
+    }
 }
 
 /// A call waiting for a worker.

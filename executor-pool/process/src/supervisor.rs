@@ -20,6 +20,7 @@ use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::panic::AssertUnwindSafe;
 use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -63,6 +64,7 @@ const SPIN: Duration = Duration::from_micros(200);
 const TIMED_OUT: &str = "it ran past its timeout";
 const CANCELLED: &str = "its call was cancelled";
 const SHUTDOWN: &str = "the pool's shutdown timeout ran out";
+const NOT_STARTED: &str = "it did not start within the pool's start timeout";
 
 /// Starts the supervisor thread and, from it, the first workers. Returns once they are
 /// started (not yet ready), or with the error that stopped the first one.
@@ -86,7 +88,15 @@ pub(crate) fn start(config: Config) -> io::Result<(Arc<Shared>, thread::JoinHand
     };
     let handle = thread::Builder::new()
         .name("oneloop-process".to_owned())
-        .spawn(move || supervisor.run(started))?;
+        .spawn(move || {
+            let mut supervisor = supervisor;
+            let ran = std::panic::catch_unwind(AssertUnwindSafe(|| supervisor.run(started)));
+            if let Err(panic) = ran {
+                // Never leave a call unresolved, a worker unreaped, or `stop` waiting.
+                let why = oneloop_pool::panic_message(&*panic);
+                supervisor.after_panic(why);
+            }
+        })?;
     match first.recv() {
         Ok(Ok(())) => Ok((shared, handle)),
         Ok(Err(error)) => {
@@ -148,6 +158,8 @@ struct Worker {
     tail: VecDeque<u8>,
     /// Why it could not start, as it said before leaving.
     start_failure: Option<String>,
+    /// When it was started (it must say `Ready` within the start timeout).
+    started_at: Instant,
 }
 
 struct Running {
@@ -164,7 +176,7 @@ struct Kill {
 }
 
 impl Supervisor {
-    fn run(mut self, started: mpsc::Sender<io::Result<()>>) {
+    fn run(&mut self, started: mpsc::Sender<io::Result<()>>) {
         for _ in 0..self.shared.config.workers {
             if let Err(error) = self.start_worker() {
                 let _ = started.send(Err(error));
@@ -186,8 +198,9 @@ impl Supervisor {
             if mode.is_some() && self.queue.is_empty() && self.running_count() == 0 {
                 break;
             }
+            // `now` is the turn's: every deadline up to it was acted on above.
             let timeout = self
-                .next_deadline(mode)
+                .next_deadline(now, mode)
                 .map(|at| at.saturating_duration_since(Instant::now()));
             self.wait(&mut events, timeout);
             for event in events.iter() {
@@ -257,7 +270,7 @@ impl Supervisor {
             // Cancelled calls leave the queue (their room went back when they were).
             self.queue.retain(|pending| !pending.call.is_done());
         }
-        if broken.is_some() || mode == Some(Mode::Now) {
+        if broken.is_some() || mode.is_some_and(|mode| mode.cancel_queue) {
             let error = match broken {
                 Some(reason) => JobError::Broken(reason),
                 None => JobError::Cancelled,
@@ -282,7 +295,9 @@ impl Supervisor {
 
     fn watch_running(&mut self, now: Instant, mode: Option<Mode>) {
         let kill_abandoned = self.shared.config.cancel_running == CancelRunning::Kill;
-        let shutdown_over = matches!(mode, Some(Mode::Until(at)) if at <= now);
+        let shutdown_over = mode
+            .and_then(|mode| mode.kill_at)
+            .is_some_and(|at| at <= now);
         if shutdown_over {
             for pending in self.queue.drain(..) {
                 pending.call.resolve(Err(JobError::Cancelled));
@@ -295,6 +310,15 @@ impl Supervisor {
                     kill.sigkill_at = None;
                     let _ = rustix::process::pidfd_send_signal(&worker.pidfd, Signal::KILL);
                 }
+                continue;
+            }
+            if !worker.ready
+                && worker
+                    .started_at
+                    .checked_add(self.shared.config.start_timeout)
+                    .is_some_and(|at| at <= now)
+            {
+                worker.kill(NOT_STARTED, now, Duration::ZERO);
                 continue;
             }
             let Some(running) = &worker.running else {
@@ -316,22 +340,34 @@ impl Supervisor {
 
     /// The nearest instant something must happen without an event: a call's timeout, a
     /// SIGKILL after its grace, a shutdown's deadline, a paused restart.
-    fn next_deadline(&self, mode: Option<Mode>) -> Option<Instant> {
+    ///
+    /// Only instants still ahead count, and only for what has not happened yet: a passed
+    /// one (a timeout whose worker is being killed, a shutdown's deadline, a restart
+    /// pause of a broken pool) would turn the wait into a busy loop.
+    fn next_deadline(&self, now: Instant, mode: Option<Mode>) -> Option<Instant> {
+        let start_timeout = self.shared.config.start_timeout;
         let workers = self.workers.iter().flat_map(|(_, worker)| {
             let kill = worker.kill.as_ref().and_then(|kill| kill.sigkill_at);
-            let timeout = worker.running.as_ref().and_then(|running| running.deadline);
-            kill.into_iter().chain(timeout)
+            let timeout = worker
+                .running
+                .as_ref()
+                .filter(|_| worker.kill.is_none())
+                .and_then(|running| running.deadline);
+            let start = (!worker.ready && worker.kill.is_none())
+                .then(|| worker.started_at.checked_add(start_timeout))
+                .flatten();
+            kill.into_iter().chain(timeout).chain(start)
         });
-        let shutdown = match mode {
-            Some(Mode::Until(at)) => Some(at),
-            _ => None,
-        };
-        // A paused restart counts only while the pool still starts workers (not during a
-        // shutdown with nothing queued): a past one would make the wait a busy loop.
+        let shutdown = mode.and_then(|mode| mode.kill_at);
+        let broken = self.shared.inbox.lock().broken.is_some();
         let restart = self
             .start_after
-            .filter(|_| mode.is_none() || !self.queue.is_empty());
-        workers.chain(shutdown).chain(restart).min()
+            .filter(|_| !broken && (mode.is_none() || !self.queue.is_empty()));
+        workers
+            .chain(shutdown)
+            .chain(restart)
+            .filter(|at| *at > now)
+            .min()
     }
 
     // ---------------------------------------------------------------------------------
@@ -394,8 +430,12 @@ impl Supervisor {
             }
         };
         let stderr = child.stderr.take();
-        if let Some(stderr) = &stderr {
-            rustix::io::ioctl_fionbio(stderr, true)?;
+        if let Some(stderr) = &stderr
+            && let Err(error) = rustix::io::ioctl_fionbio(stderr, true)
+        {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(error.into());
         }
         let entry = self.workers.vacant_entry();
         let key = entry.key();
@@ -444,6 +484,7 @@ impl Supervisor {
             kill: None,
             tail: VecDeque::new(),
             start_failure: None,
+            started_at: Instant::now(),
         });
         Ok(())
     }
@@ -486,7 +527,10 @@ impl Supervisor {
             {
                 continue;
             }
-            let next = loop {
+            // The next call this worker can take: not quarantined, not cancelled, and
+            // encoded into its buffer (a call that cannot be encoded fails, and the worker
+            // takes the one after it).
+            let taken = loop {
                 let Some(pending) = self.queue.pop_front() else {
                     break None;
                 };
@@ -497,31 +541,31 @@ impl Supervisor {
                     continue;
                 }
                 // A call cancelled while queued is skipped (it already resolved).
-                if pending.call.start(worker.pid) {
-                    break Some((pending, crash_key));
+                if !pending.call.start(worker.pid) {
+                    continue;
                 }
+                let (args, file) = Payload::of(pending.args);
+                let message = ToWorker::Call {
+                    id: pending.call.id,
+                    key: pending.call.key.to_owned(),
+                    args,
+                };
+                if let Err(error) = wire::encode(&message, &mut worker.out) {
+                    let error = JobError::Arguments(error.to_string());
+                    pending.call.resolve(Err(error));
+                    continue;
+                }
+                worker.out_file = file;
+                break Some(Running {
+                    call: pending.call,
+                    deadline: pending.timeout.and_then(|timeout| now.checked_add(timeout)),
+                    crash_key,
+                });
             };
-            let Some((pending, crash_key)) = next else {
+            let Some(running) = taken else {
                 return;
             };
-            let (args, file) = Payload::of(pending.args);
-            let message = ToWorker::Call {
-                id: pending.call.id,
-                key: pending.call.key.to_owned(),
-                args,
-            };
-            if let Err(error) = wire::encode(&message, &mut worker.out) {
-                pending
-                    .call
-                    .resolve(Err(JobError::Arguments(error.to_string())));
-                continue;
-            }
-            worker.out_file = file;
-            worker.running = Some(Running {
-                call: pending.call,
-                deadline: pending.timeout.and_then(|timeout| now.checked_add(timeout)),
-                crash_key,
-            });
+            worker.running = Some(running);
             worker.flush();
         }
     }
@@ -606,7 +650,12 @@ impl Supervisor {
         if let Some(why) = worker.start_failure.take() {
             self.last_failure = format!("worker process {}: {why}", worker.pid);
             self.start_failed(now);
-        } else if !worker.ready && worker.kill.is_none() {
+        } else if !worker.ready
+            && worker
+                .kill
+                .as_ref()
+                .is_none_or(|kill| kill.because == NOT_STARTED)
+        {
             self.last_failure = format!(
                 "{}",
                 JobError::WorkerDied(death.clone().running("nothing (it had not started)".into()))
@@ -651,9 +700,41 @@ impl Supervisor {
     // Stopping.
     // ---------------------------------------------------------------------------------
 
+    /// The supervisor's own code panicked (a bug, or a poller that failed): the pool is
+    /// broken with the reason, every call still queued or running fails with it, and the
+    /// workers are stopped and reaped as in a shutdown.
+    fn after_panic(&mut self, why: String) {
+        let reason = format!("its supervisor thread failed: {why}");
+        {
+            let mut inbox = self.shared.inbox.lock();
+            inbox.closed = true;
+            inbox.broken.get_or_insert(reason.clone());
+        }
+        let broken = || Err(JobError::Broken(reason.clone()));
+        for pending in self.queue.drain(..) {
+            pending.call.resolve(broken());
+        }
+        // Taken out first: resolving wakes callers, never under the inbox's lock.
+        let arrived: Vec<_> = self.shared.inbox.lock().calls.drain(..).collect();
+        for pending in arrived {
+            pending.call.resolve(broken());
+        }
+        for (_, worker) in self.workers.iter_mut() {
+            if let Some(running) = worker.running.take() {
+                running.call.resolve(broken());
+            }
+        }
+        let killed = std::mem::take(&mut self.killed);
+        if std::panic::catch_unwind(AssertUnwindSafe(|| self.stop(killed))).is_err() {
+            // Even stopping failed: at least let `shutdown` return.
+            *self.shared.stopped.lock() = Some(Vec::new());
+            self.shared.stopped_signal.notify_all();
+        }
+    }
+
     /// Closes every worker's socket (they leave at its end), reaps them all (killing those
     /// that do not leave in time), resolves whatever is left, and tells the handles.
-    fn stop(mut self, killed: Vec<String>) {
+    fn stop(&mut self, killed: Vec<String>) {
         for (_, worker) in self.workers.iter_mut() {
             worker.retire();
         }
@@ -678,7 +759,9 @@ impl Supervisor {
         for pending in self.queue.drain(..) {
             pending.call.resolve(Err(JobError::Cancelled));
         }
-        for pending in self.shared.inbox.lock().calls.drain(..) {
+        // Taken out first: resolving wakes callers, never under the inbox's lock.
+        let arrived: Vec<_> = self.shared.inbox.lock().calls.drain(..).collect();
+        for pending in arrived {
             pending.call.resolve(Err(JobError::Shutdown));
         }
         *self.shared.stopped.lock() = Some(killed);
