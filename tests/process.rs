@@ -748,3 +748,25 @@ fn a_write_to_a_closed_pipe_is_an_error_for_the_function_not_a_sigpipe_for_its_w
         );
     });
 }
+
+oneloop_process::process_fn! {
+    fn floods_stderr() {
+        let line = "x".repeat(1000);
+        loop {
+            eprintln!("{line}");
+        }
+    }
+}
+
+#[test]
+fn a_worker_flooding_its_stderr_does_not_keep_the_pool_from_its_other_work() {
+    hang_guard(|| {
+        let pool = ProcessPool::new(2).unwrap();
+        let flood = pool.call_with_timeout(floods_stderr, (), Duration::from_millis(500));
+        // The other worker's calls, and the flood's own timeout, go on meanwhile.
+        for i in 0..20 {
+            assert_eq!(block_on(pool.call(add, (i, 1))), Ok(i + 1));
+        }
+        assert_eq!(block_on(flood), Err(JobError::TimedOut));
+    });
+}

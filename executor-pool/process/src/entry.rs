@@ -22,6 +22,11 @@
 //!
 //! The worker's code runs before `main`: what a `main` would set up (a logger, say) is
 //! not set up there; an initializer function is the place for it.
+//!
+//! What this cannot serve: a process pool inside a library loaded with `dlopen` (a
+//! Python extension, say), where `/proc/self/exe` is the host program, which knows
+//! nothing of this crate. Its workers never say they are ready; the start timeout kills
+//! them and the pool is broken with that reason.
 
 /// Runs before `main` in every process of a binary that links this crate (see the module
 /// docs). Must not unwind: it is called by the loader.

@@ -68,7 +68,7 @@ pub(crate) fn install() {
 
 /// The addresses a main-thread stack overflow faults at: just below the lowest address
 /// its stack may grow to (the top of the `[stack]` mapping less `RLIMIT_STACK`), within
-/// the kernel's guard gap (256 pages) and a little more.
+/// the kernel's guard gap (256 pages, whatever their size) and a MiB more.
 fn guard_range() -> Option<(usize, usize)> {
     let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
     let line = maps.lines().find(|line| line.ends_with("[stack]"))?;
@@ -76,7 +76,9 @@ fn guard_range() -> Option<(usize, usize)> {
     let top = usize::from_str_radix(range.split_once('-')?.1, 16).ok()?;
     let limit = usize::try_from(rustix::process::getrlimit(Resource::Stack).current?).ok()?;
     let floor = top.checked_sub(limit)?;
-    Some((floor.saturating_sub(4 << 20), floor + (64 << 10)))
+    // The kernel keeps a gap of 256 pages below a growing stack (16 MiB with 64 KiB pages).
+    let gap = rustix::param::page_size() * 256;
+    Some((floor.saturating_sub(gap + (1 << 20)), floor + (64 << 10)))
 }
 
 /// The handler (see the module docs). Async-signal-safe: two atomic loads, `write(2)`

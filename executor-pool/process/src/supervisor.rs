@@ -46,6 +46,8 @@ const WAKER: Token = Token(usize::MAX);
 const SOURCES: usize = 3;
 /// How much of a worker's stderr is kept for the report if it dies.
 const STDERR_TAIL: usize = 4096;
+/// The most of a worker's stderr read in one turn (see `Worker::read_stderr`).
+const STDERR_PER_TURN: usize = 64 * 1024;
 /// Workers that die before they are ready, in a row, before the pool is broken.
 const START_FAILURES: u32 = 3;
 /// Calls in a row that crash their worker, with no call answered in between, before the
@@ -160,6 +162,8 @@ struct Worker {
     start_failure: Option<String>,
     /// When it was started (it must say `Ready` within the start timeout).
     started_at: Instant,
+    /// Its stderr held more than one turn's read: read on, next turn.
+    stderr_pending: bool,
 }
 
 struct Running {
@@ -198,10 +202,17 @@ impl Supervisor {
             if mode.is_some() && self.queue.is_empty() && self.running_count() == 0 {
                 break;
             }
-            // `now` is the turn's: every deadline up to it was acted on above.
-            let timeout = self
+            // `now` is the turn's: every deadline up to it was acted on above. A worker's
+            // stderr left unread last turn is read on now, without sleeping.
+            let mut timeout = self
                 .next_deadline(now, mode)
                 .map(|at| at.saturating_duration_since(Instant::now()));
+            for (_, worker) in self.workers.iter_mut() {
+                if worker.stderr_pending {
+                    worker.read_stderr();
+                    timeout = Some(Duration::ZERO);
+                }
+            }
             self.wait(&mut events, timeout);
             for event in events.iter() {
                 if event.token() == WAKER {
@@ -485,6 +496,7 @@ impl Supervisor {
             tail: VecDeque::new(),
             start_failure: None,
             started_at: Instant::now(),
+            stderr_pending: false,
         });
         Ok(())
     }
@@ -799,16 +811,26 @@ impl Worker {
         }
     }
 
-    /// Keeps the last `STDERR_TAIL` bytes the worker wrote to stderr.
+    /// Keeps the last `STDERR_TAIL` bytes the worker wrote to stderr. Reads at most
+    /// `STDERR_PER_TURN` at a time: a worker that floods its stderr must not keep the
+    /// supervisor from everything else. What is left is read on the next turns
+    /// (`stderr_pending`), since the pipe's readiness is reported once, not again.
     fn read_stderr(&mut self) {
+        self.stderr_pending = false;
         let Some(stderr) = &mut self.stderr else {
             return;
         };
         let mut buffer = [0; 4096];
+        let mut read_now = 0;
         loop {
+            if read_now >= STDERR_PER_TURN {
+                self.stderr_pending = true;
+                return;
+            }
             match stderr.read(&mut buffer) {
                 Ok(0) => return,
                 Ok(read) => {
+                    read_now += read;
                     self.tail.extend(&buffer[..read]);
                     let excess = self.tail.len().saturating_sub(STDERR_TAIL);
                     self.tail.drain(..excess);
