@@ -12,7 +12,7 @@ use std::time::Duration;
 use oneloop_pool::{JobError, block_on};
 use oneloop_process::{CancelRunning, ProcessPool};
 use util::hang_guard;
-use util::processes::{children, open_descriptors, process_state};
+use util::processes::{Markers, children, mark_started, open_descriptors, process_state};
 
 oneloop_process::process_fn! {
     /// The worker's pid (never the caller's).
@@ -57,6 +57,25 @@ oneloop_process::process_fn! {
         loop {
             std::hint::spin_loop();
         }
+    }
+}
+
+oneloop_process::process_fn! {
+    /// Says it started (`dir/started`), then spins for ever.
+    fn spins_once_started(dir: String) -> u32 {
+        mark_started(&dir);
+        loop {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+oneloop_process::process_fn! {
+    /// Says it started (`dir/started`), then sleeps `millis` and says who it is.
+    fn sleeps_once_started(dir: String, millis: u64) -> u32 {
+        mark_started(&dir);
+        std::thread::sleep(Duration::from_millis(millis));
+        std::process::id()
     }
 }
 
@@ -160,8 +179,9 @@ fn cancelling_a_running_call_kills_its_worker_or_lets_it_finish_as_the_pool_says
     hang_guard(|| {
         let pool = ProcessPool::new(1).unwrap();
         let pid = block_on(pool.call(worker_pid, ())).unwrap();
-        let mut running = pool.call(spins_forever, ());
-        std::thread::sleep(Duration::from_millis(50)); // let it start
+        let markers = Markers::new("cancel-kill");
+        let mut running = pool.call(spins_once_started, markers.dir());
+        markers.wait_for("started");
         assert!(!running.cancel(), "it had started");
         drop(running);
         assert_ne!(
@@ -176,8 +196,9 @@ fn cancelling_a_running_call_kills_its_worker_or_lets_it_finish_as_the_pool_says
             .build()
             .unwrap();
         let pid = block_on(finishing.call(worker_pid, ())).unwrap();
-        let running = finishing.call(sleeps, 50);
-        std::thread::sleep(Duration::from_millis(10));
+        let markers = Markers::new("cancel-finish");
+        let running = finishing.call(sleeps_once_started, (markers.dir(), 50));
+        markers.wait_for("started");
         drop(running);
         assert_eq!(
             block_on(finishing.call(worker_pid, ())),
@@ -250,11 +271,12 @@ fn shutdown_timeout_kills_what_is_left_and_names_it() {
     hang_guard(|| {
         let pool = ProcessPool::new(1).unwrap();
         let pid = block_on(pool.call(worker_pid, ())).unwrap();
-        let stuck = pool.call(spins_forever, ());
-        std::thread::sleep(Duration::from_millis(50));
+        let markers = Markers::new("shutdown-timeout");
+        let stuck = pool.call(spins_once_started, markers.dir());
+        markers.wait_for("started");
         let killed = pool.shutdown_timeout(Duration::from_millis(100));
         assert_eq!(killed.len(), 1, "{killed:?}");
-        assert!(killed[0].contains("spins_forever"), "{killed:?}");
+        assert!(killed[0].contains("spins_once_started"), "{killed:?}");
         let error = block_on(stuck).unwrap_err();
         assert!(
             matches!(&error, JobError::WorkerDied(d) if d.killed_because.is_some()),
@@ -489,9 +511,10 @@ fn workers_die_with_their_parent_even_when_it_is_killed() {
         // does not read its socket, whose end would also make it leave), say its pid,
         // and wait to die.
         let pool = ProcessPool::new(1).unwrap();
-        let pid = block_on(pool.call(worker_pid, ())).unwrap();
-        let _busy = pool.call(sleeps, 60_000);
-        std::thread::sleep(Duration::from_millis(100));
+        let markers = Markers::new("pdeathsig");
+        let _busy = pool.call(sleeps_once_started, (markers.dir(), 60_000));
+        let pid = markers.started_pid();
+        drop(markers); // this process is killed, not ended: clean up now
         std::fs::write(&path, pid.to_string()).unwrap();
         loop {
             std::thread::park();
@@ -669,8 +692,10 @@ fn a_pool_dropped_while_its_owner_panics_kills_what_runs_instead_of_waiting_for_
     hang_guard(|| {
         let pool = ProcessPool::new(1).unwrap();
         let pid = block_on(pool.call(worker_pid, ())).unwrap();
-        let stuck = pool.call(spins_forever, ()); // no timeout: it would run for ever
-        std::thread::sleep(Duration::from_millis(50));
+        let markers = Markers::new("owner-panics");
+        // No timeout: it would run for ever.
+        let stuck = pool.call(spins_once_started, markers.dir());
+        markers.wait_for("started");
         let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
             let _pool = pool;
             panic!("the owner fails");
@@ -685,14 +710,15 @@ fn a_pool_dropped_while_its_owner_panics_kills_what_runs_instead_of_waiting_for_
 fn a_shutdown_timeout_after_a_shutdown_now_still_kills_what_hangs() {
     hang_guard(|| {
         let pool = ProcessPool::new(1).unwrap();
-        let hung = pool.call(spins_forever, ());
-        std::thread::sleep(Duration::from_millis(50)); // let it start
-        // shutdown_now lets running calls finish: alone, it would wait for ever.
+        let markers = Markers::new("now-then-timeout");
+        let hung = pool.call(spins_once_started, markers.dir());
+        markers.wait_for("started");
+        // shutdown_now lets running calls finish: alone, it would wait for ever. Which
+        // order arrives first does not matter: the two must add up either way.
         let waiting = {
             let pool = pool.clone();
             std::thread::spawn(move || pool.shutdown_now())
         };
-        std::thread::sleep(Duration::from_millis(50));
         let killed = pool.shutdown_timeout(Duration::from_millis(100));
         assert_eq!(killed.len(), 1, "{killed:?}");
         waiting.join().unwrap();

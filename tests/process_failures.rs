@@ -13,7 +13,6 @@ mod util;
 
 use std::collections::{HashMap, HashSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::PathBuf;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -21,7 +20,7 @@ use oneloop_pool::{JobError, Overflow, WorkerDeath, block_on};
 use oneloop_process::ProcessPool;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use util::hang_guard;
-use util::processes::{children, open_descriptors, process_state};
+use util::processes::{Markers, children, open_descriptors, process_state};
 
 /// The code of every failure that `exit`s: not 0, 1 or 101, so it cannot be mistaken for
 /// a clean exit, a harness failure or a panic.
@@ -516,52 +515,6 @@ fn with_max_calls_per_worker_the_worker_is_replaced_every_n_calls_and_no_call_fa
 // -------------------------------------------------------------------------------------
 // The bounded queue.
 // -------------------------------------------------------------------------------------
-
-/// A folder of marker files for one test, so a worker and the test can wait on each other
-/// by what happened (a file appears), never by a clock. Removed when dropped.
-struct Markers(PathBuf);
-
-impl Markers {
-    fn new(tag: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "oneloop-process-failures-{tag}-{}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Markers(dir)
-    }
-
-    fn dir(&self) -> String {
-        self.0.to_str().unwrap().to_owned()
-    }
-
-    fn set(&self, name: &str) {
-        std::fs::write(self.0.join(name), b"").unwrap();
-    }
-
-    fn wait_for(&self, name: &str) {
-        let path = self.0.join(name);
-        util::wait_until(|| path.exists());
-    }
-
-    /// The pid a worker wrote into `dir/started`, once it has.
-    fn started_pid(&self) -> u32 {
-        let path = self.0.join("started");
-        let mut text = String::new();
-        util::wait_until(|| {
-            text = std::fs::read_to_string(&path).unwrap_or_default();
-            !text.is_empty()
-        });
-        text.parse().unwrap()
-    }
-}
-
-impl Drop for Markers {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 oneloop_process::process_fn! {
     /// Says it started (`dir/started`, which holds the worker's pid), then holds its

@@ -1,8 +1,10 @@
 //! What the process-pool tests look at in `/proc`: this process's children (zombies
 //! included), a process's state, this process's open descriptors; and running a test
-//! alone in a child process, where the other tests' workers are not children too.
+//! alone in a child process, where the other tests' workers are not children too; and
+//! marker files, by which a worker and a test wait on each other without a clock.
 
 use std::collections::HashSet;
+use std::path::PathBuf;
 
 /// The pids of this process's children that are still around (zombies included).
 pub fn children() -> HashSet<u32> {
@@ -42,4 +44,58 @@ pub fn ran_alone_in_child(name: &str) -> bool {
         "{name} failed in its child process"
     );
     true
+}
+
+/// A folder of marker files for one test, so a worker and the test can wait on each other
+/// by what happened (a file appears), never by a clock. Removed when dropped.
+pub struct Markers(PathBuf);
+
+impl Markers {
+    pub fn new(tag: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("oneloop-test-markers-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Markers(dir)
+    }
+
+    pub fn dir(&self) -> String {
+        self.0.to_str().unwrap().to_owned()
+    }
+
+    pub fn set(&self, name: &str) {
+        std::fs::write(self.0.join(name), b"").unwrap();
+    }
+
+    pub fn wait_for(&self, name: &str) {
+        let path = self.0.join(name);
+        super::wait_until(|| path.exists());
+    }
+
+    /// The pid a worker wrote into `dir/started`, once it has.
+    pub fn started_pid(&self) -> u32 {
+        let path = self.0.join("started");
+        let mut text = String::new();
+        super::wait_until(|| {
+            text = std::fs::read_to_string(&path).unwrap_or_default();
+            !text.is_empty()
+        });
+        text.parse().unwrap()
+    }
+}
+
+impl Drop for Markers {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Marks `dir/started` with this (worker) process's pid: what `Markers::started_pid` and
+/// `Markers::wait_for("started")` wait for.
+pub fn mark_started(dir: &str) {
+    std::fs::write(
+        std::path::Path::new(dir).join("started"),
+        std::process::id().to_string(),
+    )
+    .unwrap();
 }
