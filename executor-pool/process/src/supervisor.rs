@@ -138,7 +138,6 @@ struct Supervisor {
 
 struct Worker {
     child: Child,
-    pid: u32,
     pidfd: OwnedFd,
     socket: mio::net::UnixStream,
     stderr: Option<ChildStderr>,
@@ -480,7 +479,6 @@ impl Supervisor {
         }
         entry.insert(Worker {
             child,
-            pid,
             pidfd,
             socket,
             stderr,
@@ -553,7 +551,7 @@ impl Supervisor {
                     continue;
                 }
                 // A call cancelled while queued is skipped (it already resolved).
-                if !pending.call.start(worker.pid) {
+                if !pending.call.start(worker.child.id()) {
                     continue;
                 }
                 let (args, file) = Payload::of(pending.args);
@@ -660,7 +658,7 @@ impl Supervisor {
         let now = Instant::now();
         let death = worker.death(status, self.shared.config.memory_limit.is_some());
         if let Some(why) = worker.start_failure.take() {
-            self.last_failure = format!("worker process {}: {why}", worker.pid);
+            self.last_failure = format!("worker process {}: {why}", worker.child.id());
             self.start_failed(now);
         } else if !worker.ready
             && worker
@@ -872,7 +870,7 @@ impl Worker {
             killed_because = Some("memory limit");
         }
         WorkerDeath::new(
-            self.pid,
+            self.child.id(),
             status.code(),
             status.signal().map(signal_name),
             killed_because,
