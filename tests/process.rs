@@ -12,7 +12,9 @@ use std::time::Duration;
 use oneloop_pool::{JobError, block_on};
 use oneloop_process::{CancelRunning, ProcessPool};
 use util::hang_guard;
-use util::processes::{Markers, children, mark_started, open_descriptors, process_state};
+use util::processes::{
+    Markers, child_stderr, children, mark_started, open_descriptors, process_state,
+};
 
 oneloop_process::process_fn! {
     /// The worker's pid (never the caller's).
@@ -416,7 +418,7 @@ oneloop_process::process_fn! {
 }
 
 #[test]
-fn large_arguments_and_results_travel_intact_in_sealed_memory_files() {
+fn large_arguments_and_results_travel_intact_in_shared_memory_regions() {
     hang_guard(|| {
         let pool = ProcessPool::new(1).unwrap();
         // Around the inline limit (64 KiB), and well past it.
@@ -786,6 +788,16 @@ oneloop_process::process_fn! {
 
 #[test]
 fn a_worker_flooding_its_stderr_does_not_keep_the_pool_from_its_other_work() {
+    // In a child whose own stderr is never read: the lines passed on to it cannot be
+    // written either, and must not hold anything up.
+    if child_stderr(
+        "a_worker_flooding_its_stderr_does_not_keep_the_pool_from_its_other_work",
+        false,
+    )
+    .is_some()
+    {
+        return;
+    }
     hang_guard(|| {
         let pool = ProcessPool::new(2).unwrap();
         let flood = pool.call_with_timeout(floods_stderr, (), Duration::from_millis(500));
@@ -794,5 +806,95 @@ fn a_worker_flooding_its_stderr_does_not_keep_the_pool_from_its_other_work() {
             assert_eq!(block_on(pool.call(add, (i, 1))), Ok(i + 1));
         }
         assert_eq!(block_on(flood), Err(JobError::TimedOut));
+    });
+}
+
+oneloop_process::process_fn! {
+    fn says(line: String) {
+        eprintln!("{line}");
+        eprint!("{line} (unended)");
+    }
+}
+
+#[test]
+fn what_a_worker_writes_to_stderr_reaches_this_process_stderr_unless_told_not_to() {
+    let Some(stderr) = child_stderr(
+        "what_a_worker_writes_to_stderr_reaches_this_process_stderr_unless_told_not_to",
+        true,
+    ) else {
+        hang_guard(|| {
+            let pool = ProcessPool::new(1).unwrap();
+            block_on(pool.call(says, "passed on".to_owned())).unwrap();
+            let quiet = ProcessPool::builder()
+                .workers(1)
+                .forward_stderr(false)
+                .build()
+                .unwrap();
+            block_on(quiet.call(says, "kept back".to_owned())).unwrap();
+            // The unended line goes when its worker leaves.
+            pool.shutdown();
+            quiet.shutdown();
+        });
+        return;
+    };
+    assert!(stderr.contains("passed on\n"), "{stderr}");
+    assert!(stderr.contains("passed on (unended)\n"), "{stderr}");
+    assert!(!stderr.contains("kept back"), "{stderr}");
+}
+
+oneloop_process::process_fn! {
+    /// `len` bytes of `seed`, as bytes (one copy each way, see the W9 benchmark).
+    fn filled(len: usize, seed: u8) -> serde_bytes::ByteBuf {
+        serde_bytes::ByteBuf::from(vec![seed; len])
+    }
+}
+
+#[test]
+fn a_large_result_not_yet_taken_is_never_overwritten_by_the_next_one() {
+    hang_guard(|| {
+        let pool = ProcessPool::new(1).unwrap();
+        for round in 0..5u8 {
+            // One worker: `first` has answered before `second` runs; its result waits,
+            // lent, in the worker's region while `second` writes its own.
+            let len = (1 << 20) + round as usize * 100_000;
+            let first = pool.call(filled, (len, round));
+            let second = pool.call(filled, (len + 1, round.wrapping_add(100)));
+            let second = block_on(second).unwrap();
+            let first = block_on(first).unwrap();
+            assert!(
+                first.len() == len && first.iter().all(|&b| b == round),
+                "round {round}"
+            );
+            assert!(
+                second.len() == len + 1 && second.iter().all(|&b| b == round.wrapping_add(100)),
+                "round {round}"
+            );
+        }
+    });
+}
+
+#[test]
+fn large_calls_of_growing_and_shrinking_sizes_reuse_their_regions_and_leak_no_descriptor() {
+    hang_guard(|| {
+        let pool = ProcessPool::new(2).unwrap();
+        let sizes = [100_000, 3 << 20, 70_000, 5 << 20, 1 << 20, 65_000, 2 << 20];
+        let mut baseline = None;
+        for round in 0..4 {
+            let calls: Vec<_> = sizes
+                .iter()
+                .enumerate()
+                .map(|(i, &len)| {
+                    let bytes: Vec<u8> = (0..len).map(|j| (j * 13 + i) as u8).collect();
+                    (bytes.clone(), pool.call(reversed, bytes))
+                })
+                .collect();
+            for (mut bytes, call) in calls {
+                bytes.reverse();
+                assert!(block_on(call).unwrap() == bytes, "round {round}");
+            }
+            // After a first round has made the regions, the same work needs no new ones.
+            let now = open_descriptors();
+            assert_eq!(*baseline.get_or_insert(now), now, "round {round}");
+        }
     });
 }

@@ -46,6 +46,38 @@ pub fn ran_alone_in_child(name: &str) -> bool {
     true
 }
 
+/// Runs the test `name` alone in a child process (as [`ran_alone_in_child`]) with its
+/// stderr in a pipe: read back and returned when `read`, else never read at all (a stderr
+/// that does not keep up: the child's writes to it block once the pipe is full). Asserts
+/// the child passed. `None` in the child itself: the caller runs the test's body.
+pub fn child_stderr(name: &str, read: bool) -> Option<String> {
+    if super::in_child() {
+        return None;
+    }
+    let name = name.to_owned();
+    Some(super::hang_guard(move || {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", &name, "--quiet"])
+            .env("ONELOOP_TEST_CHILD", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let mut text = String::new();
+        if read {
+            std::io::Read::read_to_string(&mut stderr, &mut text).unwrap();
+        }
+        let status = child.wait().unwrap();
+        drop(stderr);
+        assert!(
+            status.success(),
+            "{name} failed in its child process:\n{text}"
+        );
+        text
+    }))
+}
+
 /// A folder of marker files for one test, so a worker and the test can wait on each other
 /// by what happened (a file appears), never by a clock. Removed when dropped.
 pub struct Markers(PathBuf);

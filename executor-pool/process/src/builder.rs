@@ -53,6 +53,7 @@ impl Builder {
                 quarantine_after: 3,
                 initializer: None,
                 start_timeout: Duration::from_secs(60),
+                forward_stderr: true,
             },
         }
     }
@@ -150,6 +151,17 @@ impl Builder {
     /// pool after three tries instead of hanging every call.
     pub fn start_timeout(mut self, timeout: Duration) -> Self {
         self.config.start_timeout = timeout;
+        self
+    }
+
+    /// Whether what workers write to stderr is written to this process's stderr, whole
+    /// lines at a time (default `true`, as a thread pool's closures would write it). Either
+    /// way the last lines of a worker that dies are kept for its error
+    /// ([`WorkerDeath`](crate::WorkerDeath)). The passing on never holds the pool up: if
+    /// this process's stderr does not keep up, lines are dropped, and a line says how many
+    /// bytes.
+    pub fn forward_stderr(mut self, forward: bool) -> Self {
+        self.config.forward_stderr = forward;
         self
     }
 

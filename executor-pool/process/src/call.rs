@@ -18,6 +18,8 @@ use oneloop_pool::wake;
 use oneloop_pool::{JobError, JobInfo, JobObserver, WorkerDeath};
 use parking_lot::{Mutex, MutexGuard};
 
+use crate::payload::Encoded;
+
 /// One call, shared by its future and the supervisor.
 pub(crate) struct Call {
     /// The pool's number for it (`JobInfo`-style; what the deadlock check names).
@@ -49,7 +51,7 @@ pub(crate) struct State {
 enum Phase {
     Queued,
     Running,
-    Done(Result<Vec<u8>, JobError>),
+    Done(Result<Encoded, JobError>),
     /// The result was taken by the future.
     Taken,
 }
@@ -140,7 +142,7 @@ impl Call {
     }
 
     /// Resolves the call (once: a later resolution is ignored) and wakes its caller.
-    pub(crate) fn resolve(&self, result: Result<Vec<u8>, JobError>) {
+    pub(crate) fn resolve(&self, result: Result<Encoded, JobError>) {
         let unseen_panic = match &result {
             Err(JobError::Panicked(message)) => Some(message.clone()),
             _ => None,
@@ -208,7 +210,7 @@ impl Call {
 
 impl State {
     /// Takes the result if the call is done, else hands back the waker slot.
-    pub(crate) fn take_result(&mut self) -> Result<Result<Vec<u8>, JobError>, &mut Option<Waker>> {
+    pub(crate) fn take_result(&mut self) -> Result<Result<Encoded, JobError>, &mut Option<Waker>> {
         match std::mem::replace(&mut self.phase, Phase::Taken) {
             Phase::Done(result) => Ok(result),
             phase => {

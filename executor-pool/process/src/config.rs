@@ -40,4 +40,6 @@ pub(crate) struct Config {
     /// How long a worker may take to start (its initializer included) before it is
     /// killed as a start failure.
     pub(crate) start_timeout: Duration,
+    /// Pass what workers write to stderr on to this process's stderr.
+    pub(crate) forward_stderr: bool,
 }

@@ -16,10 +16,12 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+use crate::payload::{self, Encoded, Regions};
 
 /// A function registered with [`process_fn!`](crate::process_fn), ready to be called in a
 /// worker process: [`ProcessPool::call`](crate::ProcessPool::call)`(resize, args)`.
@@ -73,7 +75,40 @@ impl<A, R> fmt::Debug for ProcessFn<A, R> {
 #[derive(Debug)]
 pub struct Entry {
     pub key: &'static str,
-    pub run: fn(&[u8]) -> Result<Vec<u8>, Encoding>,
+    pub run: fn(&mut Exchange<'_>) -> Result<(), Encoding>,
+}
+
+/// One encoded call in a worker: the arguments' bytes in, the result's out (encoded into
+/// one of the worker's regions when it is large, `payload.rs`).
+#[doc(hidden)]
+pub struct Exchange<'a> {
+    input: &'a [u8],
+    regions: &'a Arc<Regions>,
+    output: Option<Encoded>,
+}
+
+impl<'a> Exchange<'a> {
+    pub(crate) fn new(input: &'a [u8], regions: &'a Arc<Regions>) -> Self {
+        Exchange {
+            input,
+            regions,
+            output: None,
+        }
+    }
+
+    /// The encoded result, once the call returned.
+    pub(crate) fn into_output(self) -> Option<Encoded> {
+        self.output
+    }
+}
+
+impl fmt::Debug for Exchange<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Exchange")
+            .field("input", &self.input.len())
+            .field("output", &self.output)
+            .finish()
+    }
 }
 
 /// Every registered function of the binary (filled by `process_fn!`, assembled by the
@@ -96,16 +131,18 @@ pub enum Encoding {
 /// A panic in `f` unwinds out of here (the worker catches it, `worker.rs`).
 #[doc(hidden)]
 pub fn run_encoded<A: DeserializeOwned, R: Serialize>(
-    input: &[u8],
+    exchange: &mut Exchange<'_>,
     f: fn(A) -> R,
-) -> Result<Vec<u8>, Encoding> {
-    let args = postcard::from_bytes(input)
+) -> Result<(), Encoding> {
+    let args = postcard::from_bytes(exchange.input)
         .map_err(|e| Encoding::Arguments(format!("the worker cannot decode them: {e}")))?;
     let result = f(args);
-    postcard::to_allocvec(&result).map_err(|e| {
+    let output = payload::encode(&result, exchange.regions).map_err(|e| {
         let why = encoding_error(&result, e);
         Encoding::Result(format!("the worker cannot encode it: {why}"))
-    })
+    })?;
+    exchange.output = Some(output);
+    Ok(())
 }
 
 /// What went wrong encoding `value`. postcard keeps no text for a type's own error
@@ -177,11 +214,10 @@ macro_rules! __process_fn {
         $vis const $name: $crate::ProcessFn<$args, $ret> = {
             fn local($($params)*) -> $ret $body
 
-            fn encoded(input: &[u8]) -> ::core::result::Result<
-                $crate::__private::Vec<u8>,
-                $crate::__private::Encoding,
-            > {
-                $crate::__private::run_encoded(input, local)
+            fn encoded(
+                exchange: &mut $crate::__private::Exchange<'_>,
+            ) -> ::core::result::Result<(), $crate::__private::Encoding> {
+                $crate::__private::run_encoded(exchange, local)
             }
 
             const KEY: &str = ::core::concat!(

@@ -17,6 +17,7 @@ use oneloop_pool::wake;
 use serde::de::DeserializeOwned;
 
 use crate::call::Call;
+use crate::payload::Encoded;
 use crate::shared::{Pending, Shared};
 
 /// The future of a call to a process pool: resolves to the function's result, or to a
@@ -49,7 +50,7 @@ enum Inner {
     },
     /// Settled at the call: refused, or run in the caller (`Overflow::CallerRuns`),
     /// already encoded as a worker's answer would be.
-    Settled(Option<Result<Vec<u8>, JobError>>),
+    Settled(Option<Result<Encoded, JobError>>),
 }
 
 impl<R> ProcessCall<R> {
@@ -69,7 +70,7 @@ impl<R> ProcessCall<R> {
         })
     }
 
-    pub(crate) fn settled(result: Result<Vec<u8>, JobError>) -> Self {
+    pub(crate) fn settled(result: Result<Encoded, JobError>) -> Self {
         Self::new(Inner::Settled(Some(result)))
     }
 
@@ -179,9 +180,11 @@ impl<R: DeserializeOwned> Future for ProcessCall<R> {
     }
 }
 
-fn decode<R: DeserializeOwned>(result: Result<Vec<u8>, JobError>) -> Result<R, JobError> {
-    result.and_then(|bytes| {
-        postcard::from_bytes(&bytes)
+/// The result, decoded (from the worker's region, given back as `encoded` drops, if it
+/// came in one).
+fn decode<R: DeserializeOwned>(result: Result<Encoded, JobError>) -> Result<R, JobError> {
+    result.and_then(|encoded| {
+        postcard::from_bytes(encoded.bytes())
             .map_err(|e| JobError::Result(format!("it cannot be decoded here: {e}")))
     })
 }

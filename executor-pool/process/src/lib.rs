@@ -70,7 +70,7 @@
 //! - `entry.rs`: the constructor that makes a process a worker; `worker.rs`: its loop;
 //!   `overflow.rs`: the handler that tells a stack overflow from other crashes.
 //! - `wire.rs`: the frames on the socket between parent and worker; `payload.rs`: large
-//!   arguments and results in sealed memory files, and the socket's sends and receives.
+//!   arguments and results in shared memory regions, and the socket's sends and receives.
 //! - `config.rs`: the settings and [`CancelRunning`]; `builder.rs`: [`Builder`];
 //!   `pool.rs`: [`ProcessPool`]; `shared.rs`: what the handles and the supervisor share;
 //!   `supervisor.rs`: the worker processes' lives.
@@ -90,6 +90,7 @@ mod overflow;
 mod payload;
 mod pool;
 mod shared;
+mod stderr;
 mod supervisor;
 mod wire;
 mod worker;
@@ -104,7 +105,6 @@ pub use pool::{ProcessPool, run_in_process};
 /// What `process_fn!` expands to needs; not part of the API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::function::{Encoding, Entry, REGISTRY, run_encoded};
+    pub use crate::function::{Encoding, Entry, Exchange, REGISTRY, run_encoded};
     pub use linkme;
-    pub use std::vec::Vec;
 }

@@ -19,6 +19,7 @@ use crate::call::Call;
 use crate::config::Config;
 use crate::function::ProcessFn;
 use crate::future::ProcessCall;
+use crate::payload::Encoded;
 use crate::shared::{Mode, Pending, Shared};
 use crate::supervisor;
 
@@ -124,7 +125,7 @@ impl ProcessPool {
         A: Serialize,
         R: Serialize + DeserializeOwned,
     {
-        let encoded = match postcard::to_allocvec(&args) {
+        let encoded = match crate::payload::encode(&args, &self.shared.regions) {
             Ok(encoded) => encoded,
             Err(e) => {
                 let why = crate::function::encoding_error(&args, e);
@@ -147,27 +148,31 @@ impl ProcessPool {
         match slots.clone().try_acquire_owned() {
             Ok(permit) => self.enqueued(call, pending.with_permit(permit)),
             Err(TryAcquireError::Closed) => ProcessCall::settled(Err(JobError::Shutdown)),
-            Err(TryAcquireError::NoPermits) => match self.shared.config.overflow {
-                Overflow::Reject => ProcessCall::settled(Err(JobError::Rejected)),
-                Overflow::CallerRuns => {
-                    // Here, in this process: what the caller asked for when the pool is
-                    // full. A panic comes back as it would from a worker.
-                    let ran = catch_unwind(AssertUnwindSafe(|| function.call_here(args)));
-                    ProcessCall::settled(match ran {
-                        Ok(value) => postcard::to_allocvec(&value).map_err(|e| {
-                            let why = crate::function::encoding_error(&value, e);
-                            JobError::Result(format!("the result cannot be encoded: {why}"))
-                        }),
-                        Err(payload) => {
-                            Err(JobError::Panicked(oneloop_pool::panic_message(&*payload)))
-                        }
-                    })
+            Err(TryAcquireError::NoPermits) => {
+                match self.shared.config.overflow {
+                    Overflow::Reject => ProcessCall::settled(Err(JobError::Rejected)),
+                    Overflow::CallerRuns => {
+                        // Here, in this process: what the caller asked for when the pool is
+                        // full. A panic comes back as it would from a worker.
+                        let ran = catch_unwind(AssertUnwindSafe(|| function.call_here(args)));
+                        ProcessCall::settled(match ran {
+                            Ok(value) => postcard::to_allocvec(&value)
+                                .map(Encoded::Inline)
+                                .map_err(|e| {
+                                    let why = crate::function::encoding_error(&value, e);
+                                    JobError::Result(format!("the result cannot be encoded: {why}"))
+                                }),
+                            Err(payload) => {
+                                Err(JobError::Panicked(oneloop_pool::panic_message(&*payload)))
+                            }
+                        })
+                    }
+                    _ => {
+                        let permit = slots.clone().acquire_owned();
+                        ProcessCall::waiting_for_room(pending, permit, self.shared.clone())
+                    }
                 }
-                _ => {
-                    let permit = slots.clone().acquire_owned();
-                    ProcessCall::waiting_for_room(pending, permit, self.shared.clone())
-                }
-            },
+            }
         }
     }
 

@@ -13,10 +13,13 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::call::Call;
 use crate::config::Config;
+use crate::payload::{Encoded, Regions};
 
 /// State shared by every handle of one pool and its supervisor.
 pub(crate) struct Shared {
     pub(crate) config: Config,
+    /// The regions large arguments are encoded into (`payload.rs`).
+    pub(crate) regions: Arc<Regions>,
     /// Calls and orders for the supervisor: pushed by handles, taken by the supervisor.
     pub(crate) inbox: Mutex<Inbox>,
     /// Interrupts the supervisor's `poll` (an eventfd write).
@@ -95,7 +98,7 @@ impl Mode {
 pub(crate) struct Pending {
     pub(crate) call: Arc<Call>,
     /// The encoded arguments.
-    pub(crate) args: Vec<u8>,
+    pub(crate) args: Encoded,
     /// How long it may run.
     pub(crate) timeout: Option<Duration>,
 }
@@ -115,6 +118,7 @@ impl Shared {
             .map(|capacity| Arc::new(Semaphore::new(capacity)));
         Shared {
             config,
+            regions: Arc::default(),
             inbox: Mutex::new(Inbox::default()),
             waker,
             admission,

@@ -31,13 +31,14 @@ use std::time::{Duration, Instant};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use oneloop_pool::{JobError, WorkerDeath};
-use rustix::process::{Pid, PidfdFlags, Signal};
+use rustix::process::{Pid, PidfdFlags, Signal, WaitId, WaitIdOptions};
 use slab::Slab;
 
 use crate::call::Call;
 use crate::config::{CancelRunning, Config};
-use crate::payload;
+use crate::payload::{self, Encoded, Views};
 use crate::shared::{Mode, Pending, Shared};
+use crate::stderr::Forward;
 use crate::wire::{self, Frames, FromWorker, Outcome, Payload, ToWorker};
 use crate::worker::{INITIALIZER_ENV, Settings, WORKER_ENV};
 
@@ -148,6 +149,8 @@ struct Worker {
     out_file: Option<OwnedFd>,
     /// Memory files received, in order, for the `InFile` results still to be read.
     fds: VecDeque<OwnedFd>,
+    /// Its regions, as mapped here (`payload.rs`).
+    views: Views,
     /// It said `Ready`.
     ready: bool,
     running: Option<Running>,
@@ -157,6 +160,8 @@ struct Worker {
     retiring: bool,
     kill: Option<Kill>,
     tail: VecDeque<u8>,
+    /// Its stderr on its way to ours, if the pool passes it on.
+    forward: Option<Forward>,
     /// Why it could not start, as it said before leaving.
     start_failure: Option<String>,
     /// When it was started (it must say `Ready` within the start timeout).
@@ -168,8 +173,16 @@ struct Worker {
 struct Running {
     call: Arc<Call>,
     deadline: Option<Instant>,
-    /// Its crash counter's key.
-    crash_key: u64,
+    /// Its encoded arguments: a region of ours is not reused before the call ends (the
+    /// worker reads it in place), and a crash is counted against them.
+    args: Encoded,
+}
+
+impl Running {
+    /// Its crash counter's key: its function and its arguments.
+    fn crash_key(&self) -> u64 {
+        crash_key(self.call.key, self.args.bytes())
+    }
 }
 
 struct Kill {
@@ -427,10 +440,24 @@ impl Supervisor {
             .stderr(Stdio::piped())
             .spawn()?;
         let pid = child.id();
-        // The child is not reaped before we say so: its pid cannot be reused meanwhile.
+        // The child is not reaped before we say so, so its pid cannot be reused meanwhile
+        // -- unless something else in this process reaps children (`SIGCHLD` ignored, a
+        // `waitpid(-1)` elsewhere). The pidfd is then checked to be of a child of ours:
+        // one of a stranger that took the pid would be refused (`ECHILD`), never signalled.
         let pidfd = Pid::from_raw(pid as i32)
             .ok_or_else(|| io::Error::other("a child with pid 0"))
-            .and_then(|pid| Ok(rustix::process::pidfd_open(pid, PidfdFlags::empty())?));
+            .and_then(|pid| Ok(rustix::process::pidfd_open(pid, PidfdFlags::empty())?))
+            .and_then(|pidfd| {
+                let ours = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+                match rustix::process::waitid(WaitId::PidFd(pidfd.as_fd()), ours) {
+                    Ok(_) => Ok(pidfd),
+                    Err(rustix::io::Errno::CHILD) => Err(io::Error::other(
+                        "the worker process was reaped by something else in this process \
+                         (is SIGCHLD ignored?)",
+                    )),
+                    Err(error) => Err(error.into()),
+                }
+            });
         let pidfd = match pidfd {
             Ok(pidfd) => pidfd,
             Err(error) => {
@@ -486,12 +513,14 @@ impl Supervisor {
             out: Vec::new(),
             out_file: None,
             fds: VecDeque::new(),
+            views: Views::default(),
             ready: false,
             running: None,
             calls_served: 0,
             retiring: false,
             kill: None,
             tail: VecDeque::new(),
+            forward: self.shared.config.forward_stderr.then(Forward::default),
             start_failure: None,
             started_at: Instant::now(),
             stderr_pending: false,
@@ -544,8 +573,13 @@ impl Supervisor {
                 let Some(pending) = self.queue.pop_front() else {
                     break None;
                 };
-                let crash_key = crash_key(pending.call.key, &pending.args);
-                let crashes = self.crashes.get(&crash_key).copied().unwrap_or(0);
+                // Hashing the arguments is paid only once some call has crashed.
+                let crashes = if self.crashes.is_empty() {
+                    0
+                } else {
+                    let crash_key = crash_key(pending.call.key, pending.args.bytes());
+                    self.crashes.get(&crash_key).copied().unwrap_or(0)
+                };
                 if crashes >= quarantine_after {
                     pending.call.resolve(Err(JobError::Quarantined(crashes)));
                     continue;
@@ -554,22 +588,33 @@ impl Supervisor {
                 if !pending.call.start(worker.child.id()) {
                     continue;
                 }
-                let (args, file) = Payload::of(pending.args);
+                let mut args = pending.args;
+                let (payload, file) = Payload::of(&mut args, false);
                 let message = ToWorker::Call {
                     id: pending.call.id,
                     key: pending.call.key.to_owned(),
-                    args,
+                    args: payload,
                 };
-                if let Err(error) = wire::encode(&message, &mut worker.out) {
-                    let error = JobError::Arguments(error.to_string());
-                    pending.call.resolve(Err(error));
-                    continue;
+                // The region's file goes with the frame, whenever the socket takes it.
+                let sent = file
+                    .map(|file| file.try_clone_to_owned())
+                    .transpose()
+                    .and_then(|file| {
+                        wire::encode(&message, &mut worker.out)?;
+                        Ok(file)
+                    });
+                match sent {
+                    Ok(file) => worker.out_file = file,
+                    Err(error) => {
+                        let error = JobError::Arguments(error.to_string());
+                        pending.call.resolve(Err(error));
+                        continue;
+                    }
                 }
-                worker.out_file = file;
                 break Some(Running {
                     call: pending.call,
                     deadline: pending.timeout.and_then(|timeout| now.checked_add(timeout)),
-                    crash_key,
+                    args,
                 });
             };
             let Some(running) = taken else {
@@ -610,10 +655,17 @@ impl Supervisor {
                     let Some(running) = worker.running.take_if(|r| r.call.id == id) else {
                         continue;
                     };
-                    self.crashes.remove(&running.crash_key);
+                    if !self.crashes.is_empty() {
+                        self.crashes.remove(&running.crash_key());
+                    }
                     self.last_answer = Instant::now();
                     self.crashes_in_a_row = 0;
-                    let result = result_of(outcome, running.call.key, &mut worker.fds);
+                    let result = result_of(
+                        outcome,
+                        running.call.key,
+                        &mut worker.fds,
+                        &mut worker.views,
+                    );
                     running.call.resolve(result);
                     worker.calls_served += 1;
                     if worker
@@ -649,6 +701,9 @@ impl Supervisor {
         };
         self.on_socket(key);
         let mut worker = self.workers.remove(key);
+        if let Some(forward) = &mut worker.forward {
+            forward.finish();
+        }
         let registry = self.poll.registry();
         let _ = registry.deregister(&mut worker.socket);
         let _ = registry.deregister(&mut SourceFd(&worker.pidfd.as_raw_fd()));
@@ -694,7 +749,7 @@ impl Supervisor {
                             );
                             self.break_pool(reason);
                         }
-                        *self.crashes.entry(running.crash_key).or_default() += 1;
+                        *self.crashes.entry(running.crash_key()).or_default() += 1;
                         if self.crashes.len() > 4096 {
                             self.crashes.clear(); // bounded memory; a loss of history only
                         }
@@ -829,6 +884,9 @@ impl Worker {
                 Ok(0) => return,
                 Ok(read) => {
                     read_now += read;
+                    if let Some(forward) = &mut self.forward {
+                        forward.push(&buffer[..read]);
+                    }
                     self.tail.extend(&buffer[..read]);
                     let excess = self.tail.len().saturating_sub(STDERR_TAIL);
                     self.tail.drain(..excess);
@@ -885,10 +943,11 @@ fn result_of(
     outcome: Outcome,
     key: &str,
     fds: &mut VecDeque<OwnedFd>,
-) -> Result<Vec<u8>, JobError> {
+    views: &mut Views,
+) -> Result<Encoded, JobError> {
     match outcome {
         Outcome::Value(value) => value
-            .into_bytes(fds)
+            .open(fds, views)
             .map_err(|e| JobError::Result(format!("it cannot be read here: {e}"))),
         Outcome::Panicked { message, location } if location.is_empty() => {
             Err(JobError::Panicked(message))

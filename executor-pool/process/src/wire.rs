@@ -4,18 +4,18 @@
 //! The worker (`worker.rs`) reads and writes with blocking calls: it does one thing at a
 //! time. The parent's supervisor (`supervisor.rs`) never blocks: it keeps a read buffer and
 //! a write buffer per worker, and [`Frames`] cuts whole messages out of what has arrived.
-//! A large argument or result is a [`Payload::InFile`]: its bytes come in a sealed memory
-//! file whose descriptor arrives with the frame (`payload.rs`).
+//! A large argument or result is a [`Payload::InFile`]: its bytes are in a shared memory
+//! region whose descriptor arrives with the frame (`payload.rs`).
 
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::payload;
+use crate::payload::{self, Encoded, Views};
 
 /// How long a worker looks for its next call before it sleeps (see `Blocking::read`).
 const SPIN: Duration = Duration::from_micros(200);
@@ -57,39 +57,46 @@ pub(crate) enum Outcome {
     Result(String),
 }
 
-/// Encoded bytes: in the frame, or in a memory file sent with it.
+/// Encoded bytes: in the frame, or in a region whose file is sent with it.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Payload {
     /// In the frame, as one byte string (not a sequence of numbers, which serde would
     /// encode byte by byte).
     Inline(#[serde(with = "serde_bytes")] Vec<u8>),
-    InFile {
-        len: u64,
-    },
+    /// The first `len` bytes of the region sent with the frame; lent under `loan` (the
+    /// receiver gives it back when done) unless that is 0.
+    InFile { len: u64, loan: u64 },
 }
 
 impl Payload {
-    /// `bytes` as a payload, with the memory file that must go with its frame when they
-    /// are too many for the frame (or inline, if no file can be made).
-    pub(crate) fn of(bytes: Vec<u8>) -> (Payload, Option<OwnedFd>) {
-        if bytes.len() > payload::INLINE_MAX
-            && let Ok(file) = payload::seal(&bytes)
-        {
-            let len = bytes.len() as u64;
-            return (Payload::InFile { len }, Some(file));
+    /// `encoded` as a payload, with the region that must go with its frame if it is in
+    /// one; a region of ours that `lend` is lent to the other side (`Lease::lend`).
+    pub(crate) fn of(encoded: &mut Encoded, lend: bool) -> (Payload, Option<BorrowedFd<'_>>) {
+        match encoded {
+            Encoded::Region(lease) => {
+                let loan = if lend { lease.lend() } else { 0 };
+                let len = lease.len() as u64;
+                (Payload::InFile { len, loan }, Some(lease.fd()))
+            }
+            other => (Payload::Inline(other.bytes().to_vec()), None),
         }
-        (Payload::Inline(bytes), None)
     }
 
-    /// The bytes, read from the next received memory file if they are in one.
-    pub(crate) fn into_bytes(self, fds: &mut VecDeque<OwnedFd>) -> io::Result<Vec<u8>> {
+    /// The bytes, in the next received region if they are in one (mapped through
+    /// `views`).
+    pub(crate) fn open(
+        self,
+        fds: &mut VecDeque<OwnedFd>,
+        views: &mut Views,
+    ) -> io::Result<Encoded> {
         match self {
-            Payload::Inline(bytes) => Ok(bytes),
-            Payload::InFile { len } => {
+            Payload::Inline(bytes) => Ok(Encoded::Inline(bytes)),
+            Payload::InFile { len, loan } => {
                 let fd = fds
                     .pop_front()
                     .ok_or_else(|| io::Error::other("a payload file announced, none received"))?;
-                payload::unseal(fd, len)
+                let loan = (loan != 0).then_some(loan);
+                Ok(Encoded::Lent(views.open(fd, len, loan)?))
             }
         }
     }
@@ -161,14 +168,14 @@ impl<S: AsFd> Blocking<S> {
     pub(crate) fn write<T: Serialize>(
         &mut self,
         message: &T,
-        file: Option<OwnedFd>,
+        file: Option<BorrowedFd<'_>>,
     ) -> io::Result<()> {
         let mut frame = Vec::new();
         encode(message, &mut frame)?;
         let mut fd = file;
         let mut sent = 0;
         while sent < frame.len() {
-            match payload::send(&self.socket, &frame[sent..], fd.as_ref().map(|f| f.as_fd())) {
+            match payload::send(&self.socket, &frame[sent..], fd) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(written) => {
                     sent += written;

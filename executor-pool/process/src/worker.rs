@@ -15,10 +15,12 @@ use std::ffi::OsStr;
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::panic::{self, AssertUnwindSafe, PanicHookInfo};
+use std::sync::Arc;
 
 use rustix::process::{Resource, Rlimit, Signal};
 
-use crate::function::{self, Encoding};
+use crate::function::{self, Encoding, Exchange};
+use crate::payload::{Encoded, Regions, Views};
 use crate::wire::{Blocking, FromWorker, Outcome, Payload, ToWorker};
 
 /// The environment variable that makes a process a worker: the parent's pid, then the
@@ -100,16 +102,22 @@ pub(crate) fn run(settings: &OsStr, initializer: Option<&OsStr>) -> i32 {
     };
     panic::set_hook(Box::new(note_panic));
     crate::overflow::install();
+    // Large results are encoded into regions of ours; large arguments are read where
+    // they are, in the parent's (`payload.rs`).
+    let regions = Arc::new(Regions::default());
+    let mut views = Views::default();
     if let Some(key) = initializer {
         let key = key.to_string_lossy();
-        let (outcome, _) = run_call(&key, &[]);
-        let failure = match outcome {
-            Outcome::Value(_) => None,
-            Outcome::Panicked { message, location } => Some(format!(
+        let failure = match run_call(&key, &[], &regions).err() {
+            None => None,
+            Some(Outcome::Value(_)) => None,
+            Some(Outcome::Panicked { message, location }) => Some(format!(
                 "its initializer {key} panicked at {location}: {message}"
             )),
-            Outcome::UnknownFunction => Some(format!("no initializer is registered as {key}")),
-            Outcome::Arguments(message) | Outcome::Result(message) => {
+            Some(Outcome::UnknownFunction) => {
+                Some(format!("no initializer is registered as {key}"))
+            }
+            Some(Outcome::Arguments(message) | Outcome::Result(message)) => {
                 Some(format!("its initializer {key} failed: {message}"))
             }
         };
@@ -131,12 +139,24 @@ pub(crate) fn run(settings: &OsStr, initializer: Option<&OsStr>) -> i32 {
             }
         };
         let ToWorker::Call { id, key, args } = call;
-        let (outcome, file) = match args.into_bytes(&mut socket.fds) {
-            Ok(args) => run_call(&key, &args),
-            Err(e) => (
-                Outcome::Arguments(format!("the worker cannot read them: {e}")),
-                None,
-            ),
+        // Regions the parent has given back are free again (and a big one over the keep
+        // limits goes).
+        regions.tidy();
+        let ran = match args.open(&mut socket.fds, &mut views) {
+            Ok(args) => run_call(&key, args.bytes(), &regions),
+            Err(e) => Err(Outcome::Arguments(format!(
+                "the worker cannot read them: {e}"
+            ))),
+        };
+        // A large result is in a region of ours, lent to the parent until it has decoded
+        // it (`payload.rs`).
+        let mut result = None;
+        let (outcome, file) = match ran {
+            Ok(value) => {
+                let (value, file) = Payload::of(result.insert(value), true);
+                (Outcome::Value(value), file)
+            }
+            Err(outcome) => (outcome, None),
         };
         let done = FromWorker::Done { id, outcome };
         if socket.write(&done, file).is_err() {
@@ -154,19 +174,21 @@ fn take_socket() -> std::io::Result<UnixStream> {
     Ok(UnixStream::from(socket))
 }
 
-/// Runs one call, catching a panic in the function; a large result comes with the memory
-/// file it is in.
-fn run_call(key: &str, args: &[u8]) -> (Outcome, Option<std::os::fd::OwnedFd>) {
+/// Runs one call, catching a panic in the function: its encoded result (in one of
+/// `regions` if it is large), or the outcome that says why there is none.
+fn run_call(key: &str, args: &[u8], regions: &Arc<Regions>) -> Result<Encoded, Outcome> {
     let Some(entry) = function::find(key) else {
-        return (Outcome::UnknownFunction, None);
+        return Err(Outcome::UnknownFunction);
     };
+    let mut exchange = Exchange::new(args, regions);
     IN_CALL.with(|in_call| in_call.set(true));
-    let ran = panic::catch_unwind(AssertUnwindSafe(|| (entry.run)(args)));
+    let ran = panic::catch_unwind(AssertUnwindSafe(|| (entry.run)(&mut exchange)));
     IN_CALL.with(|in_call| in_call.set(false));
-    let outcome = match ran {
-        Ok(Ok(value)) => {
-            let (value, file) = Payload::of(value);
-            return (Outcome::Value(value), file);
+    Err(match ran {
+        Ok(Ok(())) => {
+            return exchange
+                .into_output()
+                .ok_or_else(|| Outcome::Result("the function gave no result".to_owned()));
         }
         Ok(Err(Encoding::Arguments(message))) => Outcome::Arguments(message),
         Ok(Err(Encoding::Result(message))) => Outcome::Result(message),
@@ -179,8 +201,7 @@ fn run_call(key: &str, args: &[u8]) -> (Outcome, Option<std::os::fd::OwnedFd>) {
             let _ = panic::catch_unwind(AssertUnwindSafe(|| drop(payload)));
             Outcome::Panicked { message, location }
         }
-    };
-    (outcome, None)
+    })
 }
 
 /// The worker's panic hook: inside a call, keeps the message and location for the reply
