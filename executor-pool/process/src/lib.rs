@@ -29,6 +29,12 @@
 //! - **Registered functions** (`function.rs`): a closure cannot cross a process boundary,
 //!   so [`process_fn!`] registers a function under a stable key (its path and signature)
 //!   in a registry the linker assembles; arguments and results travel as postcard bytes.
+//! - **Large payloads** (`payload/`): over 64 KiB, arguments and results are encoded
+//!   straight into shared memory regions each side keeps mapped and reuses, whose
+//!   descriptor goes with the frame; the other side decodes them in place. A 16 MiB
+//!   argument and result cost one copy per side each way (see the `compare` benchmark's
+//!   W9 rows). Mark byte buffers as bytes (`serde_bytes`): a plain `Vec<u8>` is encoded a
+//!   byte at a time.
 //! - **Workers start safely in any program** (`entry.rs`, `worker.rs`): the program
 //!   re-executes itself (`/proc/self/exe`, never a bare `fork` of a multithreaded
 //!   process), and a constructor of this crate runs the worker loop before `main`, so it
@@ -38,7 +44,9 @@
 //! - **One supervisor thread per pool** (`supervisor.rs`) owns the workers: each one's
 //!   socket, stderr and pidfd are non-blocking sources of one `mio::Poll`, so no worker
 //!   can block it; it reaps every worker that exits (no zombies), fails only that
-//!   worker's call, and starts a replacement.
+//!   worker's call, and starts a replacement. What a worker writes to stderr is passed on
+//!   to this process's stderr, a whole line at a time (`stderr.rs`;
+//!   [`Builder::forward_stderr`]), and its last lines are kept for the error if it dies.
 //! - **Calls** (`call.rs`, `future.rs`): a [`ProcessCall`] is a plain `Send` future;
 //!   dropping it cancels the call (a queued call never runs; a running one is killed or
 //!   finishes, [`CancelRunning`]). The queue may be bounded, with the thread pool's
@@ -69,11 +77,11 @@
 //! - `function.rs`: [`ProcessFn`], [`process_fn!`], the registry.
 //! - `entry.rs`: the constructor that makes a process a worker; `worker.rs`: its loop;
 //!   `overflow.rs`: the handler that tells a stack overflow from other crashes.
-//! - `wire.rs`: the frames on the socket between parent and worker; `payload.rs`: large
+//! - `wire.rs`: the frames on the socket between parent and worker; `payload/`: large
 //!   arguments and results in shared memory regions, and the socket's sends and receives.
 //! - `config.rs`: the settings and [`CancelRunning`]; `builder.rs`: [`Builder`];
 //!   `pool.rs`: [`ProcessPool`]; `shared.rs`: what the handles and the supervisor share;
-//!   `supervisor.rs`: the worker processes' lives.
+//!   `supervisor.rs`: the worker processes' lives; `stderr.rs`: their stderr passed on.
 //! - `call.rs`: a call's slot; `future.rs`: [`ProcessCall`].
 
 #![deny(missing_docs)]
