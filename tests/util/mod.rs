@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests: a hang guard, drop counters, captured reports,
-//! adversarial wakers and payloads, extreme-value helpers, and the teardown child (`child.rs`).
+//! adversarial wakers and payloads, extreme-value helpers, the teardown child (`child.rs`),
+//! and a real `redis-server` per test (`redis.rs`).
 #![allow(dead_code)] // each test file uses a different subset
 
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
@@ -14,6 +15,7 @@ use oneloop::time::MissedTickBehavior;
 
 pub mod child;
 pub mod processes;
+pub mod redis;
 
 /// How long a test may run before it is declared hung. Generous: this only turns a hang
 /// into a failure; it is not a performance limit.
