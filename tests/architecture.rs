@@ -431,6 +431,10 @@ fn trees() -> Vec<(&'static str, PathBuf)> {
             "executor-pool/process/src",
             workspace.join("executor-pool/process/src"),
         ),
+        (
+            "executor-pool/remote/src",
+            workspace.join("executor-pool/remote/src"),
+        ),
     ]
 }
 

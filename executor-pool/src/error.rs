@@ -39,6 +39,18 @@ pub enum JobError {
     /// The job crashed its worker process this many times in a row and is refused from
     /// now on (quarantined), so that one poisonous input cannot kill workers forever.
     Quarantined(u32),
+    /// The executor's broker could not be reached, for the reason given (a remote
+    /// executor's Redis server is down, or refused the request): the job was not queued.
+    Unreachable(String),
+    /// The job was started this many times by remote workers that died (or lost it)
+    /// before answering, and the retry limit was reached: it is not tried again. `workers`
+    /// names those that took it and did not answer, as `host:pid`.
+    AttemptsExhausted {
+        /// How many times it was started.
+        attempts: u32,
+        /// The workers that started it and never answered.
+        workers: Vec<String>,
+    },
 }
 
 /// How a worker process died under a job ([`JobError::WorkerDied`]).
@@ -131,6 +143,15 @@ impl fmt::Display for JobError {
             JobError::Quarantined(crashes) => write!(
                 f,
                 "the job crashed its worker {crashes} times in a row and is quarantined"
+            ),
+            JobError::Unreachable(reason) => {
+                write!(f, "the executor's broker could not be reached: {reason}")
+            }
+            JobError::AttemptsExhausted { attempts, workers } => write!(
+                f,
+                "the job was started {attempts} times and never answered (the retry limit); \
+                 the workers that took it: {}",
+                workers.join(", ")
             ),
         }
     }

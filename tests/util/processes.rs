@@ -19,6 +19,23 @@ pub fn children() -> HashSet<u32> {
     pids
 }
 
+/// The pids of process `pid`'s children.
+pub fn children_of(pid: u32) -> HashSet<u32> {
+    let mut pids = HashSet::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let list = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        pids.extend(
+            list.split_whitespace()
+                .filter_map(|pid| pid.parse::<u32>().ok()),
+        );
+    }
+    pids
+}
+
 /// The state letter of process `pid` (`Z` for a zombie, `T` when stopped), or `None`
 /// once it is gone.
 pub fn process_state(pid: u32) -> Option<char> {
@@ -97,6 +114,11 @@ impl Markers {
 
     pub fn set(&self, name: &str) {
         std::fs::write(self.0.join(name), b"").unwrap();
+    }
+
+    /// True once `name` is there.
+    pub fn is_set(&self, name: &str) -> bool {
+        self.0.join(name).exists()
     }
 
     pub fn wait_for(&self, name: &str) {

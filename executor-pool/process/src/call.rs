@@ -20,46 +20,54 @@ use parking_lot::{Mutex, MutexGuard};
 
 use crate::payload::Encoded;
 
-/// One call, shared by its future and the supervisor.
-pub(crate) struct Call {
+/// One call, shared by its future and whoever runs it: a process pool's supervisor, or
+/// a remote executor's threads (`oneloop-remote`), which resolve it with their own kind of
+/// encoded result `T`.
+#[doc(hidden)]
+pub struct Slot<T> {
     /// The pool's number for it (`JobInfo`-style; what the deadlock check names).
-    pub(crate) id: u64,
+    pub id: u64,
     /// The function's key.
-    pub(crate) key: &'static str,
+    pub key: &'static str,
     /// Where the call was made (reports name it).
-    pub(crate) site: &'static Location<'static>,
+    pub site: &'static Location<'static>,
     submitted: Instant,
     /// The runtime watching the call (debug mode, tracing), found where it was made
     /// (`oneloop_pool::observing`); told of each step, outside the lock.
     observer: Option<Arc<dyn JobObserver>>,
-    state: Mutex<State>,
+    state: Mutex<State<T>>,
 }
 
-pub(crate) struct State {
-    phase: Phase,
+/// A call's mutable part.
+#[doc(hidden)]
+pub struct State<T> {
+    phase: Phase<T>,
     /// The caller gave up on a running call (dropped or cancelled its future).
     abandoned: bool,
     /// The caller's waker, while it waits.
     waker: Option<Waker>,
-    /// When a worker took it, and which (its pid).
-    started: Option<(Instant, u32)>,
+    /// When a worker took it, and which.
+    started: Option<(Instant, String)>,
     /// Its room in a bounded queue, while it is queued: given back when a worker takes
     /// it, or at once when it is cancelled or resolved without running.
     room: Option<OwnedSemaphorePermit>,
 }
 
-enum Phase {
+enum Phase<T> {
     Queued,
     Running,
-    Done(Result<Encoded, JobError>),
+    Done(Result<T, JobError>),
     /// The result was taken by the future.
     Taken,
 }
 
-impl Call {
+/// A process pool's call: its result is encoded, in a buffer or a region.
+pub(crate) type Call = Slot<Encoded>;
+
+impl<T> Slot<T> {
     /// A call made now, at `site`; the runtime on this thread, if it watches jobs, is told.
-    pub(crate) fn new(id: u64, key: &'static str, site: &'static Location<'static>) -> Self {
-        let call = Call {
+    pub fn new(id: u64, key: &'static str, site: &'static Location<'static>) -> Self {
+        let call = Slot {
             id,
             key,
             site,
@@ -78,16 +86,16 @@ impl Call {
     }
 
     /// How reports name the call: its function and where it was made.
-    pub(crate) fn describe(&self) -> String {
+    pub fn describe(&self) -> String {
         format!("{} (called at {})", self.key, self.site)
     }
 
     /// The call as observers see it.
     fn info(&self) -> JobInfo {
         let mut info = JobInfo::new(self.id, self.site, self.submitted);
-        if let Some((started, pid)) = self.state.lock().started {
-            info.started = Some(started);
-            info.worker = Some(format!("worker process {pid}"));
+        if let Some((started, worker)) = &self.state.lock().started {
+            info.started = Some(*started);
+            info.worker = Some(worker.clone());
         }
         info
     }
@@ -102,7 +110,7 @@ impl Call {
     }
 
     /// The call holds `room` while it is queued (see `State::room`).
-    pub(crate) fn hold_room(&self, room: OwnedSemaphorePermit) {
+    pub fn hold_room(&self, room: OwnedSemaphorePermit) {
         let refused = {
             let mut state = self.state.lock();
             match state.phase {
@@ -113,16 +121,22 @@ impl Call {
         give_back(refused);
     }
 
-    /// The supervisor hands the call to worker `pid`; false if it was cancelled meanwhile
-    /// (it must not run).
+    /// The supervisor hands the call to worker process `pid`; false if it was cancelled
+    /// meanwhile (it must not run).
     pub(crate) fn start(&self, pid: u32) -> bool {
+        self.start_on(Instant::now(), format!("worker process {pid}"))
+    }
+
+    /// The call started at `at` on `worker` (how reports name it); false if it was
+    /// cancelled meanwhile.
+    pub fn start_on(&self, at: Instant, worker: String) -> bool {
         let room = {
             let mut state = self.state.lock();
             if !matches!(state.phase, Phase::Queued) {
                 return false;
             }
             state.phase = Phase::Running;
-            state.started = Some((Instant::now(), pid));
+            state.started = Some((at, worker));
             state.room.take()
         };
         give_back(room);
@@ -131,18 +145,18 @@ impl Call {
     }
 
     /// True once the caller gave up on this running call.
-    pub(crate) fn is_abandoned(&self) -> bool {
+    pub fn is_abandoned(&self) -> bool {
         self.state.lock().abandoned
     }
 
     /// The worker running the call died, or was killed: tells the observer (the call is
     /// resolved separately).
-    pub(crate) fn worker_died(&self, death: &WorkerDeath) {
+    pub fn worker_died(&self, death: &WorkerDeath) {
         self.observe(|observer, info| observer.worker_died(info, death));
     }
 
     /// Resolves the call (once: a later resolution is ignored) and wakes its caller.
-    pub(crate) fn resolve(&self, result: Result<Encoded, JobError>) {
+    pub fn resolve(&self, result: Result<T, JobError>) {
         let unseen_panic = match &result {
             Err(JobError::Panicked(message)) => Some(message.clone()),
             _ => None,
@@ -174,7 +188,7 @@ impl Call {
     /// The caller cancels: a queued call is resolved `Cancelled` at once (it never runs);
     /// a running one is marked abandoned (the supervisor kills its worker if the pool says
     /// so). Returns whether the call was still queued.
-    pub(crate) fn cancel(&self) -> bool {
+    pub fn cancel(&self) -> bool {
         let (queued, room) = {
             let mut state = self.state.lock();
             match state.phase {
@@ -198,19 +212,44 @@ impl Call {
     }
 
     /// True once resolved.
-    pub(crate) fn is_done(&self) -> bool {
+    pub fn is_done(&self) -> bool {
         matches!(self.state.lock().phase, Phase::Done(_) | Phase::Taken)
     }
 
     /// The slot, locked (for `wake::poll_waker_slot`).
-    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+    pub fn lock(&self) -> MutexGuard<'_, State<T>> {
         self.state.lock()
     }
 }
 
-impl State {
+impl<T> std::fmt::Debug for Slot<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Slot")
+            .field("id", &self.id)
+            .field("key", &self.key)
+            .field("state", &*self.state.lock())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> std::fmt::Debug for State<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let phase = match &self.phase {
+            Phase::Queued => "queued",
+            Phase::Running => "running",
+            Phase::Done(_) => "done",
+            Phase::Taken => "taken",
+        };
+        f.debug_struct("State")
+            .field("phase", &phase)
+            .field("abandoned", &self.abandoned)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> State<T> {
     /// Takes the result if the call is done, else hands back the waker slot.
-    pub(crate) fn take_result(&mut self) -> Result<Result<Encoded, JobError>, &mut Option<Waker>> {
+    pub fn take_result(&mut self) -> Result<Result<T, JobError>, &mut Option<Waker>> {
         match std::mem::replace(&mut self.phase, Phase::Taken) {
             Phase::Done(result) => Ok(result),
             phase => {

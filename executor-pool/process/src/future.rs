@@ -122,7 +122,21 @@ impl<R: DeserializeOwned> Future for ProcessCall<R> {
     type Output = Result<R, JobError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
+        self.get_mut().poll_result(cx).map(decode)
+    }
+}
+
+impl<R> ProcessCall<R> {
+    /// The result still encoded (postcard bytes of the function's result): how a worker
+    /// of `oneloop-remote` passes it on without knowing its type.
+    #[doc(hidden)]
+    pub fn poll_encoded(&mut self, cx: &mut Context<'_>) -> Poll<Result<Vec<u8>, JobError>> {
+        self.poll_result(cx)
+            .map(|result| result.map(|encoded| encoded.bytes().to_vec()))
+    }
+
+    fn poll_result(&mut self, cx: &mut Context<'_>) -> Poll<Result<Encoded, JobError>> {
+        let this = self;
         assert!(
             !this.done,
             "oneloop-process: ProcessCall polled after it returned its result"
@@ -156,7 +170,7 @@ impl<R: DeserializeOwned> Future for ProcessCall<R> {
                 Inner::Settled(result) => {
                     this.done = true;
                     let result = result.take().expect("checked by `done`");
-                    return Poll::Ready(decode(result));
+                    return Poll::Ready(result);
                 }
                 Inner::Queued { call, .. } => {
                     let polled = wake::poll_waker_slot(
@@ -167,7 +181,7 @@ impl<R: DeserializeOwned> Future for ProcessCall<R> {
                     return match polled {
                         Poll::Ready(result) => {
                             this.done = true;
-                            Poll::Ready(decode(result))
+                            Poll::Ready(result)
                         }
                         Poll::Pending => {
                             waiting::note(WaitingOn::Job { id: call.id });

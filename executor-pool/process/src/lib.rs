@@ -110,6 +110,13 @@ pub use future::ProcessCall;
 pub use oneloop_pool::{JobError, WorkerDeath};
 pub use pool::{ProcessPool, run_in_process};
 
+/// What `oneloop-remote` builds on: a call's slot, resolved by other threads; not part of
+/// the API.
+#[doc(hidden)]
+pub mod __remote {
+    pub use crate::call::{Slot, State};
+}
+
 /// What `process_fn!` expands to needs; not part of the API.
 #[doc(hidden)]
 pub mod __private {

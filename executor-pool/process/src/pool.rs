@@ -136,10 +136,57 @@ impl ProcessPool {
                 return ProcessCall::settled(Err(JobError::Arguments(message)));
             }
         };
-        let call = Arc::new(Call::new(self.shared.next_id(), function.key(), site));
+        // Here, in this process: what the caller asked for when the pool is full. A panic
+        // comes back as it would from a worker.
+        let caller_runs = move || {
+            let ran = catch_unwind(AssertUnwindSafe(|| function.call_here(args)));
+            match ran {
+                Ok(value) => postcard::to_allocvec(&value)
+                    .map(Encoded::Inline)
+                    .map_err(|e| {
+                        let why = crate::function::encoding_error(&value, e);
+                        JobError::Result(format!("the result cannot be encoded: {why}"))
+                    }),
+                Err(payload) => Err(JobError::Panicked(oneloop_pool::panic_message(&*payload))),
+            }
+        };
+        self.admit(function.key(), encoded, timeout, site, Some(caller_runs))
+    }
+
+    /// Calls the function registered under `key` with arguments already encoded (postcard
+    /// bytes of its argument type), with this timeout: how a worker of `oneloop-remote`
+    /// runs what it took from its queue. Resolve the result with
+    /// [`ProcessCall::poll_encoded`]. `None` if no function is registered under `key` in
+    /// this binary. When the queue is full, a `CallerRuns` pool waits for room instead.
+    #[doc(hidden)]
+    #[track_caller]
+    pub fn call_encoded(
+        &self,
+        key: &str,
+        args: Vec<u8>,
+        timeout: Option<Duration>,
+    ) -> Option<ProcessCall<()>> {
+        let key = crate::function::find(key)?.key;
+        let args = crate::payload::encoded_from(args, &self.shared.regions);
+        let none: Option<fn() -> Result<Encoded, JobError>> = None;
+        Some(self.admit(key, args, timeout, Location::caller(), none))
+    }
+
+    /// Queues a call whose arguments are encoded, within the queue's bounds: what is done
+    /// when it is full is the pool's overflow policy (`caller_runs` for `CallerRuns`, or
+    /// waiting for room without it).
+    fn admit<R>(
+        &self,
+        key: &'static str,
+        args: Encoded,
+        timeout: Option<Duration>,
+        site: &'static Location<'static>,
+        caller_runs: Option<impl FnOnce() -> Result<Encoded, JobError>>,
+    ) -> ProcessCall<R> {
+        let call = Arc::new(Call::new(self.shared.next_id(), key, site));
         let pending = Pending {
             call: call.clone(),
-            args: encoded,
+            args,
             timeout,
         };
         let Some(slots) = &self.shared.admission else {
@@ -148,31 +195,14 @@ impl ProcessPool {
         match slots.clone().try_acquire_owned() {
             Ok(permit) => self.enqueued(call, pending.with_permit(permit)),
             Err(TryAcquireError::Closed) => ProcessCall::settled(Err(JobError::Shutdown)),
-            Err(TryAcquireError::NoPermits) => {
-                match self.shared.config.overflow {
-                    Overflow::Reject => ProcessCall::settled(Err(JobError::Rejected)),
-                    Overflow::CallerRuns => {
-                        // Here, in this process: what the caller asked for when the pool is
-                        // full. A panic comes back as it would from a worker.
-                        let ran = catch_unwind(AssertUnwindSafe(|| function.call_here(args)));
-                        ProcessCall::settled(match ran {
-                            Ok(value) => postcard::to_allocvec(&value)
-                                .map(Encoded::Inline)
-                                .map_err(|e| {
-                                    let why = crate::function::encoding_error(&value, e);
-                                    JobError::Result(format!("the result cannot be encoded: {why}"))
-                                }),
-                            Err(payload) => {
-                                Err(JobError::Panicked(oneloop_pool::panic_message(&*payload)))
-                            }
-                        })
-                    }
-                    _ => {
-                        let permit = slots.clone().acquire_owned();
-                        ProcessCall::waiting_for_room(pending, permit, self.shared.clone())
-                    }
+            Err(TryAcquireError::NoPermits) => match (self.shared.config.overflow, caller_runs) {
+                (Overflow::Reject, _) => ProcessCall::settled(Err(JobError::Rejected)),
+                (Overflow::CallerRuns, Some(caller_runs)) => ProcessCall::settled(caller_runs()),
+                _ => {
+                    let permit = slots.clone().acquire_owned();
+                    ProcessCall::waiting_for_room(pending, permit, self.shared.clone())
                 }
-            }
+            },
         }
     }
 

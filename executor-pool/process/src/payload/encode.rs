@@ -53,6 +53,18 @@ pub(crate) fn encode<T: serde::Serialize + ?Sized>(
     postcard::serialize_with_flavor(value, spill)
 }
 
+/// Bytes already encoded (by another process: `ProcessPool::call_encoded`), in a region
+/// when they are large (or inline still, if no region can be had).
+pub(crate) fn encoded_from(bytes: Vec<u8>, regions: &Arc<Regions>) -> Encoded {
+    if bytes.len() > INLINE_MAX
+        && let Ok(mut lease) = regions.lease(bytes.len())
+        && lease.push(&bytes).is_ok()
+    {
+        return Encoded::Region(lease);
+    }
+    Encoded::Inline(bytes)
+}
+
 /// The postcard output that moves to a region when it grows past [`INLINE_MAX`].
 struct Spill<'a> {
     inline: Vec<u8>,

@@ -46,7 +46,7 @@ use rustix::net::{
     SendAncillaryMessage, SendFlags,
 };
 
-pub(crate) use encode::{Encoded, encode};
+pub(crate) use encode::{Encoded, encode, encoded_from};
 pub(crate) use regions::Regions;
 pub(crate) use views::Views;
 
