@@ -278,3 +278,46 @@ fn lesson_11_a_crash_ends_a_service_on_threads_and_fails_only_its_call_on_proces
         }
     });
 }
+
+#[path = "../examples/12_scale_out.rs"]
+#[allow(dead_code)]
+mod scale_out;
+
+/// Lesson 12's workers: this test binary started again with `scale_out::WORKER_ENV` set
+/// (by the test below); it serves until killed. Does nothing otherwise.
+#[test]
+fn lesson_12_worker() {
+    if let Ok(url) = std::env::var(scale_out::WORKER_ENV) {
+        scale_out::worker(&url).expect("worker");
+    }
+}
+
+#[test]
+fn lesson_12_two_workers_share_the_calls_and_a_killed_one_loses_none() {
+    hang_guard(|| {
+        let Some(server) = oneloop_remote::testing::RedisServer::start() else {
+            return;
+        };
+        let worker_args = ["lesson_12_worker", "--exact", "--quiet"];
+        let settings = |workers, kill_after| scale_out::Settings {
+            duration: Duration::from_millis(2500),
+            passes: scale_out::passes_for(Duration::from_millis(20)),
+            workers,
+            kill_after,
+        };
+        // Two workers: both answer.
+        let two = scale_out::run(&server, settings(2, None), &worker_args);
+        assert_eq!(two.counts.failed, 0, "{:?}", two.counts);
+        assert_eq!(two.counts.workers.len(), 2, "{:?}", two.counts);
+        assert!(!two.health.is_empty(), "/health answered throughout");
+        // One killed mid-run: what it held is taken over, and no request fails.
+        let killed = scale_out::run(
+            &server,
+            settings(2, Some(Duration::from_millis(700))),
+            &worker_args,
+        );
+        assert_eq!(killed.counts.failed, 0, "{:?}", killed.counts);
+        assert!(killed.counts.taken_over >= 1, "{:?}", killed.counts);
+        assert!(killed.killed.is_some());
+    });
+}

@@ -443,7 +443,7 @@ fn a_worker_that_dies_is_replaced() {
         wait_until(|| pool.stats().workers == 2 && threads_named(&prefix) <= 2);
         let results: Vec<_> = (0..100).map(|i| pool.spawn(move || i)).collect();
         let sum: i32 = results.into_iter().map(|r| r.join().unwrap()).sum();
-        assert_eq!(sum, (0..100).sum());
+        assert_eq!(sum, (0..100).sum::<i32>());
         assert_eq!(pool.stats().workers, 2, "the dead worker was replaced");
     });
 }

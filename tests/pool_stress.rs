@@ -46,7 +46,7 @@ fn a_million_tiny_jobs_from_the_loop_all_resolve() {
             }
             total
         });
-        assert_eq!(total, (0..1_000_000u64).sum());
+        assert_eq!(total, (0..1_000_000u64).sum::<u64>());
         let stats = pool.stats();
         assert_eq!(stats.completed, 1_000_000);
         assert_eq!((stats.queued, stats.running), (0, 0));

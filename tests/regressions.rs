@@ -571,7 +571,7 @@ fn a_spawn_handler_that_says_ok_but_never_runs_its_worker_cannot_wedge_shutdown(
         wait_until(|| pool.stats().workers == 1);
         let results: Vec<_> = (0..20).map(|i| pool.spawn(move || i)).collect();
         let sum: i32 = results.into_iter().map(|r| r.join().unwrap()).sum();
-        assert_eq!(sum, (0..20).sum());
+        assert_eq!(sum, (0..20).sum::<i32>());
         pool.shutdown(); // must not wait for the worker that never ran
         assert!(!pool.is_broken());
     });

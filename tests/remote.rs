@@ -398,3 +398,29 @@ fn ten_thousand_calls_through_three_workers_each_resolve_once_and_leave_nothing_
         assert_eq!(queue_state(&server.url(), "many"), (0, 0));
     });
 }
+
+#[test]
+fn debug_mode_sees_a_long_remote_call_run_on_its_worker_not_wait_in_a_queue() {
+    hang_guard(|| {
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
+        let fleet = Fleet::start(&server, "debug", 1, 1, Duration::from_secs(30));
+        let remote = RedisExecutor::connect(&server.url(), "debug").unwrap();
+        // Warm: the worker's first call starts its pool.
+        assert_eq!(block_on(remote.call(add, (1, 1))), Ok(2));
+        let (rt, reports) = util::debug_runtime(100);
+        let (ran_in, still_running) = rt.block_on(async {
+            let call = remote.call(sleep_then_worker_pid, 600);
+            // Long past the threshold, the call runs on its worker: it is not waiting.
+            oneloop::time::sleep(Duration::from_millis(400)).await;
+            let still_running = reports.with_code(oneloop::debug::Code::JobWaited);
+            (call.await, still_running)
+        });
+        assert_eq!(ran_in, Ok(fleet.pids()[0]));
+        assert!(still_running.is_empty(), "{still_running:?}");
+        drop(rt);
+        let waited = reports.with_code(oneloop::debug::Code::JobWaited);
+        assert!(waited.is_empty(), "reported as waiting: {waited:?}");
+    });
+}

@@ -288,7 +288,7 @@ fn worker_threads_feed_a_task_through_mpsc() {
             assert_eq!(count, 40_000);
             total
         });
-        assert_eq!(total, (0..40_000u64).sum());
+        assert_eq!(total, (0..40_000u64).sum::<u64>());
     });
 }
 

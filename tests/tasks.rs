@@ -369,7 +369,7 @@ fn a_join_set_with_many_tasks_joins_them_all() {
         }
         total
     });
-    assert_eq!(total, (0..10_000u64).sum());
+    assert_eq!(total, (0..10_000u64).sum::<u64>());
 }
 
 #[test]

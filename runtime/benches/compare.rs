@@ -3,7 +3,9 @@
 //! printed as one table and written to `benches/RESULTS.md`. W9 (`workloads/process.rs`)
 //! has a table of its own: oneloop's process pool beside CPython's `ProcessPoolExecutor`
 //! (`python3` runs `python/process_pool.py`; the rows say SKIPPED without it), with
-//! oneloop's thread pool in a last column.
+//! oneloop's thread pool in a last column. W10 (`workloads/remote.rs`) has one too: calls
+//! through Redis to remote workers, beside a raw ping-pong through the same streams and
+//! Celery (SKIPPED without `redis-server`, or without Celery).
 //! (Long because every workload's rows, targets and peers are laid out in one table-making place.)
 //!
 //! Full run: `cargo bench --bench compare` (5 rounds). Quick run, under 5 minutes on 2
@@ -14,6 +16,9 @@ mod workloads;
 
 #[path = "workloads/process.rs"]
 mod process_pools;
+
+#[path = "workloads/remote.rs"]
+mod remote;
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -39,9 +44,10 @@ fn micros(d: Duration) -> f64 {
 
 fn main() {
     maybe_run_echo_client();
+    remote::maybe_serve();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
-    // Names (`W1` … `W9`) to run only those; none runs all. cargo passes `--bench` too.
+    // Names (`W1` … `W10`) to run only those; none runs all. cargo passes `--bench` too.
     let only: Vec<&str> = args
         .iter()
         .filter(|a| !a.starts_with("--"))
@@ -308,6 +314,13 @@ fn main() {
         println!("  W9 done");
     }
 
+    // W10: remote workers through Redis.
+    let mut remote_table = None;
+    if want("W10") {
+        remote_table = Some(remote::w10(rounds));
+        println!("  W10 done");
+    }
+
     let table = render(&rows);
     println!("\n{table}");
     let mut page = format!(
@@ -326,6 +339,14 @@ fn main() {
              starts. Ratios are oneloop ÷ CPython; the last column is the same work on \
              oneloop's thread pool, for what the process boundary costs.\n\n{table}",
             process_pools::WORKERS
+        );
+    }
+    if let Some(table) = remote_table {
+        println!("{table}");
+        let _ = write!(
+            page,
+            "\n## Remote workers through Redis: oneloop vs the raw streams and Celery\n\n\
+             W10 (`benches/workloads/remote.rs`): {table}"
         );
     }
     if !only.is_empty() {

@@ -73,6 +73,7 @@
 //! - `worker/`: [`Worker`], [`serve`]: the slots that take and run calls (`slot.rs`), and
 //!   the watch thread (`watch.rs`: cancellations, renewals, takeovers).
 //! - `protocol.rs`: the keys and the messages; `link.rs`: a connection that comes back.
+//! - `testing.rs`: [`testing::RedisServer`], a throwaway server for tests and demos.
 
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
@@ -84,6 +85,7 @@ mod config;
 mod executor;
 mod link;
 mod protocol;
+pub mod testing;
 mod worker;
 
 pub use call::RemoteCall;

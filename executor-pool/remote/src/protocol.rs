@@ -112,9 +112,11 @@ pub(crate) struct Reply {
     pub(crate) sent_us: u64,
 }
 
-/// How a call ended on the worker.
+/// How a call ended on the worker (or, `Running`, that it has started there).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) enum Outcome {
+    /// Not an end: the call has run for a while (its caller learns when it started).
+    Running,
     /// The encoded result.
     Value(#[serde(with = "serde_bytes")] Vec<u8>),
     Panicked(String),
@@ -171,6 +173,9 @@ impl Outcome {
     /// The result the caller gets, given the function's key and the worker's name.
     pub(crate) fn into_result(self, key: &str, worker: &str) -> Result<Vec<u8>, JobError> {
         Err(match self {
+            Outcome::Running => JobError::Broken(format!(
+                "oneloop-remote bug: a running notice from {worker} taken for an answer"
+            )),
             Outcome::Value(value) => return Ok(value),
             Outcome::Panicked(message) => JobError::Panicked(format!("{message} (on {worker})")),
             Outcome::WorkerDied {

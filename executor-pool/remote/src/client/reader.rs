@@ -74,20 +74,23 @@ pub(super) fn run(client: &Client) {
 /// Resolves the call a reply is for (if it is still in flight: a call resolved already,
 /// or answered twice after a resend, is not touched again).
 fn answer(client: &Client, reply: Reply) {
-    let Some(call) = client.state.lock().calls.remove(&reply.call) else {
+    let mut state = client.state.lock();
+    if matches!(reply.outcome, Outcome::Running) {
+        // Not an answer: the call runs, since the time this says.
+        let Some(call) = state.calls.get(&reply.call) else {
+            return;
+        };
+        let (slot, submitted) = (call.slot.clone(), call.submitted);
+        drop(state); // the start is told to observers: never under the lock
+        slot.start_on(started_at(&reply, submitted), reply.worker);
+        return;
+    }
+    let Some(call) = state.calls.remove(&reply.call) else {
         return;
     };
-    // When the worker took it, on our clock: its clock's offset from ours is taken from
-    // when it sent the reply and when we read it (the transit counted as nothing).
-    let received_us = protocol::unix_us();
-    let offset = reply.sent_us as i64 - received_us as i64;
-    let taken_us = reply.taken_us as i64 - offset;
-    let ago = Duration::from_micros(received_us.saturating_sub(taken_us.max(0) as u64));
-    let started = Instant::now()
-        .checked_sub(ago)
-        .unwrap_or(call.submitted)
-        .max(call.submitted);
-    call.slot.start_on(started, reply.worker.clone());
+    drop(state);
+    call.slot
+        .start_on(started_at(&reply, call.submitted), reply.worker.clone());
     let result = match reply.outcome {
         Outcome::Value(value) => Ok(Answer {
             value,
@@ -103,4 +106,18 @@ fn answer(client: &Client, reply: Reply) {
             }),
     };
     call.slot.resolve(result);
+}
+
+/// When the worker took the call, on our clock (and never before it was submitted): the
+/// worker's clock's offset from ours is taken from when it sent the reply and when we read
+/// it, the transit counted as nothing.
+fn started_at(reply: &Reply, submitted: Instant) -> Instant {
+    let received_us = protocol::unix_us();
+    let offset = reply.sent_us as i64 - received_us as i64;
+    let taken_us = reply.taken_us as i64 - offset;
+    let ago = Duration::from_micros(received_us.saturating_sub(taken_us.max(0) as u64));
+    Instant::now()
+        .checked_sub(ago)
+        .unwrap_or(submitted)
+        .max(submitted)
 }

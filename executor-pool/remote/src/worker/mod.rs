@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::Waker;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use oneloop_process::ProcessPool;
 use parking_lot::Mutex;
@@ -39,8 +39,22 @@ use crate::protocol::{self, Request, create_group};
 /// flag again.
 const BLOCK: Duration = Duration::from_millis(200);
 
-/// The calls running on a worker, by (client, call): their entry, and how to kill them.
-type Running = HashMap<(String, u64), (String, Option<Arc<Cancel>>)>;
+/// The calls running on a worker, by (client, call).
+type Running = HashMap<(String, u64), RunningCall>;
+
+/// A call running on a worker.
+struct RunningCall {
+    entry: String,
+    /// How to kill it, if its caller may cancel it so.
+    cancel: Option<Arc<Cancel>>,
+    /// When it was taken, and on whose clock (unix µs).
+    taken: Instant,
+    taken_us: u64,
+    attempt: u32,
+    reply_ttl_ms: u64,
+    /// Its caller was told it runs (`Outcome::Running`).
+    announced: bool,
+}
 
 /// Builds a [`Worker`]: `Worker::builder(url, queue)`.
 #[derive(Debug)]

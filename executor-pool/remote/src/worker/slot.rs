@@ -6,12 +6,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::link::{Failure, Link};
 use crate::protocol::{self, Outcome, Reply, Request, create_group};
 
-use super::{BLOCK, Cancel, Shared, Taken};
+use super::{BLOCK, Cancel, RunningCall, Shared, Taken};
 
 pub(super) fn run(shared: &Shared) {
     let Some(mut link) = super::link(shared) else {
@@ -107,10 +107,18 @@ fn run_call(shared: &Shared, taken: &Taken) -> Reply {
             Some(call) => {
                 let who = (request.client.clone(), request.call);
                 let cancel = request.kill_on_cancel.then(|| Arc::new(Cancel::default()));
-                shared
-                    .running
-                    .lock()
-                    .insert(who.clone(), (taken.entry.clone(), cancel.clone()));
+                shared.running.lock().insert(
+                    who.clone(),
+                    RunningCall {
+                        entry: taken.entry.clone(),
+                        cancel: cancel.clone(),
+                        taken: Instant::now(),
+                        taken_us,
+                        attempt: taken.attempt,
+                        reply_ttl_ms: request.reply_ttl_ms,
+                        announced: false,
+                    },
+                );
                 if let Some(cancel) = &cancel
                     && shared.early_cancels.lock().contains(&who)
                 {

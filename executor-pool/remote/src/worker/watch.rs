@@ -7,7 +7,14 @@ use std::time::{Duration, Instant};
 use crate::link::Link;
 use crate::protocol::{self, Outcome, Reply, Request};
 
-use super::{BLOCK, Shared, Taken};
+use super::{Shared, Taken};
+
+/// How long a slot (or this thread) blocks on a stream before it looks around again: here,
+/// less than a slot's, since a call running this long is announced to its caller.
+const BLOCK: Duration = Duration::from_millis(20);
+
+/// How long a call runs before its caller is told it started (`announce`).
+const ANNOUNCE_AFTER: Duration = Duration::from_millis(20);
 
 /// The cancellations remembered for a call that has not registered yet (a cancel can
 /// arrive between a slot's take and its registration).
@@ -23,6 +30,7 @@ pub(super) fn run(shared: &Shared) {
     let (mut renewed, mut reclaimed) = (Instant::now(), Instant::now() - reclaim_every);
     while !shared.stop.load(Ordering::Acquire) {
         read_cancels(shared, &mut link, &mut last_cancel);
+        announce(shared, &mut link);
         if renewed.elapsed() >= renew_every {
             renew(shared, &mut link);
             renewed = Instant::now();
@@ -68,7 +76,7 @@ fn read_cancels(shared: &Shared, link: &mut Link, last: &mut String) {
             .running
             .lock()
             .get(&who)
-            .and_then(|(_, cancel)| cancel.clone());
+            .and_then(|running| running.cancel.clone());
         match cancel {
             Some(cancel) => cancel.fire(),
             None => {
@@ -82,13 +90,60 @@ fn read_cancels(shared: &Shared, link: &mut Link, last: &mut String) {
     }
 }
 
+/// Tells the callers of the calls running here for `ANNOUNCE_AFTER` that they run, and
+/// since when (`Outcome::Running`): their caller's debug mode and trace see a call start
+/// when it did, not when it answers; a short call needs no such message.
+fn announce(shared: &Shared, link: &mut Link) {
+    let due: Vec<((String, u64), u64, u32, u64)> = shared
+        .running
+        .lock()
+        .iter_mut()
+        .filter(|(_, running)| !running.announced && running.taken.elapsed() >= ANNOUNCE_AFTER)
+        .map(|(who, running)| {
+            running.announced = true;
+            (
+                who.clone(),
+                running.taken_us,
+                running.attempt,
+                running.reply_ttl_ms,
+            )
+        })
+        .collect();
+    for ((client, call), taken_us, attempt, ttl_ms) in due {
+        let reply = Reply {
+            call,
+            outcome: Outcome::Running,
+            attempt,
+            worker: shared.name.clone(),
+            taken_us,
+            sent_us: protocol::unix_us(),
+        };
+        let bytes = postcard::to_allocvec(&reply).expect("a reply always encodes");
+        let replies = protocol::replies(&shared.queue, &client);
+        let _ = link.with(|connection| {
+            redis::pipe()
+                .cmd("XADD")
+                .arg(&replies)
+                .arg("*")
+                .arg(protocol::REPLY_FIELD)
+                .arg(&bytes)
+                .ignore()
+                .cmd("PEXPIRE")
+                .arg(&replies)
+                .arg(ttl_ms)
+                .ignore()
+                .query::<()>(connection)
+        });
+    }
+}
+
 /// Resets the idle time of the entries running here, so no other worker takes them.
 fn renew(shared: &Shared, link: &mut Link) {
     let entries: Vec<String> = shared
         .running
         .lock()
         .values()
-        .map(|(entry, _)| entry.clone())
+        .map(|running| running.entry.clone())
         .collect();
     if entries.is_empty() {
         return;
