@@ -424,3 +424,52 @@ fn debug_mode_sees_a_long_remote_call_run_on_its_worker_not_wait_in_a_queue() {
         assert!(waited.is_empty(), "reported as waiting: {waited:?}");
     });
 }
+
+#[test]
+fn a_trace_draws_remote_calls_on_their_worker_track_with_arrows_from_submit_to_resume() {
+    hang_guard(|| {
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
+        let fleet = Fleet::start(&server, "trace", 1, 1, Duration::from_secs(30));
+        let remote = RedisExecutor::connect(&server.url(), "trace").unwrap();
+        let path = std::env::temp_dir().join(format!(
+            "oneloop-test-remote-trace-{}.json",
+            std::process::id()
+        ));
+        let rt = oneloop::Runtime::builder()
+            .trace_file(&path)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            assert_eq!(remote.call(add, (1, 2)).await, Ok(3));
+            assert!(remote.call(sleep_then_worker_pid, 100).await.is_ok());
+        });
+        drop(rt);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        let events: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+        let track = worker_name(fleet.pids()[0]);
+        assert!(
+            events
+                .iter()
+                .any(|e| e["name"] == "thread_name" && e["args"]["name"] == *track),
+            "a track named {track}"
+        );
+        let jobs = events
+            .iter()
+            .filter(|e| e["ph"] == "X" && e["cat"] == "job")
+            .count();
+        assert_eq!(jobs, 2, "both calls drawn on it");
+        for phase in ["s", "f"] {
+            let arrows = events
+                .iter()
+                .filter(|e| e["ph"] == phase && e["cat"] == "job")
+                .count();
+            assert_eq!(
+                arrows, 2,
+                "an arrow from each submit to its resume ({phase})"
+            );
+        }
+    });
+}

@@ -38,7 +38,9 @@
 //! - **Delivery is at least once.** A worker that dies mid-call (its machine, its process)
 //!   leaves the entry pending; once it has given no sign of life for the visibility
 //!   timeout ([`WorkerBuilder::visibility_timeout`]; live workers renew their entries),
-//!   another worker claims the entry and runs it again, up to
+//!   another worker claims the entry and runs it again (`XPENDING ... IDLE` then `XCLAIM`
+//!   with the same minimum idle time: `XAUTOCLAIM`'s effect, plus the name of the worker
+//!   that held it, which the error below needs), up to
 //!   [`Builder::max_attempts`] starts, after which the caller gets
 //!   [`JobError::AttemptsExhausted`] naming the workers that took it. A Redis server
 //!   restarted without its data is noticed by the submitter, which queues its calls in
