@@ -60,7 +60,7 @@ impl RedisServer {
     ///
     /// # Panics
     ///
-    /// When the server is installed but does not come up within [`READY_LIMIT`], with its
+    /// When the server is installed but does not come up within 10 s, with its
     /// log in the message.
     pub fn start() -> Option<RedisServer> {
         let Some(binary) = find_on_path("redis-server") else {
@@ -116,7 +116,7 @@ impl RedisServer {
     ///
     /// # Panics
     ///
-    /// When it does not come up within [`READY_LIMIT`] in any of [`START_ATTEMPTS`] tries
+    /// When it does not come up within 10 s in any of five tries
     /// (another process took the port meanwhile).
     pub fn restart(&mut self) {
         self.kill();
