@@ -15,6 +15,7 @@ use mio::event::Source;
 
 use crate::context;
 use crate::reactor::{Direction, IoKey};
+use crate::task::coop;
 use crate::task::waiting::Waiting;
 use crate::waker::{Remote, RemoteOp};
 
@@ -77,6 +78,10 @@ impl<S: Source> Registration<S> {
         mut op: impl FnMut(&S) -> io::Result<R>,
     ) -> Poll<io::Result<R>> {
         let core = context::current_for(WHAT, self.runtime);
+        // A task whose operations never have to wait yields after its budget's worth.
+        if coop::poll_proceed(cx).is_pending() {
+            return Poll::Pending;
+        }
         let reactor = core.reactor();
         // A `WouldBlock` consumes the readiness (`Reactor::clear_ready`), so the second look
         // normally returns `Pending`. The bound makes sure no readiness bookkeeping error
@@ -91,7 +96,10 @@ impl<S: Source> Registration<S> {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     reactor.clear_ready(self.key, dir)
                 }
-                result => return Poll::Ready(result),
+                result => {
+                    coop::spend();
+                    return Poll::Ready(result);
+                }
             }
         }
         cx.waker().wake_by_ref();

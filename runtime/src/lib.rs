@@ -191,7 +191,12 @@
 //!   `timers::the_loop_sleeps_until_a_timer_instead_of_spinning`, and the timer queue's
 //!   proptest in `runtime/src/time/timers.rs`.
 //! - **No task starves the loop's other work**: a task that wakes itself forever still
-//!   lets sockets and timers through. `reliability::a_busy_self_waking_task_starves_neither_a_socket_nor_a_timer`.
+//!   lets sockets and timers through; a task whose operations never have to wait (a
+//!   pipelining client's connection, a channel never empty) yields after its budget of
+//!   operations per poll ([`task::BUDGET`], [`task::unconstrained`]).
+//!   `reliability::a_busy_self_waking_task_starves_neither_a_socket_nor_a_timer`,
+//!   `fairness::a_pipelining_client_does_not_starve_another_connection`,
+//!   `fairness::a_receiver_that_always_finds_a_value_lets_the_other_tasks_run`.
 //! - **Nothing calls into a dead loop**: a waker, handle or timer used after its runtime is
 //!   gone does nothing or fails with a clear error. `wakers::a_waker_used_after_its_runtime_is_dropped_does_nothing`,
 //!   `handle::remote_handles_resolve_as_cancelled_when_the_runtime_is_dropped`.

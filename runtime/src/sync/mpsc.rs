@@ -39,6 +39,7 @@ use parking_lot::Mutex;
 
 use super::Semaphore;
 use crate::context;
+use crate::task::coop;
 use crate::task::waiting::Waiting;
 
 /// A bounded channel holding at most `capacity` values.
@@ -337,6 +338,10 @@ impl<T> Receiver<T> {
 
     /// Polls for the next value (for hand-written futures).
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        // A receiver that always finds a value yields after its task's budget.
+        if coop::poll_proceed(cx).is_pending() {
+            return Poll::Pending;
+        }
         // Waker code (clone, drop) runs outside the lock (`oneloop_pool::wake`).
         let polled = wake::poll_waker_slot(
             cx.waker(),
@@ -348,7 +353,10 @@ impl<T> Receiver<T> {
             },
         );
         match &polled {
-            Poll::Ready(Some(_)) => self.free_slot(),
+            Poll::Ready(Some(_)) => {
+                coop::spend();
+                self.free_slot();
+            }
             Poll::Ready(None) => {}
             Poll::Pending => context::note_wait(Waiting::Recv(self.chan.site)),
         }

@@ -108,10 +108,15 @@ impl<T: 'static> Future for JoinHandle<T> {
             self.done = true;
             return Poll::Ready(Err(JoinError::Cancelled)); // the runtime is gone
         };
+        // Awaiting handles of finished tasks one after another yields after the budget.
+        if crate::task::coop::poll_proceed(cx).is_pending() {
+            return Poll::Pending;
+        }
         let mut output: Option<Result<T, JoinError>> = None;
         match tasks.poll_join(self.task, cx.waker(), &mut output as &mut dyn Any) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(()) => {
+                crate::task::coop::spend();
                 self.done = true;
                 Poll::Ready(output.unwrap_or(Err(JoinError::Cancelled)))
             }

@@ -158,7 +158,10 @@ impl Tasks {
             ins.mark();
             ins.begin_poll(0, site)
         });
-        let result = catch_unwind(AssertUnwindSafe(|| future.poll(&mut cx)));
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            let _budget = super::coop::PollBudget::start();
+            future.poll(&mut cx)
+        }));
         self.current.set(None);
         self.main_waiting.set(self.waiting.get());
         if let (Some(ins), Some(probe)) = (&self.instruments, probe) {
@@ -174,6 +177,7 @@ impl Tasks {
             return Polled::Gone;
         };
         self.polls.set(self.polls.get() + 1);
+        let _budget = super::coop::PollBudget::start();
         self.current.set(Some(task.id));
         self.current_site.set(site);
         self.waiting.set(Waiting::Unknown);

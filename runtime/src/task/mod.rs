@@ -15,9 +15,13 @@
 //! - [`TaskGroup`] (`group.rs`): asyncio's `TaskGroup`, where the first failure cancels the
 //!   siblings; and [`join_all`]/[`try_join_all`], asyncio's `gather`.
 //! - [`Builder`] (`builder.rs`): spawn with a name, for debug reports.
+//! - [`unconstrained`] (`coop.rs`): each poll of a task has a budget of [`BUDGET`]
+//!   operations (socket, channel, timer, join), so a task that never has to wait still
+//!   lets the others run; `unconstrained` lifts it.
 
 mod builder;
 pub(crate) mod cell;
+pub(crate) mod coop;
 mod error;
 mod group;
 pub(crate) mod id;
@@ -34,6 +38,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 pub use builder::Builder;
+pub use coop::{BUDGET, Unconstrained, unconstrained};
 pub use error::JoinError;
 pub use group::{GroupError, JoinAll, TaskGroup, TryJoinAll, join_all, try_join_all};
 pub use id::Id;

@@ -102,6 +102,10 @@ impl Future for Sleep {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
+        // A chain of timers already due yields after the task's budget.
+        if crate::task::coop::poll_proceed(cx).is_pending() {
+            return Poll::Pending;
+        }
         let core = match this.registration {
             Some((owner, _)) => context::current_for(WHAT, owner),
             None => context::current(WHAT),
@@ -111,6 +115,8 @@ impl Future for Sleep {
         this.registration = key.map(|key| (core.id(), key));
         if poll.is_pending() {
             core.note_wait(Waiting::Sleep(this.deadline));
+        } else {
+            crate::task::coop::spend();
         }
         poll
     }
