@@ -5,23 +5,10 @@
 
 mod util;
 
-use std::time::Duration;
-
 use redis::Commands;
 use util::hang_guard;
 use util::processes::{children, process_state};
-use util::redis::RedisServer;
-
-/// A connection to `url` whose every step gives up after a few seconds: a test that lost
-/// its server fails instead of waiting.
-fn connect(url: &str) -> redis::Connection {
-    const LIMIT: Duration = Duration::from_secs(5);
-    let client = redis::Client::open(url).expect("a valid URL");
-    let con = client.get_connection_with_timeout(LIMIT).expect("connect");
-    con.set_read_timeout(Some(LIMIT)).unwrap();
-    con.set_write_timeout(Some(LIMIT)).unwrap();
-    con
-}
+use util::redis::{RedisServer, connect};
 
 #[test]
 fn a_started_server_answers_on_its_own_port_as_the_process_we_started() {

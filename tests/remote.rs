@@ -20,7 +20,7 @@ use oneloop_tests::remote_fns::{
 };
 use util::hang_guard;
 use util::processes::{Markers, process_state};
-use util::redis::RedisServer;
+use util::redis::{RedisServer, connect};
 
 /// Worker processes of one queue, killed and reaped when dropped.
 struct Fleet {
@@ -88,16 +88,6 @@ impl Drop for Fleet {
             let _ = child.wait();
         }
     }
-}
-
-/// A connection of the test's own, to look at the queue.
-fn connect(url: &str) -> redis::Connection {
-    const LIMIT: Duration = Duration::from_secs(5);
-    let client = redis::Client::open(url).expect("a valid URL");
-    let con = client.get_connection_with_timeout(LIMIT).expect("connect");
-    con.set_read_timeout(Some(LIMIT)).unwrap();
-    con.set_write_timeout(Some(LIMIT)).unwrap();
-    con
 }
 
 /// Entries in the queue's stream, and entries pending (taken, not answered).

@@ -400,7 +400,13 @@ impl Python {
 
 /// Runs the script with `args`; its last line of output.
 fn run_script(args: &[&str]) -> io::Result<String> {
-    let output = Command::new("python3").arg(SCRIPT).args(args).output()?;
+    last_line(Command::new("python3").arg(SCRIPT).args(args))
+}
+
+/// Runs `command` (a Python script of the bench); the last line it printed, or why it
+/// failed (its exit status and stderr).
+pub fn last_line(command: &mut Command) -> io::Result<String> {
+    let output = command.output()?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         return Err(io::Error::other(format!(
@@ -414,7 +420,7 @@ fn run_script(args: &[&str]) -> io::Result<String> {
 }
 
 /// The value of `name=…` in a line of `name=value` pairs.
-fn value(line: &str, name: &str) -> f64 {
+pub fn value(line: &str, name: &str) -> f64 {
     line.split_whitespace()
         .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
         .and_then(|v| v.parse().ok())

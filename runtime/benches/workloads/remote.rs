@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::process_pools::value;
 use oneloop_remote::testing::RedisServer;
 use oneloop_remote::{RedisExecutor, Worker};
 
@@ -331,21 +332,7 @@ fn run(python: &Path, args: &[&str], url: Option<&str>) -> io::Result<String> {
     if let Some(url) = url {
         command.env("ONELOOP_BENCH_REDIS", url);
     }
-    let output = command.output()?;
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let last = stderr.lines().last().unwrap_or_default();
-        return Err(io::Error::other(format!("{}: {last}", output.status)));
-    }
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    Ok(stdout.lines().last().unwrap_or_default().trim().to_owned())
-}
-
-fn value(line: &str, name: &str) -> f64 {
-    line.split_whitespace()
-        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(f64::NAN)
+    crate::process_pools::last_line(&mut command)
 }
 
 // ------------------------------------------------------------------------------------
