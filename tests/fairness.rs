@@ -158,3 +158,29 @@ fn an_unconstrained_future_runs_its_operations_without_yielding() {
         });
     });
 }
+
+#[test]
+fn joining_more_finished_tasks_than_the_budget_in_one_go_completes() {
+    // A child yielding for the budget wakes itself: a set or group that polled it again
+    // at once would spin for ever. They yield instead once the budget is spent.
+    hang_guard(|| {
+        Runtime::new().block_on(async {
+            let n = 4 * oneloop::task::BUDGET as usize;
+            let mut set = oneloop::task::JoinSet::new();
+            for i in 0..n {
+                set.spawn(async move { i });
+            }
+            oneloop::time::sleep(Duration::from_millis(5)).await; // all finished
+            let mut joined = 0;
+            while let Some(result) = set.join_next().await {
+                result.unwrap();
+                joined += 1;
+            }
+            assert_eq!(joined, n);
+            let handles: Vec<_> = (0..n).map(|i| oneloop::spawn(async move { i })).collect();
+            oneloop::time::sleep(Duration::from_millis(5)).await;
+            let all = oneloop::task::join_all(handles).await;
+            assert_eq!(all.len(), n);
+        });
+    });
+}

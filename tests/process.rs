@@ -883,7 +883,15 @@ fn large_calls_of_growing_and_shrinking_sizes_reuse_their_regions_and_leak_no_de
     }
     hang_guard(|| {
         let pool = ProcessPool::new(2).unwrap();
-        let sizes = [100_000, 1 << 20, 70_000, 2 << 20, 512 << 10, 65_000, 1536 << 10];
+        let sizes = [
+            100_000,
+            1 << 20,
+            70_000,
+            2 << 20,
+            512 << 10,
+            65_000,
+            1536 << 10,
+        ];
         let mut baseline = None;
         for round in 0..4 {
             let calls: Vec<_> = sizes

@@ -337,8 +337,12 @@ fn a_call_cancelled_while_queued_is_removed_and_a_running_one_is_killed() {
         let mut running = remote.call(mark_then_sleep, (markers.dir(), 60_000));
         util::wait_until(|| markers.is_set(&fleet.pids()[0].to_string()));
         let pool_child = util::processes::children_of(fleet.pids()[0]);
+        // Long enough for the worker to have said it runs (after 20 ms): the cancel must
+        // still reach it.
+        std::thread::sleep(Duration::from_millis(300));
         running.cancel();
-        drop(running);
+        assert_eq!(block_on(running), Err(JobError::Cancelled));
+        util::wait_until(|| remote.in_flight() == 0);
         util::wait_until(|| pool_child.iter().any(|pid| process_state(*pid).is_none()));
         assert_eq!(block_on(remote.call(add, (2, 2))), Ok(4));
         util::wait_until(|| queue_state(&server.url(), "cancel") == (0, 0));

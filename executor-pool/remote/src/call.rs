@@ -84,11 +84,12 @@ impl<R> RemoteCall<R> {
     pub fn cancel(&mut self) -> bool {
         match &mut self.inner {
             Inner::Queued { slot, client } => {
-                let cancelled = slot.cancel();
-                if cancelled {
-                    client.cancel(slot.id);
-                }
-                cancelled
+                // A call known to run (its worker said so) is abandoned rather than
+                // resolved here; either way the sender takes it out, cancels it on its
+                // worker as the executor says, and resolves it if nothing did first.
+                let queued = slot.cancel();
+                client.cancel(slot.id);
+                queued
             }
             Inner::WaitingForRoom { outgoing, .. } => {
                 let Some(outgoing) = outgoing.take() else {

@@ -65,8 +65,8 @@ impl Builder {
         self
     }
 
-    /// How long replies wait in Redis for this process to read them (default 10 min): if
-    /// it dies, its reply stream expires after this, leaving nothing behind.
+    /// How long replies wait in Redis for this process to read them (default 10 min, at
+    /// least 1 s): if it dies, its reply stream expires after this, leaving nothing behind.
     pub fn reply_ttl(mut self, ttl: Duration) -> Self {
         self.config.reply_ttl = ttl;
         self
@@ -102,6 +102,11 @@ impl Builder {
         if config.max_in_flight == Some(0) || config.max_attempts == 0 || config.max_payload == 0 {
             return Err(invalid(
                 "max_in_flight, max_attempts and max_payload must be at least 1".into(),
+            ));
+        }
+        if config.reply_ttl < Duration::from_secs(1) {
+            return Err(invalid(
+                "reply_ttl must be at least 1 s: replies must wait for their reader".into(),
             ));
         }
         let client = client::start(config)?;

@@ -90,8 +90,13 @@ impl Link {
             if error.code().is_some() {
                 Failure::Server(error)
             } else {
+                // The connection broke, or the server stopped answering: the next try
+                // waits for the backoff, so a server that accepts but never answers costs
+                // one timeout per backoff, not one per command.
                 self.last_error = error.to_string();
                 self.connection = None;
+                self.retry_at = Some(Instant::now() + self.backoff);
+                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
                 Failure::Unreachable(self.last_error.clone())
             }
         })

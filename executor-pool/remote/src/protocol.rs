@@ -250,7 +250,8 @@ pub(crate) fn unix_us() -> u64 {
 
 /// Unix time `after` from now, in ms.
 pub(crate) fn unix_ms_after(after: Duration) -> u64 {
-    (unix_us() + after.as_micros() as u64) / 1000
+    let after = u64::try_from(after.as_micros()).unwrap_or(u64::MAX);
+    unix_us().saturating_add(after) / 1000
 }
 
 /// This process, as reports name it: `host:pid`.

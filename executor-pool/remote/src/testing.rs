@@ -38,10 +38,10 @@ const SKIPPED: &str =
 /// ```no_run
 /// use oneloop_remote::testing::RedisServer;
 ///
-/// let Some(server) = RedisServer::start() else {
-///     return; // not installed: SKIPPED was printed
-/// };
-/// let remote = oneloop_remote::RedisExecutor::connect(&server.url(), "jobs")?;
+/// // `None` where redis-server is not installed (SKIPPED is printed).
+/// if let Some(server) = RedisServer::start() {
+///     let remote = oneloop_remote::RedisExecutor::connect(&server.url(), "jobs")?;
+/// }
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub struct RedisServer {
@@ -154,7 +154,8 @@ impl RedisServer {
             .append(true)
             .open(self.dir.join("redis.log"))
             .expect("open the redis-server log");
-        let mut child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        command
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             // No persistence: a restart starts empty, and nothing is written but the log.
             .args(["--save", "", "--appendonly", "no"])
@@ -163,9 +164,9 @@ impl RedisServer {
             .args(["--daemonize", "no"])
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone the log handle"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn redis-server");
+            .stderr(log);
+        die_with_this_thread(&mut command);
+        let mut child = command.spawn().expect("spawn redis-server");
         let deadline = Instant::now() + READY_LIMIT;
         loop {
             if child.try_wait().expect("poll redis-server").is_some() {
@@ -255,4 +256,21 @@ fn unique_dir() -> PathBuf {
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     ))
+}
+
+/// Makes the child die (SIGKILL) when the thread that starts it ends, whatever the reason:
+/// a test that hangs, or a process that is killed, leaves no server behind. (A server must
+/// therefore be started on a thread that outlives its use, as a test's own thread does.)
+#[allow(unsafe_code)]
+fn die_with_this_thread(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between `fork` and `exec`, where only
+    // async-signal-safe calls are allowed: it makes one `prctl` system call, allocates
+    // nothing and takes no lock.
+    unsafe {
+        command.pre_exec(|| {
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+                .map_err(std::io::Error::from)
+        });
+    }
 }

@@ -262,6 +262,11 @@ impl<F: Future> Children<F> {
         mut done: impl FnMut(usize, F::Output) -> bool,
     ) -> Poll<()> {
         while self.remaining > 0 {
+            // A child that yields for the budget wakes itself, so it would be popped and
+            // polled again at once, for ever: once the budget is spent, the group yields.
+            if super::coop::poll_proceed(cx).is_pending() {
+                return Poll::Pending;
+            }
             let Some(index) = self.ready.pop_or_register(cx.waker()) else {
                 return Poll::Pending;
             };

@@ -92,7 +92,15 @@ impl<T: 'static> JoinSet<T> {
         if self.tasks.is_empty() {
             return Poll::Ready(None);
         }
-        while let Some(key) = self.ready.pop_or_register(cx.waker()) {
+        loop {
+            // A child that yields for the budget wakes itself, so it would be popped and
+            // polled again at once, for ever: once the budget is spent, the set yields.
+            if super::coop::poll_proceed(cx).is_pending() {
+                return Poll::Pending;
+            }
+            let Some(key) = self.ready.pop_or_register(cx.waker()) else {
+                return Poll::Pending;
+            };
             let Some((handle, waker)) = self.tasks.get_mut(key) else {
                 continue; // a stale notice for a slot already joined
             };
@@ -102,7 +110,6 @@ impl<T: 'static> JoinSet<T> {
                 return Poll::Ready(Some((handle.id(), result)));
             }
         }
-        Poll::Pending
     }
 
     /// Aborts every task in the set; they stay in it, and `join_next` returns their

@@ -10,6 +10,15 @@ use crate::link::Link;
 use crate::protocol::{self, create_group};
 
 use super::{Client, InFlight};
+use crate::answer::CallSlot;
+
+/// What taking a call out of the table did.
+enum Unqueued {
+    /// It was removed from the stream (or never queued): no worker took it.
+    Removed,
+    /// A worker holds it: it was told to stop (as the executor says).
+    Taken,
+}
 
 /// How often the sender looks at the time limits and refreshes its keys when idle.
 const TICK: Duration = Duration::from_millis(50);
@@ -72,7 +81,10 @@ impl Sender {
             self.keep_alive();
             self.queue(to_send);
             for id in cancelled {
-                self.unqueue(id, false);
+                // Its caller gave up: `Cancelled`, unless it was answered first.
+                if let Some((_, slot)) = self.unqueue(id, false) {
+                    slot.resolve(Err(JobError::Cancelled));
+                }
             }
             self.enforce_limits();
         }
@@ -183,16 +195,15 @@ impl Sender {
         }
     }
 
-    /// Takes call `id` out: removed from the stream if no worker took it yet, else the
-    /// workers are told (they kill it if the executor says so). Returns true if it was
-    /// removed before any worker took it.
-    fn unqueue(&mut self, id: u64, expired: bool) -> bool {
-        let Some(call) = self.client.state.lock().calls.remove(&id) else {
-            return false;
-        };
+    /// Takes call `id` out of the table: removed from the stream if no worker took it yet,
+    /// else the workers are told (they kill it if the executor says so, or if `expired`).
+    /// Returns what became of it, with its slot (resolved by the caller, after this).
+    fn unqueue(&mut self, id: u64, expired: bool) -> Option<(Unqueued, Arc<CallSlot>)> {
+        let call = self.client.state.lock().calls.remove(&id)?;
+        let slot = call.slot.clone();
         let Some(entry) = &call.entry else {
             // Never queued: its id may still wait in `to_send`, where it is skipped.
-            return true;
+            return Some((Unqueued::Removed, slot));
         };
         let (requests, cancels) = (self.requests.clone(), self.cancels.clone());
         let client = self.client.id.clone();
@@ -207,6 +218,8 @@ impl Sender {
         });
         let removed = matches!(removed, Ok(1));
         if !removed && (expired || self.client.config.cancel_running == CancelRunning::Kill) {
+            // (Lost if Redis cannot be reached now: a running call is then killed only at
+            // its deadline, which its worker enforces, if it has one.)
             let _ = self.link.with(|connection| {
                 redis::cmd("XADD")
                     .arg(&cancels)
@@ -221,7 +234,12 @@ impl Sender {
                     .query::<String>(connection)
             });
         }
-        removed
+        let unqueued = if removed {
+            Unqueued::Removed
+        } else {
+            Unqueued::Taken
+        };
+        Some((unqueued, slot))
     }
 
     /// Calls past their limit: removed from the queue if no worker took them
@@ -238,22 +256,13 @@ impl Sender {
                 .collect()
         };
         for id in expired {
-            let slot = self
-                .client
-                .state
-                .lock()
-                .calls
-                .get(&id)
-                .map(|c| c.slot.clone());
-            let Some(slot) = slot else {
-                continue;
-            };
-            let removed = self.unqueue(id, true);
-            slot.resolve(Err(if removed {
-                JobError::DeadlineExpired
-            } else {
-                JobError::TimedOut
-            }));
+            // Gone meanwhile (answered): nothing to do.
+            if let Some((unqueued, slot)) = self.unqueue(id, true) {
+                slot.resolve(Err(match unqueued {
+                    Unqueued::Removed => JobError::DeadlineExpired,
+                    Unqueued::Taken => JobError::TimedOut,
+                }));
+            }
         }
     }
 
@@ -262,18 +271,11 @@ impl Sender {
     fn leave(&mut self) {
         let ids: Vec<u64> = self.client.state.lock().calls.keys().copied().collect();
         for id in ids {
+            // Redis gone: the rest are resolved by `shut_down` without it.
             if !self.link.is_connected() && self.link.backoff_left() > Duration::ZERO {
                 break;
             }
-            let slot = self
-                .client
-                .state
-                .lock()
-                .calls
-                .get(&id)
-                .map(|c| c.slot.clone());
-            self.unqueue(id, false);
-            if let Some(slot) = slot {
+            if let Some((_, slot)) = self.unqueue(id, false) {
                 slot.resolve(Err(JobError::Shutdown));
             }
         }

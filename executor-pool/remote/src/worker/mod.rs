@@ -131,6 +131,7 @@ impl WorkerBuilder {
                 processes,
                 visibility: self.visibility,
                 stop: AtomicBool::new(false),
+                slots_done: AtomicBool::new(false),
                 idle: AtomicUsize::new(processes),
                 running: Mutex::new(HashMap::new()),
                 early_cancels: Mutex::new(VecDeque::new()),
@@ -199,18 +200,19 @@ impl Worker {
     ///
     /// A thread that could not be started.
     pub fn run(self) -> io::Result<()> {
-        let mut threads: Vec<JoinHandle<()>> = Vec::new();
+        let mut slots: Vec<JoinHandle<()>> = Vec::new();
+        let mut watch = None;
         let started = (|| {
             for _ in 0..self.shared.processes {
                 let shared = self.shared.clone();
-                threads.push(
+                slots.push(
                     std::thread::Builder::new()
                         .name("oneloop-remote-slot".into())
                         .spawn(move || slot::run(&shared))?,
                 );
             }
             let shared = self.shared.clone();
-            threads.push(
+            watch = Some(
                 std::thread::Builder::new()
                     .name("oneloop-remote-watch".into())
                     .spawn(move || watch::run(&shared))?,
@@ -220,8 +222,14 @@ impl Worker {
         if started.is_err() {
             self.shared.stop.store(true, Ordering::Release);
         }
-        for thread in threads {
-            let _ = thread.join();
+        // The slots finish their calls first: meanwhile the watch thread still renews them
+        // and passes cancellations on.
+        for slot in slots {
+            let _ = slot.join();
+        }
+        self.shared.slots_done.store(true, Ordering::Release);
+        if let Some(watch) = watch {
+            let _ = watch.join();
         }
         self.shared.pool.shutdown();
         started
@@ -239,6 +247,8 @@ struct Shared {
     processes: usize,
     visibility: Duration,
     stop: AtomicBool,
+    /// Every slot has left (the watch thread leaves next).
+    slots_done: AtomicBool,
     /// Slots with no call.
     idle: AtomicUsize,
     /// The calls running here, by (client, call): their entry, and how to kill them.
@@ -277,7 +287,8 @@ struct Cancel {
 impl Cancel {
     fn fire(&self) {
         self.set.store(true, Ordering::Release);
-        if let Some(waker) = self.waker.lock().take() {
+        let waker = self.waker.lock().take(); // woken after the lock
+        if let Some(waker) = waker {
             waker.wake();
         }
     }

@@ -27,6 +27,9 @@ pub(super) fn run(shared: &Shared) {
             shared.idle.fetch_sub(1, Ordering::AcqRel);
             let reply = run_call(shared, &taken);
             answer(shared, &mut link, &taken, &reply);
+            // Renewed until its answer is written (the watch thread renews `running`).
+            let who = (taken.request.client.clone(), taken.request.call);
+            shared.running.lock().remove(&who);
             shared.idle.fetch_add(1, Ordering::AcqRel);
         }
     }
@@ -125,7 +128,6 @@ fn run_call(shared: &Shared, taken: &Taken) -> Reply {
                     cancel.fire();
                 }
                 let result = oneloop_pool::block_on(Killable { call, cancel });
-                shared.running.lock().remove(&who);
                 match result {
                     Ok(value) if value.len() as u64 > request.max_payload => {
                         Outcome::Result(format!(
@@ -214,8 +216,10 @@ pub(super) fn answer(shared: &Shared, link: &mut Link, taken: &Taken, reply: &Re
         });
         match written {
             Ok(()) => return,
-            Err(Failure::Server(_)) => return, // refused (the server lost the stream): nothing to do
-            Err(Failure::Unreachable(_)) => {
+            // The server cannot take it yet (loading its data, out of memory, a replica
+            // without its primary...): tried again, as after a broken connection.
+            Err(failure @ Failure::Server(_)) if !transient(&failure) => return,
+            Err(_) => {
                 if shared.stop.load(Ordering::Acquire) {
                     return;
                 }
@@ -223,4 +227,12 @@ pub(super) fn answer(shared: &Shared, link: &mut Link, taken: &Taken, reply: &Re
             }
         }
     }
+}
+
+/// A server error that passes: the same command may succeed later.
+fn transient(failure: &Failure) -> bool {
+    matches!(
+        failure.code(),
+        Some("LOADING" | "BUSY" | "OOM" | "READONLY" | "MASTERDOWN" | "TRYAGAIN" | "CLUSTERDOWN")
+    )
 }

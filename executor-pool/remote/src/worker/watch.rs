@@ -24,21 +24,58 @@ pub(super) fn run(shared: &Shared) {
     let Some(mut link) = super::link(shared) else {
         return;
     };
-    let mut last_cancel = "$".to_owned();
+    // Cancellations from now on: after the stream's last entry as it is now (`$` would
+    // be read again at each `XREAD`, missing what arrives between two).
+    let mut last_cancel = None;
     let renew_every = shared.visibility / 3;
     let reclaim_every = shared.visibility / 2;
-    let (mut renewed, mut reclaimed) = (Instant::now(), Instant::now() - reclaim_every);
-    while !shared.stop.load(Ordering::Acquire) {
-        read_cancels(shared, &mut link, &mut last_cancel);
+    let (mut renewed, mut reclaim_at) = (Instant::now(), Instant::now());
+    let mut connected = true;
+    // Until the slots have left: their calls are renewed, and cancelled, to the end.
+    while !shared.slots_done.load(Ordering::Acquire) {
+        let last = last_cancel.get_or_insert_with(|| last_entry(shared, &mut link));
+        read_cancels(shared, &mut link, last);
+        if !link.is_connected() {
+            connected = false;
+            continue;
+        }
+        if !connected {
+            // Back after an outage, perhaps past the visibility timeout: every entry looks
+            // abandoned now, those of live workers too. Ours are renewed at once, and none
+            // is taken over before the others have had a visibility timeout to renew.
+            connected = true;
+            renewed = Instant::now() - renew_every;
+            reclaim_at = Instant::now() + shared.visibility;
+        }
         announce(shared, &mut link);
         if renewed.elapsed() >= renew_every {
             renew(shared, &mut link);
             renewed = Instant::now();
         }
-        if reclaimed.elapsed() >= reclaim_every {
+        if Instant::now() >= reclaim_at && !shared.stop.load(Ordering::Acquire) {
             reclaim(shared, &mut link);
-            reclaimed = Instant::now();
+            reclaim_at = Instant::now() + reclaim_every;
         }
+    }
+}
+
+/// The id of the cancel stream's last entry, or `0-0` when it has none.
+fn last_entry(shared: &Shared, link: &mut Link) -> String {
+    let last = link.with(|connection| {
+        redis::cmd("XREVRANGE")
+            .arg(&shared.cancels)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query::<redis::Value>(connection)
+    });
+    match last {
+        Ok(redis::Value::Array(entries)) => entries
+            .into_iter()
+            .find_map(protocol::entry)
+            .map_or_else(|| "0-0".to_owned(), |(id, _)| id),
+        _ => "0-0".to_owned(),
     }
 }
 
@@ -72,20 +109,23 @@ fn read_cancels(shared: &Shared, link: &mut Link, last: &mut String) {
             continue;
         };
         let who = (client, call);
+        // Remembered first, then looked up: a slot registers its call first, then looks
+        // at what is remembered, so whichever comes second sees the other's (and a call
+        // fired twice is killed once).
+        {
+            let mut early = shared.early_cancels.lock();
+            early.push_back(who.clone());
+            if early.len() > EARLY_CANCELS {
+                early.pop_front();
+            }
+        }
         let cancel = shared
             .running
             .lock()
             .get(&who)
             .and_then(|running| running.cancel.clone());
-        match cancel {
-            Some(cancel) => cancel.fire(),
-            None => {
-                let mut early = shared.early_cancels.lock();
-                early.push_back(who);
-                if early.len() > EARLY_CANCELS {
-                    early.pop_front();
-                }
-            }
+        if let Some(cancel) = cancel {
+            cancel.fire();
         }
     }
 }
@@ -139,12 +179,20 @@ fn announce(shared: &Shared, link: &mut Link) {
 
 /// Resets the idle time of the entries running here, so no other worker takes them.
 fn renew(shared: &Shared, link: &mut Link) {
-    let entries: Vec<String> = shared
+    // The calls running here, and those taken over and waiting for a slot.
+    let mut entries: Vec<String> = shared
         .running
         .lock()
         .values()
         .map(|running| running.entry.clone())
         .collect();
+    entries.extend(
+        shared
+            .reclaimed
+            .lock()
+            .iter()
+            .map(|taken| taken.entry.clone()),
+    );
     if entries.is_empty() {
         return;
     }
@@ -196,6 +244,9 @@ fn reclaim(shared: &Shared, link: &mut Link) {
         ) else {
             continue;
         };
+        if owner == shared.name {
+            continue; // ours: running here, or waiting for a slot here (renewed)
+        }
         claim(shared, link, &entry, &owner, *deliveries as u32, idle_ms);
     }
 }
