@@ -20,6 +20,9 @@ mod process_pools;
 #[path = "workloads/remote.rs"]
 mod remote;
 
+#[path = "workloads/cpu.rs"]
+mod cpu;
+
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -68,9 +71,15 @@ fn main() {
         // costs tens of µs to wake), and interleaving gives every contender the same luck.
         let (mut o_med, mut o_p99, mut t_med, mut t_p99, mut floor) =
             (vec![], vec![], vec![], vec![], vec![]);
+        let (mut o_cpu, mut t_cpu) = (vec![], vec![]);
+        // CPU per round trip: the whole process's, the pool's start and the 200 warm-up
+        // round trips included (on both sides alike).
+        let per_trip = |cpu: Duration| micros(cpu) / 4_200.0;
         for _ in 0..rounds * 5 {
-            let mut o = w1_oneloop(4_000);
-            let mut t = w1_tokio(4_000);
+            let (mut o, cpu) = cpu::with_cpu(|| w1_oneloop(4_000));
+            o_cpu.push(per_trip(cpu));
+            let (mut t, cpu) = cpu::with_cpu(|| w1_tokio(4_000));
+            t_cpu.push(per_trip(cpu));
             let mut p = ping_pong(4_000);
             o_med.push(micros(percentile(&mut o, 0.5)));
             o_p99.push(micros(percentile(&mut o, 0.99)));
@@ -95,6 +104,29 @@ fn main() {
             "-",
             |_| true,
         ));
+        rows.push(row(
+            "W1 CPU per round trip (process, user + sys)",
+            "µs",
+            median(&mut o_cpu),
+            median(&mut t_cpu),
+            "≤ 1.0",
+            |r| r <= 1.0,
+        ));
+        let (mut o_idle, mut t_idle) = (vec![], vec![]);
+        for _ in 0..rounds {
+            o_idle.push(micros(cpu::idle_oneloop()) / 1e3);
+            t_idle.push(micros(cpu::idle_tokio()) / 1e3);
+        }
+        let (oi, ti) = (median(&mut o_idle), median(&mut t_idle));
+        rows.push(Row {
+            workload: "Idle loop + idle pool of 2 (1 s)",
+            measure: "ms of CPU",
+            oneloop: oi,
+            tokio: ti,
+            ratio: oi / ti,
+            target: "≈ 0 (≤ 1 ms)",
+            met: oi <= 1.0,
+        });
         rows.push(Row {
             workload: "W1 vs raw mio::Waker ping-pong",
             measure: "median µs",
