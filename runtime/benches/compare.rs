@@ -23,6 +23,9 @@ mod remote;
 #[path = "workloads/cpu.rs"]
 mod cpu;
 
+#[path = "workloads/burst.rs"]
+mod burst;
+
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -50,7 +53,7 @@ fn main() {
     remote::maybe_serve();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
-    // Names (`W1` … `W10`) to run only those; none runs all. cargo passes `--bench` too.
+    // Names (`W1` … `W11`) to run only those; none runs all. cargo passes `--bench` too.
     let only: Vec<&str> = args
         .iter()
         .filter(|a| !a.starts_with("--"))
@@ -336,6 +339,58 @@ fn main() {
             |r| r >= 0.95,
         ));
         println!("  W7 done");
+    }
+
+    // W11: an offload burst.
+    if want("W11") {
+        let (mut o_wall, mut t_wall, mut floor) = (vec![], vec![], vec![]);
+        let (mut o50, mut o99, mut t50, mut t99) = (vec![], vec![], vec![], vec![]);
+        for _ in 0..rounds {
+            let mut o = burst::oneloop();
+            let mut t = burst::tokio();
+            floor.push(micros(burst::threads()) / 1e3);
+            o_wall.push(micros(o.wall) / 1e3);
+            t_wall.push(micros(t.wall) / 1e3);
+            o50.push(micros(percentile(&mut o.completions, 0.5)));
+            o99.push(micros(percentile(&mut o.completions, 0.99)));
+            t50.push(micros(percentile(&mut t.completions, 0.5)));
+            t99.push(micros(percentile(&mut t.completions, 0.99)));
+        }
+        let (ow, tw, fw) = (median(&mut o_wall), median(&mut t_wall), median(&mut floor));
+        rows.push(row(
+            "W11 offload burst (10k × 20 µs, 100 tasks, 2 workers)",
+            "wall ms",
+            ow,
+            tw,
+            "≤ 1.0",
+            |r| r <= 1.0,
+        ));
+        rows.push(row(
+            "W11 offload burst",
+            "completion p50 µs",
+            median(&mut o50),
+            median(&mut t50),
+            "-",
+            |_| true,
+        ));
+        rows.push(row(
+            "W11 offload burst",
+            "completion p99 µs",
+            median(&mut o99),
+            median(&mut t99),
+            "-",
+            |_| true,
+        ));
+        rows.push(Row {
+            workload: "W11 efficiency vs plain threads",
+            measure: "threads' wall ÷ wall",
+            oneloop: fw / ow,
+            tokio: fw / tw,
+            ratio: (fw / ow) / (fw / tw),
+            target: "≥ 1.0 (vs tokio)",
+            met: fw / ow >= fw / tw,
+        });
+        println!("  W11 done");
     }
 
     // W9: process pools.

@@ -33,7 +33,10 @@ const IDLE: Duration = Duration::from_secs(1);
 /// pool of two workers that has just run a job (so its threads exist, and then idle).
 pub fn idle_oneloop() -> Duration {
     let pool = oneloop::pool::ThreadPool::new(2).expect("pool");
-    let rt = oneloop::Runtime::builder().debug(false).build().expect("runtime");
+    let rt = oneloop::Runtime::builder()
+        .debug(false)
+        .build()
+        .expect("runtime");
     rt.block_on(async {
         oneloop::run_in_executor(&pool, || 1).await.expect("job");
         let ((), cpu) = {

@@ -26,6 +26,7 @@ use oneloop_pool::{
 
 use crate::context;
 use crate::runtime::Core;
+use crate::spin::InFlight;
 
 pub(crate) mod default_pool;
 
@@ -40,6 +41,8 @@ pub struct Offload<T> {
     handle: JobHandle<T>,
     /// The job, while it waits for room in a full bounded pool.
     waiting: Option<WaitingForRoom>,
+    /// Counts the job among those its loop awaits (`spin.rs`).
+    _in_flight: Option<InFlight>,
 }
 
 struct WaitingForRoom {
@@ -116,7 +119,12 @@ fn resolve(rejected: Rejected) {
 
 /// Submits `job` to `executor`; if the executor is full and asks submitters to wait, the
 /// returned future waits for room.
-fn submit<E, T>(executor: &E, job: Job, handle: JobHandle<T>) -> Offload<T>
+fn submit<E, T>(
+    executor: &E,
+    job: Job,
+    handle: JobHandle<T>,
+    in_flight: Option<InFlight>,
+) -> Offload<T>
 where
     E: Executor + Clone + 'static,
 {
@@ -142,7 +150,11 @@ where
             None
         }
     };
-    Offload { handle, waiting }
+    Offload {
+        handle,
+        waiting,
+        _in_flight: in_flight,
+    }
 }
 
 fn builder(location: &'static Location<'static>, core: Option<&Core>) -> JobBuilder {
@@ -186,13 +198,15 @@ where
     if let Some(core) = core {
         core.job_submitted(|| handle.info().id);
     }
+    let in_flight = core.map(Core::offloading);
     match executor {
-        Ok(executor) => submit(executor, job, handle),
+        Ok(executor) => submit(executor, job, handle, in_flight),
         Err(reason) => {
             job.resolve(JobError::Broken(reason));
             Offload {
                 handle,
                 waiting: None,
+                _in_flight: in_flight,
             }
         }
     }
