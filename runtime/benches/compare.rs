@@ -26,6 +26,68 @@ mod cpu;
 #[path = "workloads/burst.rs"]
 mod burst;
 
+#[path = "workloads/smol.rs"]
+mod smol;
+
+/// A line of the best-peer table: oneloop beside tokio and smol, measured in the same run,
+/// and the ratio to whichever peer did better.
+struct PeerRow {
+    workload: &'static str,
+    measure: &'static str,
+    oneloop: f64,
+    tokio: f64,
+    smol: f64,
+    /// Latencies and times: lower is better. Rates: higher is.
+    lower_is_better: bool,
+    /// The target on oneloop ÷ best peer, for a latency (≤) or a rate (≥).
+    target: f64,
+}
+
+impl PeerRow {
+    fn best(&self) -> f64 {
+        if self.lower_is_better {
+            self.tokio.min(self.smol)
+        } else {
+            self.tokio.max(self.smol)
+        }
+    }
+
+    fn ratio(&self) -> f64 {
+        self.oneloop / self.best()
+    }
+
+    fn met(&self) -> bool {
+        if self.lower_is_better {
+            self.ratio() <= self.target
+        } else {
+            self.ratio() >= self.target
+        }
+    }
+}
+
+fn render_peers(rows: &[PeerRow]) -> String {
+    let mut out = String::from(
+        "| workload | measure | oneloop | tokio | smol | ratio to the best peer | target | met |\n\
+         |---|---|---:|---:|---:|---:|---|:-:|\n",
+    );
+    for r in rows {
+        let target = if r.lower_is_better { "≤" } else { "≥" };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {:.2} | {target} {:.1} | {} |",
+            r.workload,
+            r.measure,
+            num(r.oneloop),
+            num(r.tokio),
+            num(r.smol),
+            r.ratio(),
+            r.target,
+            if r.met() { "yes" } else { "**no**" }
+        );
+    }
+    out
+}
+
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -49,6 +111,10 @@ fn micros(d: Duration) -> f64 {
 }
 
 fn main() {
+    // smol's `blocking` pool gets two threads, as the other peers' pools do in W11 (W1
+    // uses one at a time). Read once, when the pool first starts.
+    // SAFETY: the first line of `main`: no other thread exists yet to read the environment.
+    unsafe { std::env::set_var("BLOCKING_MAX_THREADS", "2") };
     maybe_run_echo_client();
     remote::maybe_serve();
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -64,6 +130,7 @@ fn main() {
     let cores = cores();
     println!("oneloop vs tokio: {rounds} round(s) per workload, alternating; {cores} cores");
     let mut rows = Vec::new();
+    let mut peers = Vec::new();
     let kernel = Kernel::calibrated(Duration::from_millis(2));
 
     // W1 and its floor.
@@ -75,6 +142,7 @@ fn main() {
         let (mut o_med, mut o_p99, mut t_med, mut t_p99, mut floor) =
             (vec![], vec![], vec![], vec![], vec![]);
         let (mut o_cpu, mut t_cpu) = (vec![], vec![]);
+        let (mut s_med, mut s_p99) = (vec![], vec![]);
         // CPU per round trip: the whole process's, the pool's start and the 200 warm-up
         // round trips included (on both sides alike).
         let per_trip = |cpu: Duration| micros(cpu) / 4_200.0;
@@ -83,6 +151,9 @@ fn main() {
             o_cpu.push(per_trip(cpu));
             let (mut t, cpu) = cpu::with_cpu(|| w1_tokio(4_000));
             t_cpu.push(per_trip(cpu));
+            let mut s = smol::w1(4_000);
+            s_med.push(micros(percentile(&mut s, 0.5)));
+            s_p99.push(micros(percentile(&mut s, 0.99)));
             let mut p = ping_pong(4_000);
             o_med.push(micros(percentile(&mut o, 0.5)));
             o_p99.push(micros(percentile(&mut o, 0.99)));
@@ -91,6 +162,15 @@ fn main() {
             floor.push(micros(percentile(&mut p, 0.5)));
         }
         let (om, tm, fm) = (median(&mut o_med), median(&mut t_med), median(&mut floor));
+        peers.push(PeerRow {
+            workload: "W1 offload round trip",
+            measure: "median µs",
+            oneloop: om,
+            tokio: tm,
+            smol: median(&mut s_med),
+            lower_is_better: true,
+            target: 1.0,
+        });
         rows.push(row(
             "W1 offload round trip",
             "median µs",
@@ -99,11 +179,21 @@ fn main() {
             "≤ 0.8",
             |r| r <= 0.8,
         ));
+        let (o99, t99) = (median(&mut o_p99), median(&mut t_p99));
+        peers.push(PeerRow {
+            workload: "W1 offload round trip",
+            measure: "p99 µs",
+            oneloop: o99,
+            tokio: t99,
+            smol: median(&mut s_p99),
+            lower_is_better: true,
+            target: 1.0,
+        });
         rows.push(row(
             "W1 offload round trip",
             "p99 µs",
-            median(&mut o_p99),
-            median(&mut t_p99),
+            o99,
+            t99,
             "-",
             |_| true,
         ));
@@ -239,17 +329,28 @@ fn main() {
     // W5 and W8.
     if want("W5") || want("W8") {
         let tasks = 1_000_000;
-        let (mut o, mut t) = (vec![], vec![]);
+        let (mut o, mut t, mut s) = (vec![], vec![], vec![]);
         for _ in 0..rounds {
             o.push(tasks as f64 / w5_oneloop(tasks, false).as_secs_f64());
             t.push(tasks as f64 / w5_tokio(tasks).as_secs_f64());
+            s.push(tasks as f64 / smol::w5(tasks).as_secs_f64());
         }
         let plain = median(&mut o);
+        let tokio_w5 = median(&mut t);
+        peers.push(PeerRow {
+            workload: "W5 spawn + poll (1M tasks)",
+            measure: "tasks/s",
+            oneloop: plain,
+            tokio: tokio_w5,
+            smol: median(&mut s),
+            lower_is_better: false,
+            target: 1.1,
+        });
         rows.push(row(
             "W5 spawn + poll (1M tasks)",
             "tasks/s",
             plain,
-            median(&mut t),
+            tokio_w5,
             "≥ 1.0",
             |r| r >= 1.0,
         ));
@@ -344,11 +445,13 @@ fn main() {
     // W11: an offload burst.
     if want("W11") {
         let (mut o_wall, mut t_wall, mut floor) = (vec![], vec![], vec![]);
+        let mut s_wall = vec![];
         let (mut o50, mut o99, mut t50, mut t99) = (vec![], vec![], vec![], vec![]);
         for _ in 0..rounds {
             let mut o = burst::oneloop();
             let mut t = burst::tokio();
             floor.push(micros(burst::threads()) / 1e3);
+            s_wall.push(micros(burst::smol().0) / 1e3);
             o_wall.push(micros(o.wall) / 1e3);
             t_wall.push(micros(t.wall) / 1e3);
             o50.push(micros(percentile(&mut o.completions, 0.5)));
@@ -357,6 +460,15 @@ fn main() {
             t99.push(micros(percentile(&mut t.completions, 0.99)));
         }
         let (ow, tw, fw) = (median(&mut o_wall), median(&mut t_wall), median(&mut floor));
+        peers.push(PeerRow {
+            workload: "W11 offload burst",
+            measure: "wall ms",
+            oneloop: ow,
+            tokio: tw,
+            smol: median(&mut s_wall),
+            lower_is_better: true,
+            target: 1.0,
+        });
         rows.push(row(
             "W11 offload burst (10k × 20 µs, 100 tasks, 2 workers)",
             "wall ms",
@@ -426,6 +538,16 @@ fn main() {
              starts. Ratios are oneloop ÷ CPython; the last column is the same work on \
              oneloop's thread pool, for what the process boundary costs.\n\n{table}",
             process_pools::WORKERS
+        );
+    }
+    if !peers.is_empty() {
+        let table = render_peers(&peers);
+        println!("Best peer: tokio or smol, same run\n\n{table}");
+        let _ = write!(
+            page,
+            "\n## The best peer: oneloop beside tokio and smol\n\nThe same workloads on smol's \
+             parts (`async-executor`, `async-io`, `blocking`; `benches/workloads/smol.rs`), \
+             measured in the same run. The ratio is to whichever peer did better.\n\n{table}"
         );
     }
     if let Some(table) = remote_table {

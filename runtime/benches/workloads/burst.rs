@@ -110,3 +110,8 @@ pub fn threads() -> Duration {
     });
     start.elapsed()
 }
+
+/// The same on smol (`blocking::unblock`, its pool capped at two threads by `compare.rs`).
+pub fn smol() -> (Duration, Vec<Duration>) {
+    crate::smol::w11(job)
+}
