@@ -529,12 +529,6 @@ impl Core {
 
     /// The current task submitted the job `job` names (the trace draws the arrow from
     /// here). `job` is only called with debug mode or tracing on.
-    /// An offloaded job this loop awaits: counted while the guard lives, so the loop does
-    /// not spin while every CPU has a job (`spin.rs`).
-    pub(crate) fn offloading(&self) -> crate::spin::InFlight {
-        self.spin.offloading()
-    }
-
     pub(crate) fn job_submitted(&self, job: impl FnOnce() -> u64) {
         if let Some(ins) = &self.instruments {
             ins.submitted(self.tasks.current_task(), job());

@@ -15,13 +15,9 @@
 //! therefore never spins; one that awaits a stream of short jobs spins at most `MAX` per
 //! sleep, and only while that pays. Benchmark W1 (`benches/`) measures it. A process
 //! allowed one CPU (by its affinity or a container's quota) never spins: the thread that
-//! would wake the loop needs that very CPU. Nor does a loop with at least as many
-//! offloaded jobs in flight as the process has CPUs (a burst): every CPU has a job to run,
-//! and a spinning loop would take one from it (benchmark W11 measures that).
+//! would wake the loop needs that very CPU.
 
 use std::cell::Cell;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::waker::Remote;
@@ -39,32 +35,14 @@ pub(crate) struct Spin {
     /// This process may use one CPU only (an affinity mask or a container's CPU quota):
     /// whatever would wake the loop needs that CPU, so spinning only delays it. Never spin.
     one_cpu: bool,
-    /// The CPUs this process may use.
-    cpus: usize,
-    /// Jobs this loop's tasks offloaded and still await ([`InFlight`]).
-    in_flight: Arc<AtomicUsize>,
 }
 
 impl Default for Spin {
     fn default() -> Self {
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         Spin {
             budget: Cell::new(Duration::ZERO),
-            one_cpu: cpus == 1,
-            cpus,
-            in_flight: Arc::default(),
+            one_cpu: std::thread::available_parallelism().is_ok_and(|n| n.get() == 1),
         }
-    }
-}
-
-/// One offloaded job this loop awaits, counted while it lives (the offload future holds
-/// it; it may be dropped on any thread).
-#[derive(Debug)]
-pub(crate) struct InFlight(Arc<AtomicUsize>);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -72,7 +50,7 @@ impl Spin {
     /// Called before a sleep of at most `timeout` (`None`: no limit): watches for a remote
     /// wake for up to the budget. True if one came, so the loop need not sleep.
     pub(crate) fn wait_for(&self, remote: &Remote, timeout: Option<Duration>) -> bool {
-        let budget = self.budget_for(timeout);
+        let budget = timeout.map_or(self.budget.get(), |t| t.min(self.budget.get()));
         if budget.is_zero() {
             return false;
         }
@@ -88,21 +66,6 @@ impl Spin {
                 return false;
             }
         }
-    }
-
-    /// How long a spin before a sleep of at most `timeout` may last now: none while every
-    /// CPU has an offloaded job of this loop to run.
-    fn budget_for(&self, timeout: Option<Duration>) -> Duration {
-        if self.in_flight.load(Ordering::Relaxed) >= self.cpus {
-            return Duration::ZERO;
-        }
-        timeout.map_or(self.budget.get(), |t| t.min(self.budget.get()))
-    }
-
-    /// An offloaded job starts being awaited: counted until the returned guard drops.
-    pub(crate) fn offloading(&self) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(self.in_flight.clone())
     }
 
     /// Called after a sleep of `slept`, which a remote wake ended (`remote`) or not.
@@ -129,8 +92,6 @@ mod tests {
         Spin {
             budget: Cell::new(Duration::ZERO),
             one_cpu,
-            cpus: if one_cpu { 1 } else { 2 },
-            in_flight: Arc::default(),
         }
     }
 
@@ -152,22 +113,6 @@ mod tests {
             spin.learn(false, Duration::from_secs(1));
         }
         assert_eq!(spin.budget.get(), Duration::ZERO);
-    }
-
-    #[test]
-    fn a_loop_with_a_job_in_flight_for_every_cpu_does_not_spin() {
-        let spin = spin(false); // two CPUs
-        for _ in 0..10 {
-            spin.learn(true, Duration::from_micros(10));
-        }
-        let one = spin.offloading();
-        assert_eq!(spin.budget_for(None), MAX, "one job for two CPUs: it spins");
-        let two = spin.offloading();
-        assert_eq!(spin.budget_for(None), Duration::ZERO, "a job for every CPU");
-        drop(one);
-        assert_eq!(spin.budget_for(None), MAX);
-        drop(two);
-        assert_eq!(spin.in_flight.load(Ordering::Relaxed), 0);
     }
 
     #[test]

@@ -26,7 +26,6 @@ use oneloop_pool::{
 
 use crate::context;
 use crate::runtime::Core;
-use crate::spin::InFlight;
 
 pub(crate) mod default_pool;
 
@@ -41,8 +40,6 @@ pub struct Offload<T> {
     handle: JobHandle<T>,
     /// The job, while it waits for room in a full bounded pool.
     waiting: Option<WaitingForRoom>,
-    /// Counts the job among those its loop awaits (`spin.rs`).
-    _in_flight: Option<InFlight>,
 }
 
 struct WaitingForRoom {
@@ -119,12 +116,7 @@ fn resolve(rejected: Rejected) {
 
 /// Submits `job` to `executor`; if the executor is full and asks submitters to wait, the
 /// returned future waits for room.
-fn submit<E, T>(
-    executor: &E,
-    job: Job,
-    handle: JobHandle<T>,
-    in_flight: Option<InFlight>,
-) -> Offload<T>
+fn submit<E, T>(executor: &E, job: Job, handle: JobHandle<T>) -> Offload<T>
 where
     E: Executor + Clone + 'static,
 {
@@ -150,11 +142,7 @@ where
             None
         }
     };
-    Offload {
-        handle,
-        waiting,
-        _in_flight: in_flight,
-    }
+    Offload { handle, waiting }
 }
 
 fn builder(location: &'static Location<'static>, core: Option<&Core>) -> JobBuilder {
@@ -198,15 +186,13 @@ where
     if let Some(core) = core {
         core.job_submitted(|| handle.info().id);
     }
-    let in_flight = core.map(Core::offloading);
     match executor {
-        Ok(executor) => submit(executor, job, handle, in_flight),
+        Ok(executor) => submit(executor, job, handle),
         Err(reason) => {
             job.resolve(JobError::Broken(reason));
             Offload {
                 handle,
                 waiting: None,
-                _in_flight: in_flight,
             }
         }
     }
