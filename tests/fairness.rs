@@ -1,5 +1,5 @@
 //! Cooperative scheduling: a task whose operations never have to wait (a client that
-//! pipelines requests, a channel that is never empty, timers already due) still lets every
+//! pipelines requests, a channel that is never empty, joins of finished tasks) still lets every
 //! other task run, because each poll has a budget of operations (`task/coop.rs`); and
 //! `unconstrained` lifts it. Each test would hang without the budget: it runs under the
 //! hang guard.
@@ -95,23 +95,6 @@ fn a_receiver_that_always_finds_a_value_lets_the_other_tasks_run() {
             oneloop::time::sleep(Duration::from_millis(10)).await;
             let other = oneloop::spawn(async { 42 });
             assert_eq!(other.await.unwrap(), 42);
-        });
-    });
-}
-
-#[test]
-fn timers_already_due_in_a_loop_let_the_other_tasks_run() {
-    hang_guard(|| {
-        Runtime::new().block_on(async {
-            oneloop::spawn(async {
-                loop {
-                    // Due at once, every time: a poll that never waits.
-                    oneloop::time::sleep(Duration::ZERO).await;
-                }
-            })
-            .detach();
-            let other = oneloop::spawn(async { 7 });
-            assert_eq!(other.await.unwrap(), 7);
         });
     });
 }

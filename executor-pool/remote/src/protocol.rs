@@ -53,6 +53,29 @@ pub(crate) fn lost(queue: &str, entry: &str) -> String {
     format!("oneloop:{queue}:lost:{entry}")
 }
 
+/// A pipeline that adds `reply` (stamped with its send time) to its submitter's reply
+/// stream `replies` and keeps the stream `ttl_ms` longer: what every reply and notice a
+/// worker writes begins with.
+pub(crate) fn reply_pipe(replies: &str, reply: &Reply, ttl_ms: u64) -> redis::Pipeline {
+    let reply = Reply {
+        sent_us: unix_us(),
+        ..reply.clone()
+    };
+    let bytes = postcard::to_allocvec(&reply).expect("a reply always encodes");
+    let mut pipe = redis::pipe();
+    pipe.cmd("XADD")
+        .arg(replies)
+        .arg("*")
+        .arg(REPLY_FIELD)
+        .arg(bytes)
+        .ignore()
+        .cmd("PEXPIRE")
+        .arg(replies)
+        .arg(ttl_ms)
+        .ignore();
+    pipe
+}
+
 /// Makes the queue's stream and its workers' group, from the stream's start, unless the
 /// group is there already.
 pub(crate) fn create_group(link: &mut Link, requests: &str) -> Result<(), Failure> {

@@ -182,24 +182,9 @@ pub(super) fn answer(shared: &Shared, link: &mut Link, taken: &Taken, reply: &Re
     let replies = protocol::replies(&shared.queue, &taken.request.client);
     let lost = protocol::lost(&shared.queue, &taken.entry);
     loop {
-        let reply = Reply {
-            sent_us: protocol::unix_us(),
-            ..reply.clone()
-        };
-        let bytes = postcard::to_allocvec(&reply).expect("a reply always encodes");
         let written = link.with(|connection| {
-            redis::pipe()
+            protocol::reply_pipe(&replies, reply, taken.request.reply_ttl_ms)
                 .atomic()
-                .cmd("XADD")
-                .arg(&replies)
-                .arg("*")
-                .arg(protocol::REPLY_FIELD)
-                .arg(&bytes)
-                .ignore()
-                .cmd("PEXPIRE")
-                .arg(&replies)
-                .arg(taken.request.reply_ttl_ms)
-                .ignore()
                 .cmd("XACK")
                 .arg(&shared.requests)
                 .arg(protocol::GROUP)

@@ -156,23 +156,11 @@ fn announce(shared: &Shared, link: &mut Link) {
             attempt,
             worker: shared.name.clone(),
             taken_us,
-            sent_us: protocol::unix_us(),
+            sent_us: 0, // stamped when written
         };
-        let bytes = postcard::to_allocvec(&reply).expect("a reply always encodes");
         let replies = protocol::replies(&shared.queue, &client);
         let _ = link.with(|connection| {
-            redis::pipe()
-                .cmd("XADD")
-                .arg(&replies)
-                .arg("*")
-                .arg(protocol::REPLY_FIELD)
-                .arg(&bytes)
-                .ignore()
-                .cmd("PEXPIRE")
-                .arg(&replies)
-                .arg(ttl_ms)
-                .ignore()
-                .query::<()>(connection)
+            protocol::reply_pipe(&replies, &reply, ttl_ms).query::<()>(connection)
         });
     }
 }
