@@ -467,3 +467,32 @@ fn a_trace_draws_remote_calls_on_their_worker_track_with_arrows_from_submit_to_r
         }
     });
 }
+
+#[test]
+fn a_submitter_that_is_gone_leaves_nothing_behind_once_its_replies_expire() {
+    hang_guard(|| {
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
+        let _fleet = Fleet::start(&server, "expiry", 1, 1, Duration::from_secs(30));
+        let remote = RedisExecutor::builder(&server.url(), "expiry")
+            .reply_ttl(Duration::from_secs(1))
+            .connect()
+            .unwrap();
+        assert_eq!(block_on(remote.call(add, (1, 1))), Ok(2));
+        let mut con = connect(&server.url());
+        let keys = |con: &mut redis::Connection| -> Vec<String> {
+            redis::cmd("KEYS")
+                .arg("oneloop:expiry:*")
+                .query(con)
+                .unwrap()
+        };
+        let held = keys(&mut con);
+        assert!(
+            held.iter().any(|key| key.contains(":client:")),
+            "its liveness key, while it lives: {held:?}"
+        );
+        drop(remote); // as if its process had died: nobody refreshes its keys now
+        util::wait_until(|| keys(&mut con).is_empty());
+    });
+}
