@@ -6,16 +6,26 @@
 //! interrupt (tens of µs). So before a sleep the loop may watch the remote queue's
 //! `notified` flag for a short while, and skip the sleep when a wake arrives.
 //!
-//! How long it watches is learned, like the kernel's halt polling: after a sleep that a
-//! remote wake ended within `GROW_WITHIN`, the budget doubles (from `MIN`, up to `MAX`);
-//! after a longer sleep, or one ended by something else (I/O, a timer), it halves, and
-//! under `MIN` it drops to zero. `GROW_WITHIN` is twice `MAX` because a measured sleep
-//! includes the wake-up itself (tens of µs on a VM): a job of 10 µs shows up as a sleep
-//! of ~55 µs there, and spinning would have caught it. A loop whose wakes come from far away (sockets, timers, long jobs)
-//! therefore never spins; one that awaits a stream of short jobs spins at most `MAX` per
-//! sleep, and only while that pays. Benchmark W1 (`benches/`) measures it. A process
-//! allowed one CPU (by its affinity or a container's quota) never spins: the thread that
-//! would wake the loop needs that very CPU.
+//! How long it watches is learned from the spins themselves, never from the sleep after a
+//! spin (on a busy or single CPU that sleep is short *because* the spin gave up: the thread
+//! that would wake the loop only got the CPU then):
+//! - a spin that caught the wake paid for itself: the budget stays at least twice what that
+//!   wake took (up to `MAX`);
+//! - a spin that ran out cost CPU and caught nothing: the budget halves, and under `MIN` it
+//!   drops to zero;
+//! - with a zero budget the loop sleeps at once; a sleep that a remote wake ended within
+//!   `PROBE_WITHIN` (the measured sleep includes the wake-up itself, tens of µs on a VM) is
+//!   the one hint that a spin might catch the next one: the budget becomes twice that sleep,
+//!   and the next spin says whether it pays.
+//!
+//! A loop whose wakes come from far away (sockets, timers, long jobs) therefore never spins;
+//! one that awaits a stream of short jobs spins at most `MAX` per sleep, and only while
+//! that pays. After its first `YIELD_AFTER` a spin yields the CPU on every round, so a
+//! thread that is runnable on this CPU (a worker with queued jobs, often the very one that
+//! will wake the loop) runs instead of waiting for the spin to end. A process allowed one
+//! CPU (by its affinity or a container's quota) never spins: the thread that would wake the
+//! loop needs that very CPU. Benchmark W1 (`benches/`) measures the latency and the CPU
+//! per round trip, W11 a burst where spinning would take CPU from the workers.
 
 use std::cell::Cell;
 use std::time::{Duration, Instant};
@@ -26,8 +36,10 @@ use crate::waker::Remote;
 const MAX: Duration = Duration::from_micros(50);
 /// The shortest non-zero spin.
 const MIN: Duration = Duration::from_micros(4);
-/// Sleeps that a remote wake ended within this make the budget grow.
-const GROW_WITHIN: Duration = Duration::from_micros(100);
+/// A sleep (without a spin before it) that a remote wake ended within this suggests a spin.
+const PROBE_WITHIN: Duration = Duration::from_micros(100);
+/// How long a spin only watches before it also yields the CPU on every round.
+const YIELD_AFTER: Duration = Duration::from_micros(2);
 
 /// The loop's spin budget (loop thread only).
 pub(crate) struct Spin {
@@ -48,7 +60,8 @@ impl Default for Spin {
 
 impl Spin {
     /// Called before a sleep of at most `timeout` (`None`: no limit): watches for a remote
-    /// wake for up to the budget. True if one came, so the loop need not sleep.
+    /// wake for up to the budget, and learns from what the spin caught. True if a wake came,
+    /// so the loop need not sleep.
     pub(crate) fn wait_for(&self, remote: &Remote, timeout: Option<Duration>) -> bool {
         let budget = timeout.map_or(self.budget.get(), |t| t.min(self.budget.get()));
         if budget.is_zero() {
@@ -58,29 +71,47 @@ impl Spin {
         loop {
             for _ in 0..16 {
                 if remote.is_notified() {
+                    self.caught(start.elapsed());
                     return true;
                 }
                 std::hint::spin_loop();
             }
-            if start.elapsed() >= budget {
+            let spun = start.elapsed();
+            if spun >= budget {
+                // A spin cut short by the timer's deadline says nothing about the wakes.
+                if budget == self.budget.get() {
+                    self.missed();
+                }
                 return false;
+            }
+            if spun >= YIELD_AFTER {
+                std::thread::yield_now();
             }
         }
     }
 
-    /// Called after a sleep of `slept`, which a remote wake ended (`remote`) or not.
+    /// The spin caught a wake after `took`: keep room for wakes like it.
+    fn caught(&self, took: Duration) {
+        self.budget
+            .set(self.budget.get().max(took * 2).clamp(MIN, MAX));
+    }
+
+    /// The spin ran out: it cost CPU and caught nothing.
+    fn missed(&self) {
+        let half = self.budget.get() / 2;
+        self.budget
+            .set(if half < MIN { Duration::ZERO } else { half });
+    }
+
+    /// Called after a sleep of `slept`, which a remote wake ended (`remote`) or not. Only a
+    /// sleep with no spin before it teaches anything (see the module's docs).
     pub(crate) fn learn(&self, remote: bool, slept: Duration) {
-        if self.one_cpu {
-            return; // the budget stays zero
+        if self.one_cpu || !self.budget.get().is_zero() {
+            return;
         }
-        let budget = self.budget.get();
-        self.budget.set(if remote && slept <= GROW_WITHIN {
-            (budget * 2).clamp(MIN, MAX)
-        } else if budget / 2 < MIN {
-            Duration::ZERO
-        } else {
-            budget / 2
-        });
+        if remote && slept <= PROBE_WITHIN {
+            self.budget.set((slept * 2).clamp(MIN, MAX));
+        }
     }
 }
 
@@ -95,24 +126,72 @@ mod tests {
         }
     }
 
+    fn remote() -> (mio::Poll, Remote) {
+        let poll = mio::Poll::new().expect("poll");
+        let waker = mio::Waker::new(poll.registry(), mio::Token(0)).expect("waker");
+        (poll, Remote::new(1, waker))
+    }
+
     #[test]
-    fn the_budget_grows_on_quick_remote_wakes_and_falls_to_zero_otherwise() {
+    fn only_a_quick_remote_wake_after_a_sleep_without_a_spin_starts_one() {
         let spin = spin(false);
+        spin.learn(false, Duration::from_micros(5)); // I/O or a timer, not a remote wake
         assert_eq!(spin.budget.get(), Duration::ZERO);
-        spin.learn(true, Duration::from_micros(3));
-        assert_eq!(spin.budget.get(), MIN);
-        for _ in 0..10 {
-            spin.learn(true, Duration::from_micros(10));
-        }
-        assert_eq!(spin.budget.get(), MAX);
         spin.learn(true, Duration::from_millis(2)); // a long job
-        assert_eq!(spin.budget.get(), MAX / 2);
-        spin.learn(false, Duration::from_micros(5)); // I/O, not a remote wake
-        assert_eq!(spin.budget.get(), MAX / 4);
-        for _ in 0..4 {
-            spin.learn(false, Duration::from_secs(1));
-        }
         assert_eq!(spin.budget.get(), Duration::ZERO);
+        spin.learn(true, Duration::from_micros(1));
+        assert_eq!(spin.budget.get(), MIN);
+        let spin = self::spin(false);
+        spin.learn(true, Duration::from_micros(10));
+        assert_eq!(spin.budget.get(), Duration::from_micros(20));
+    }
+
+    #[test]
+    fn a_short_sleep_after_a_spin_that_ran_out_never_grows_the_budget() {
+        // On one busy CPU the sleep after a spin is short because the spin gave up: the
+        // thread that wakes the loop only ran then. That must not look like a reason to
+        // spin longer.
+        let spin = spin(false);
+        spin.budget.set(MAX);
+        spin.missed();
+        for _ in 0..10 {
+            spin.learn(true, Duration::from_micros(3));
+        }
+        assert_eq!(spin.budget.get(), MAX / 2);
+    }
+
+    #[test]
+    fn a_spin_that_runs_out_halves_the_budget_down_to_zero() {
+        let (_poll, remote) = remote();
+        let spin = spin(false);
+        spin.budget.set(Duration::from_micros(16));
+        assert!(!spin.wait_for(&remote, None));
+        assert_eq!(spin.budget.get(), Duration::from_micros(8));
+        assert!(!spin.wait_for(&remote, None));
+        assert!(!spin.wait_for(&remote, None));
+        assert_eq!(spin.budget.get(), Duration::ZERO);
+        // A spin cut short by a timer due sooner teaches nothing.
+        spin.budget.set(Duration::from_micros(16));
+        assert!(!spin.wait_for(&remote, Some(Duration::from_micros(1))));
+        assert_eq!(spin.budget.get(), Duration::from_micros(16));
+    }
+
+    #[test]
+    fn a_spin_that_catches_a_wake_keeps_room_for_the_next() {
+        let (_poll, remote) = remote();
+        let spin = spin(false);
+        spin.budget.set(MIN);
+        remote.wake(crate::task::id::TaskRef { key: 0, id: 1 });
+        assert!(spin.wait_for(&remote, None));
+        assert_eq!(
+            spin.budget.get(),
+            MIN,
+            "a wake caught at once keeps the budget"
+        );
+        spin.caught(Duration::from_micros(10));
+        assert_eq!(spin.budget.get(), Duration::from_micros(20));
+        spin.caught(Duration::from_millis(1));
+        assert_eq!(spin.budget.get(), MAX);
     }
 
     #[test]
@@ -122,5 +201,8 @@ mod tests {
             spin.learn(true, Duration::from_micros(3));
         }
         assert_eq!(spin.budget.get(), Duration::ZERO);
+        let (_poll, remote) = remote();
+        remote.wake(crate::task::id::TaskRef { key: 0, id: 1 });
+        assert!(!spin.wait_for(&remote, None), "no spin, so the loop sleeps");
     }
 }
