@@ -270,3 +270,71 @@ fn a_wake_during_a_poll_requeues_the_task() {
         oneloop::spawn(WakesItselfOnce(false)).await.unwrap();
     });
 }
+
+/// Notes the thread it is dropped on.
+struct DropsOn(Arc<Mutex<Vec<thread::ThreadId>>>);
+
+impl Drop for DropsOn {
+    fn drop(&mut self) {
+        self.0.lock().unwrap().push(thread::current().id());
+    }
+}
+
+#[test]
+fn what_a_task_holds_is_dropped_on_the_loop_thread_while_other_threads_keep_its_waker() {
+    // A task's waker and the task are one allocation: whichever thread drops the last
+    // waker frees it, but the future and the output (which need not be `Send`) are
+    // dropped on the loop thread, when the task finishes and when its output goes.
+    hang_guard(|| {
+        let drops = Arc::new(Mutex::new(Vec::new()));
+        let loop_thread = thread::current().id();
+        let (sender, receiver) = std::sync::mpsc::channel::<Waker>();
+        let rt = Runtime::new();
+        rt.block_on({
+            let drops = drops.clone();
+            async move {
+                // A task whose future (`_held`) is dropped when it finishes, and whose
+                // output is never read (it is detached).
+                let _ = oneloop::spawn({
+                    let (drops, sender) = (drops.clone(), sender.clone());
+                    async move {
+                        let _held = (DropsOn(drops.clone()), Rc::new(()));
+                        sender.send(grab_waker().await).unwrap();
+                        DropsOn(drops)
+                    }
+                });
+                // A task left pending, cancelled when the runtime drops.
+                let _ = oneloop::spawn({
+                    let drops = drops.clone();
+                    async move {
+                        let _held = (DropsOn(drops), Rc::new(()));
+                        sender.send(grab_waker().await).unwrap();
+                        std::future::pending::<()>().await;
+                    }
+                });
+                sleep(Duration::from_millis(10)).await;
+            }
+        });
+        assert_eq!(
+            drops.lock().unwrap().len(),
+            2,
+            "the finished task's future and output"
+        );
+        drop(rt);
+        let dropped = drops.lock().unwrap().clone();
+        assert_eq!(dropped, vec![loop_thread; 3]);
+        let wakers: Vec<Waker> = receiver.try_iter().collect();
+        assert_eq!(wakers.len(), 2);
+        // The last references go on another thread, after the runtime: a wake is a no-op
+        // and the drop frees an allocation with nothing of the task's left in it.
+        thread::spawn(move || {
+            for waker in wakers {
+                waker.wake_by_ref();
+                drop(waker);
+            }
+        })
+        .join()
+        .unwrap();
+        assert_eq!(drops.lock().unwrap().len(), 3);
+    });
+}

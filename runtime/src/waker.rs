@@ -1,7 +1,8 @@
 //! Wakers: how a `Waker::wake` finds its way back to the run queue.
 //!
-//! Every task owns one [`TaskWaker`] (an `Arc`, turned into a `std::task::Waker` by
-//! `futures-task`'s `ArcWake`, so no `unsafe` is needed). A wake on the loop thread pushes
+//! Every task's allocation holds a [`TaskWaker`], and that allocation is the task's `Waker`
+//! (`task/cell.rs`; the `block_on` future's is an `Arc<TaskWaker>` of its own), turned into
+//! a `std::task::Waker` by `futures-task`'s `ArcWake`. A wake on the loop thread pushes
 //! the task onto the local run queue (`task/run_queue.rs`); a wake from any other thread goes
 //! through [`Remote`]: a locked queue plus one coalesced `mio::Waker::wake()` (an eventfd
 //! write on Linux) per drain. The loop drains that queue in `Core::react` (`runtime.rs`).
@@ -15,13 +16,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use futures_task::ArcWake;
 use parking_lot::Mutex;
 
-use crate::task::id::TaskRef;
+use crate::task::id::{MAIN_KEY, TaskRef};
 use crate::task::run_queue;
 
 /// The data behind a task's `Waker`. It holds only `Send + Sync` state, so the last clone
 /// may be dropped on any thread without touching the (`!Send`) future.
 pub(crate) struct TaskWaker {
-    pub(crate) task: TaskRef,
+    /// The task (`TaskRef`, kept in two fields so the whole is three words: a million tasks
+    /// carry one each; `task` puts it together).
+    id: u64,
+    /// The task's slab key, or `u32::MAX` for `MAIN_KEY` (the table's keys stay below it).
+    key: u32,
     /// True from the moment the task is queued until the loop starts polling it. Written by
     /// every wake (`swap(true)`: only the first wake queues the task) and by the loop just
     /// before each poll (`swap(false)`: a wake during the poll queues it again).
@@ -30,31 +35,66 @@ pub(crate) struct TaskWaker {
 }
 
 impl TaskWaker {
-    /// A waker for a task that is about to be queued (so `scheduled` starts true).
+    /// The waker of the `block_on` future, which is queued at first (so `scheduled` starts
+    /// true).
     pub(crate) fn new(task: TaskRef, remote: Arc<Remote>) -> Arc<Self> {
-        Arc::new(TaskWaker {
-            task,
+        Arc::new(Self::for_task(task, remote))
+    }
+
+    /// The waker state of a task about to be queued (so `scheduled` starts true), for its
+    /// allocation (`task/cell.rs`).
+    pub(crate) fn for_task(task: TaskRef, remote: Arc<Remote>) -> Self {
+        let key = if task.key == MAIN_KEY {
+            u32::MAX
+        } else {
+            u32::try_from(task.key)
+                .ok()
+                .filter(|&key| key != u32::MAX)
+                .expect("oneloop bug: task keys stay below u32::MAX")
+        };
+        TaskWaker {
+            id: task.id,
+            key,
             scheduled: AtomicBool::new(true),
             remote,
-        })
+        }
+    }
+
+    pub(crate) fn task(&self) -> TaskRef {
+        TaskRef {
+            key: if self.key == u32::MAX {
+                MAIN_KEY
+            } else {
+                self.key as usize
+            },
+            id: self.id,
+        }
     }
 
     /// Called by the loop right before it polls the task. Acquire pairs with the release in
-    /// `wake_by_ref`, so a poll sees everything the waking thread wrote before it woke us,
-    /// even when that wake was coalesced into an earlier one.
+    /// `schedule`, so a poll sees everything the waking thread wrote before it woke us, even when
+    /// that wake was coalesced into an earlier one.
     pub(crate) fn begin_poll(&self) {
         self.scheduled.swap(false, Ordering::AcqRel);
+    }
+
+    /// Queues the task, unless it is queued already: on the local run queue on the loop
+    /// thread, through the remote queue from anywhere else.
+    #[inline]
+    pub(crate) fn schedule(&self) {
+        if self.scheduled.swap(true, Ordering::AcqRel) {
+            return; // already queued: one entry in the run queue however many wakes
+        }
+        let task = self.task();
+        if !run_queue::push_local(self.remote.runtime_id, task) {
+            self.remote.wake(task);
+        }
     }
 }
 
 impl ArcWake for TaskWaker {
     fn wake_by_ref(arc_self: &Arc<Self>) {
-        if arc_self.scheduled.swap(true, Ordering::AcqRel) {
-            return; // already queued: one entry in the run queue however many wakes
-        }
-        if !run_queue::push_local(arc_self.remote.runtime_id, arc_self.task) {
-            arc_self.remote.wake(arc_self.task);
-        }
+        arc_self.schedule();
     }
 }
 

@@ -42,6 +42,7 @@ use std::sync::atomic::{self, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{Code, Report, Reporter};
+use crate::task::cell::TaskBox;
 use crate::task::id::TaskRef;
 use crate::task::lifecycle::{Tasks, task_info};
 use crate::task::waiting::Waiting;
@@ -209,14 +210,13 @@ impl DeadlockCheck {
         // it (its tasks may have been woken by something else since).
         let cycle = self.cycle_candidate.take().and_then(|task| {
             let table = tasks.table().borrow();
-            let slot = table.get(task)?;
-            let waker = slot.cell.as_ref()?.header().waker.clone();
-            let waiting = slot.waiting;
+            let cell = table.get(task)?.cell.as_ref()?;
+            let start = (Holders::of_task(cell), cell.waiting());
             drop(table);
-            (self.follow_waits(tasks, waker, waiting, Some(task)) == Chain::Cycle).then_some(task)
+            (self.follow_waits(tasks, start, Some(task)) == Chain::Cycle).then_some(task)
         });
-        let main_chain =
-            self.follow_waits(tasks, now.main_waker.clone(), tasks.main_waiting(), None);
+        let main = (Holders::of_main(now.main_waker), tasks.main_waiting());
+        let main_chain = self.follow_waits(tasks, main, None);
         let chain = match cycle {
             // The block_on future may still complete (a timer, a socket or a thread holds
             // its waker): the cycle's tasks are stuck for good, but the program is not. Say
@@ -294,10 +294,14 @@ impl DeadlockCheck {
                 self.cycle_candidate.set(Some(task));
                 return;
             }
-            let Some(slot) = table.get(target).filter(|slot| !slot.finished) else {
+            let Some(cell) = table
+                .get(target)
+                .filter(|slot| !slot.finished)
+                .and_then(|slot| slot.cell.as_ref())
+            else {
                 return;
             };
-            next = slot.waiting;
+            next = cell.waiting();
             at = target;
         }
         if steps < MAX_CHAIN {
@@ -311,26 +315,25 @@ impl DeadlockCheck {
     fn follow_waits(
         &self,
         tasks: &Tasks,
-        mut waker: Arc<TaskWaker>,
-        mut waiting: Waiting,
-        start: Option<TaskRef>,
+        start: (Holders, Waiting),
+        first: Option<TaskRef>,
     ) -> Chain {
+        let (mut holders, mut waiting) = start;
         let mut table = tasks.table().borrow_mut();
         let epoch = self.checks.get() + 1;
         self.checks.set(epoch);
-        if let Some(slot) = start.and_then(|task| table.get_mut(task)) {
+        if let Some(slot) = first.and_then(|task| table.get_mut(task)) {
             slot.visited = epoch;
         }
         for _ in 0..MAX_CHAIN {
-            let joined = table.joined_by(waiting, Arc::as_ptr(&waker).cast());
-            // Our own references: `waker` here, the task's header (or block_on's stack),
-            // and the join slot of the task it waits on.
-            let ours = 2 + usize::from(joined.is_some());
-            let count = Arc::strong_count(&waker);
-            if count == ours + 1 && waiting.is_primitive() {
+            let joined = table.joined_by(waiting, holders.ptr);
+            // Our own references: the task's box (or block_on's stack), and the join slot
+            // of the task it waits on.
+            let ours = 1 + usize::from(joined.is_some());
+            if holders.count == ours + 1 && waiting.is_primitive() {
                 return Chain::Primitive; // most likely held by that channel or semaphore
             }
-            if count > ours {
+            if holders.count > ours {
                 return Chain::Live; // held elsewhere: a timer, a socket, a thread
             }
             let Some(next) = joined else {
@@ -346,10 +349,34 @@ impl DeadlockCheck {
             let Some(cell) = &slot.cell else {
                 return Chain::Live; // being polled or aborted right now: not idle
             };
-            waker = cell.header().waker.clone();
-            waiting = slot.waiting;
+            holders = Holders::of_task(cell);
+            waiting = cell.waiting();
         }
         Chain::Live
+    }
+}
+
+/// Who holds a waiter's waker: how many references it has, and its data pointer (to find
+/// it in a join slot).
+#[derive(Clone, Copy)]
+struct Holders {
+    count: usize,
+    ptr: *const (),
+}
+
+impl Holders {
+    fn of_task(cell: &TaskBox) -> Self {
+        Holders {
+            count: cell.waker_refs(),
+            ptr: cell.waker_ptr(),
+        }
+    }
+
+    fn of_main(waker: &Arc<TaskWaker>) -> Self {
+        Holders {
+            count: Arc::strong_count(waker),
+            ptr: Arc::as_ptr(waker).cast(),
+        }
     }
 }
 
@@ -364,9 +391,9 @@ fn scan_quiet(tasks: &Tasks, main_waker: &Arc<TaskWaker>) -> Option<Quiet> {
     let mut on_primitive = false;
     // How a waker's owners add up: the task's header (or block_on's stack), the join
     // slot of the task it waits on, and the channel or semaphore it waits on.
-    let mut accounted = |waker: &Arc<TaskWaker>, waiting: Waiting| {
-        let joined = table.joined_by(waiting, Arc::as_ptr(waker).cast());
-        let count = Arc::strong_count(waker);
+    let mut accounted = |holders: Holders, waiting: Waiting| {
+        let joined = table.joined_by(waiting, holders.ptr);
+        let count = holders.count;
         let base = 1 + usize::from(joined.is_some());
         if waiting.is_primitive() && count == base + 1 {
             on_primitive = true;
@@ -374,14 +401,14 @@ fn scan_quiet(tasks: &Tasks, main_waker: &Arc<TaskWaker>) -> Option<Quiet> {
         }
         count <= base
     };
-    if !accounted(main_waker, tasks.main_waiting()) {
+    if !accounted(Holders::of_main(main_waker), tasks.main_waiting()) {
         return None;
     }
     for (_, slot) in table.iter().filter(|(_, slot)| !slot.finished) {
         let Some(cell) = &slot.cell else {
             return None;
         };
-        if !accounted(&cell.header().waker, slot.waiting) {
+        if !accounted(Holders::of_task(cell), cell.waiting()) {
             return None;
         }
     }
@@ -402,7 +429,10 @@ fn waits_listed(tasks: &Tasks) -> String {
     let pending: Vec<_> = table
         .iter()
         .filter(|(_, slot)| !slot.finished)
-        .filter_map(|(task, slot)| Some((task, slot.cell.as_ref()?, slot.waiting)))
+        .filter_map(|(task, slot)| {
+            let cell = slot.cell.as_ref()?;
+            Some((task, cell, cell.waiting()))
+        })
         .collect();
     for (task, cell, waiting) in pending.iter().take(20) {
         let info = task_info(task.id, cell.header());

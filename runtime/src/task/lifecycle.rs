@@ -24,10 +24,10 @@ use std::task::{Context, Poll, Waker};
 use futures_task::waker_ref;
 use oneloop_pool::wake::{self, Panic, WakeList};
 
-use super::cell::{Header, TaskCell};
+use super::cell::{Header, TaskBox};
 use super::id::{Id, TaskRef};
 use super::run_queue::RunQueue;
-use super::table::{BoxedTask, TaskTable};
+use super::table::TaskTable;
 use super::waiting::Waiting;
 use crate::debug::instruments::{Activity, Instruments, Probe};
 use crate::debug::{Code, Report, Reporter, TaskInfo};
@@ -119,12 +119,8 @@ impl Tasks {
             .map_or(0, |ins| ins.intern(location, name.as_deref()));
         let remote = &self.remote;
         let task = self.table.borrow_mut().insert(site, |task| {
-            let header = Header {
-                waker: TaskWaker::new(task, remote.clone()),
-                name,
-                location,
-            };
-            Box::pin(TaskCell::new(header, future))
+            let waker = TaskWaker::for_task(task, remote.clone());
+            TaskBox::new(waker, Header::new(name, location), future)
         });
         self.spawned.set(self.spawned.get() + 1);
         if self.shutting_down.get() {
@@ -189,7 +185,7 @@ impl Tasks {
                     task: task.id,
                     site,
                 };
-                cell.as_mut().poll()
+                cell.poll()
             }
             Some(ins) => {
                 let mut poll = PollEnd {
@@ -198,8 +194,8 @@ impl Tasks {
                     task: task.id,
                     site,
                 };
-                let finished = cell.as_mut().poll();
-                poll.end(|| cell.header().name.as_deref());
+                let finished = cell.poll();
+                poll.end(|| cell.header().name());
                 finished
             }
         };
@@ -236,9 +232,9 @@ impl Tasks {
     // ---------------------------------------------------------------------------------
 
     /// Drops the task's future (catching a panic in its destructor) and finishes it.
-    fn cancel(&self, task: TaskRef, cell: BoxedTask) -> Result<(), Panic> {
+    fn cancel(&self, task: TaskRef, cell: TaskBox) -> Result<(), Panic> {
         let cell = self.between_polls(task, cell, Activity::DropFuture, |mut cell| {
-            cell.as_mut().cancel();
+            cell.cancel();
             cell
         });
         let woken = self.finish(task, cell);
@@ -258,7 +254,7 @@ impl Tasks {
     /// result, drop it now (and report a panic nobody will see otherwise). Returns the
     /// panic of the handle's waker, if it panicked, for the caller to raise where it
     /// belongs: after the loop's step, or to whoever called `abort`.
-    fn finish(&self, task: TaskRef, cell: BoxedTask) -> Result<(), Panic> {
+    fn finish(&self, task: TaskRef, cell: TaskBox) -> Result<(), Panic> {
         let finished = self.table.borrow_mut().finish(task, cell);
         let woken = finished.join_waker.map_or(Ok(()), wake::wake);
         if let Some(cell) = finished.orphan {
@@ -270,7 +266,7 @@ impl Tasks {
 
     /// Drops a finished task whose result nobody will read. A panic in it is reported
     /// (`OL003`), like asyncio's "Task exception was never retrieved".
-    fn drop_unobserved(&self, task: TaskRef, cell: BoxedTask) {
+    fn drop_unobserved(&self, task: TaskRef, cell: TaskBox) {
         let info = task_info(task.id, cell.header());
         let mut panic = cell.panic_message().map(str::to_owned);
         // The output's destructor is user code: contain a panic there too.
@@ -293,16 +289,16 @@ impl Tasks {
     fn between_polls<R>(
         &self,
         task: TaskRef,
-        cell: BoxedTask,
+        cell: TaskBox,
         activity: Activity,
-        f: impl FnOnce(BoxedTask) -> R,
+        f: impl FnOnce(TaskBox) -> R,
     ) -> R {
         match &self.instruments {
             // Inside a poll (a task aborted another, or dropped a finished task's handle)
             // the destructor is part of that poll, and timed with it.
             Some(ins) if self.current.get().is_none() && cell.drop_runs_user_code() => {
                 let header = cell.header();
-                let site = ins.intern(header.location, header.name.as_deref());
+                let site = ins.intern(header.location, header.name());
                 ins.between_polls(task.id, site, activity, || f(cell))
             }
             _ => f(cell),
@@ -349,7 +345,7 @@ impl Tasks {
         let (cell, old) = self.table.borrow_mut().remove(task);
         wake::discard((old, fresh));
         if let Some(mut cell) = cell {
-            cell.as_mut().take_output(out);
+            cell.take_output(out);
         }
         Poll::Ready(())
     }
@@ -487,7 +483,7 @@ impl Drop for PollEnd<'_> {
 pub(crate) fn task_info(id: u64, header: &Header) -> TaskInfo {
     TaskInfo {
         id: Id(id),
-        name: header.name.as_deref().map(str::to_owned),
+        name: header.name().map(str::to_owned),
         location: header.location,
     }
 }

@@ -8,25 +8,21 @@
 //! This file only moves state. The life cycle (`lifecycle.rs`) decides when, and runs the
 //! user code (wakers, destructors) that the transitions hand back, outside every borrow.
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Waker;
 
 use slab::Slab;
 
-use super::cell::RawTask;
+use super::cell::TaskBox;
 use crate::task::id::TaskRef;
 use crate::task::waiting::Waiting;
-
-/// A task as the table stores it: its cell (`cell.rs`), pinned on the heap, its type erased.
-pub(crate) type BoxedTask = Pin<Box<dyn RawTask>>;
 
 pub(crate) struct Slot {
     /// The id the task got at spawn; a `TaskRef` with another id is stale.
     id: u64,
-    /// The task itself; `None` only while the loop is polling it.
-    pub(crate) cell: Option<BoxedTask>,
+    /// The task itself (`cell.rs`); `None` only while the loop is polling it.
+    pub(crate) cell: Option<TaskBox>,
     /// True once the output (or the panic, or the cancellation) is stored in the cell.
     pub(crate) finished: bool,
     /// True while a `JoinHandle` exists (the slot outlives the task for it).
@@ -38,9 +34,6 @@ pub(crate) struct Slot {
     /// The debug-mode spawn-site index (`debug/watch/windows.rs`); 0 when debug is off. Kept here,
     /// beside the cell, so a poll reads it without a call into the task.
     site: u32,
-    /// What the task waited on when its last poll returned `Pending` (written by
-    /// `put_back`; read by the deadlock check, `debug/deadlock.rs`).
-    pub(crate) waiting: Waiting,
     /// The deadlock check's mark: the number of the check that last stepped on this task
     /// (so a check that steps on it again has found a cycle).
     pub(crate) visited: u64,
@@ -52,7 +45,7 @@ pub(crate) struct Finished {
     pub(crate) join_waker: Option<Waker>,
     /// Nobody holds a handle: the slot is freed and this cell must be dropped (it may hold
     /// an output with a destructor). If it panicked, nobody will ever know unless reported.
-    pub(crate) orphan: Option<BoxedTask>,
+    pub(crate) orphan: Option<TaskBox>,
 }
 
 #[derive(Default)]
@@ -83,10 +76,15 @@ impl TaskTable {
     }
 
     /// Inserts a task; `make` builds its cell from the `TaskRef` it will have.
-    pub(crate) fn insert(&mut self, site: u32, make: impl FnOnce(TaskRef) -> BoxedTask) -> TaskRef {
+    pub(crate) fn insert(&mut self, site: u32, make: impl FnOnce(TaskRef) -> TaskBox) -> TaskRef {
         // Id 0 is the `block_on` future's, so tasks count from 1.
         self.next_id += 1;
         let entry = self.slab.vacant_entry();
+        // A task's waker keeps its key in 32 bits (`waker.rs`).
+        assert!(
+            entry.key() < u32::MAX as usize,
+            "oneloop: more than 4 billion live tasks"
+        );
         let task = TaskRef {
             key: entry.key(),
             id: self.next_id,
@@ -99,7 +97,6 @@ impl TaskTable {
             join_waker: None,
             abort_requested: false,
             site,
-            waiting: Waiting::Unknown,
             visited: 0,
         });
         task
@@ -117,7 +114,7 @@ impl TaskTable {
 
     /// Takes the cell out for a poll, with the task's debug-mode site, unless the task is
     /// stale, finished or already out.
-    pub(crate) fn take_for_poll(&mut self, task: TaskRef) -> Option<(BoxedTask, u32)> {
+    pub(crate) fn take_for_poll(&mut self, task: TaskRef) -> Option<(TaskBox, u32)> {
         let slot = self.get_mut(task)?;
         if slot.finished {
             return None;
@@ -136,28 +133,30 @@ impl TaskTable {
         (slot.join_waker.as_ref()?.data() == waker).then_some(target)
     }
 
-    /// Puts a polled, still-pending cell back, with what it now waits on. Hands it back
+    /// Puts a polled, still-pending cell back, with what it now waits on (kept in the cell,
+    /// for the deadlock check, `debug/deadlock.rs`). Hands it back
     /// instead if `abort()` was called during the poll: the caller cancels it and calls
     /// `finish`.
     pub(crate) fn put_back(
         &mut self,
         task: TaskRef,
-        cell: BoxedTask,
+        cell: TaskBox,
         waiting: Waiting,
-    ) -> Option<BoxedTask> {
+    ) -> Option<TaskBox> {
         let slot = self
             .get_mut(task)
             .expect("oneloop bug: polled task lost its slot");
         if slot.abort_requested {
             return Some(cell);
         }
+        let mut cell = cell;
+        cell.set_waiting(waiting);
         slot.cell = Some(cell);
-        slot.waiting = waiting;
         None
     }
 
     /// Records that the task in `cell` has finished.
-    pub(crate) fn finish(&mut self, task: TaskRef, cell: BoxedTask) -> Finished {
+    pub(crate) fn finish(&mut self, task: TaskRef, cell: TaskBox) -> Finished {
         let slot = self
             .get_mut(task)
             .expect("oneloop bug: finished task lost its slot");
@@ -181,7 +180,7 @@ impl TaskTable {
     /// The `JoinHandle` is going away without having taken the output. Returns the cell
     /// when the task had finished (the slot is freed), and the handle's waker, for the
     /// caller to drop after the borrow.
-    pub(crate) fn release_handle(&mut self, task: TaskRef) -> (Option<BoxedTask>, Option<Waker>) {
+    pub(crate) fn release_handle(&mut self, task: TaskRef) -> (Option<TaskBox>, Option<Waker>) {
         let Some(slot) = self.get_mut(task) else {
             return (None, None);
         };
@@ -197,7 +196,7 @@ impl TaskTable {
 
     /// The `JoinHandle` took the output: free the slot, handing back the emptied cell and
     /// any waker left in it (to drop after the borrow).
-    pub(crate) fn remove(&mut self, task: TaskRef) -> (Option<BoxedTask>, Option<Waker>) {
+    pub(crate) fn remove(&mut self, task: TaskRef) -> (Option<TaskBox>, Option<Waker>) {
         if self.get(task).is_none() {
             return (None, None);
         }
@@ -207,7 +206,7 @@ impl TaskTable {
 
     /// Starts an abort. Returns the cell to cancel now, or `None` when the task has finished
     /// or is being polled (then it is cancelled when the poll returns).
-    pub(crate) fn begin_abort(&mut self, task: TaskRef) -> Option<BoxedTask> {
+    pub(crate) fn begin_abort(&mut self, task: TaskRef) -> Option<TaskBox> {
         let slot = self.get_mut(task)?;
         if slot.finished {
             return None;
@@ -240,7 +239,7 @@ impl TaskTable {
 
     /// Empties the table (runtime shutdown), handing every cell and waker back to be
     /// dropped after the borrow.
-    pub(crate) fn drain(&mut self) -> (Vec<BoxedTask>, Vec<Waker>) {
+    pub(crate) fn drain(&mut self) -> (Vec<TaskBox>, Vec<Waker>) {
         let mut cells = Vec::new();
         let mut wakers = Vec::new();
         for slot in self.slab.drain() {
