@@ -1,6 +1,6 @@
 //! What the runtimes burn, not only how fast they answer: the process's CPU time (user +
 //! system, every thread, `getrusage`) around a workload, and the CPU an idle loop with an
-//! idle pool uses. A spin that buys latency with CPU shows up here.
+//! idle pool uses (oneloop, tokio and smol). A spin that buys latency with CPU shows up here.
 
 use std::time::Duration;
 
@@ -60,6 +60,17 @@ pub fn idle_tokio() -> Duration {
         tokio::task::spawn_blocking(|| 1).await.expect("job");
         let before = cpu_time();
         tokio::time::sleep(IDLE).await;
+        cpu_time().saturating_sub(before)
+    })
+}
+
+/// The same on smol: async-io's `block_on` asleep in a `Timer`, `blocking`'s pool having
+/// just run a job (its threads then wait 500 ms for more before they leave).
+pub fn idle_smol() -> Duration {
+    async_io::block_on(async {
+        blocking::unblock(|| 1).await;
+        let before = cpu_time();
+        async_io::Timer::after(IDLE).await;
         cpu_time().saturating_sub(before)
     })
 }

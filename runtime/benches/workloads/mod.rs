@@ -1,6 +1,7 @@
 //! The benchmark workloads, each written twice with the same shape: once on oneloop, once
 //! on tokio (a current-thread runtime, `spawn_blocking` for offloading, `LocalSet` for local
-//! tasks). Shared by `compare.rs` (the table of ratios) and `criterion.rs`.
+//! tasks; W7 also on tokio's multi-thread runtime). Shared by `compare.rs` (the table of
+//! ratios) and `criterion.rs`; smol's versions are in `smol.rs`.
 //! (Long because every workload is written twice, once per runtime, side by side.)
 //!
 //! - W1 offload round trip: sequential `await`s of a trivial offloaded closure.
@@ -398,11 +399,13 @@ pub fn w5_tokio(tasks: usize) -> Duration {
 pub struct Timers {
     pub wall: Duration,
     pub mean_lateness: Duration,
+    /// The 99th percentile of the sleeps' lateness: the tail a mean hides.
+    pub p99_lateness: Duration,
     pub early: usize,
 }
 
 /// Deadlines uniform in 0-100 ms (a fixed pseudo-random sequence).
-fn deadlines(n: usize) -> Vec<Duration> {
+pub fn deadlines(n: usize) -> Vec<Duration> {
     let mut x = 88172645463325252u64;
     (0..n)
         .map(|_| {
@@ -414,13 +417,16 @@ fn deadlines(n: usize) -> Vec<Duration> {
         .collect()
 }
 
-fn summarize(start: Instant, results: Vec<(bool, Duration)>) -> Timers {
+/// W6's figures from the time the run started and each sleep's (early, lateness).
+pub fn summarize(start: Instant, results: Vec<(bool, Duration)>) -> Timers {
     let wall = start.elapsed();
     let early = results.iter().filter(|(early, _)| *early).count();
-    let total: Duration = results.iter().map(|(_, late)| *late).sum();
+    let mut lateness: Vec<Duration> = results.iter().map(|(_, late)| *late).collect();
+    let total: Duration = lateness.iter().sum();
     Timers {
         wall,
-        mean_lateness: total / results.len().max(1) as u32,
+        mean_lateness: total / lateness.len().max(1) as u32,
+        p99_lateness: percentile(&mut lateness, 0.99),
         early,
     }
 }
@@ -517,6 +523,39 @@ pub fn echo_server_tokio(
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     listener.set_nonblocking(true).expect("nonblocking");
     tokio_rt(1).block_on(async move {
+        let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+        let acceptor = tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                conn.set_nodelay(true).expect("nodelay");
+                tokio::spawn(async move {
+                    let mut buf = [0u8; ECHO_BYTES];
+                    while conn.read_exact(&mut buf).await.is_ok() {
+                        if conn.write_all(&buf).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        let _ = stop.await;
+        acceptor.abort();
+    });
+}
+
+/// Serves echo on `listener` with tokio's multi-thread runtime, one worker thread per core,
+/// until `stop` fires: the peer that may use every core for W7.
+pub fn echo_server_tokio_mt(
+    listener: std::net::TcpListener,
+    stop: oneloop::sync::oneshot::Receiver<()>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    listener.set_nonblocking(true).expect("nonblocking");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cores())
+        .enable_all()
+        .build()
+        .expect("tokio multi-thread runtime");
+    rt.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
         let acceptor = tokio::spawn(async move {
             while let Ok((mut conn, _)) = listener.accept().await {
