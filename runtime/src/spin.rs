@@ -22,7 +22,11 @@
 //! one that awaits a stream of short jobs spins at most `MAX` per sleep, and only while
 //! that pays. After its first `YIELD_AFTER` a spin yields the CPU on every round, so a
 //! thread that is runnable on this CPU (a worker with queued jobs, often the very one that
-//! will wake the loop) runs instead of waiting for the spin to end. A process allowed one
+//! will wake the loop) runs instead of waiting for the spin to end. A yield that hands the
+//! CPU over may keep the loop off it for a scheduler time slice (milliseconds), where a
+//! sleeping loop would have been woken at once; so a spin yields only while no timer is
+//! due within `YIELD_HORIZON`, and a loop with a timer that close spins without yielding
+//! (at most its budget, tens of µs). A process allowed one
 //! CPU (by its affinity or a container's quota) never spins: the thread that would wake the
 //! loop needs that very CPU. Benchmark W1 (`benches/`) measures the latency and the CPU
 //! per round trip, W11 a burst where spinning would take CPU from the workers.
@@ -40,6 +44,8 @@ const MIN: Duration = Duration::from_micros(4);
 const PROBE_WITHIN: Duration = Duration::from_micros(100);
 /// How long a spin only watches before it also yields the CPU on every round.
 const YIELD_AFTER: Duration = Duration::from_micros(2);
+/// A spin yields only if no timer is due sooner than this (a scheduler time slice and more).
+const YIELD_HORIZON: Duration = Duration::from_millis(5);
 
 /// The loop's spin budget (loop thread only).
 pub(crate) struct Spin {
@@ -67,6 +73,7 @@ impl Spin {
         if budget.is_zero() {
             return false;
         }
+        let may_yield = timeout.is_none_or(|t| t >= YIELD_HORIZON);
         let start = Instant::now();
         loop {
             for _ in 0..16 {
@@ -84,7 +91,7 @@ impl Spin {
                 }
                 return false;
             }
-            if spun >= YIELD_AFTER {
+            if may_yield && spun >= YIELD_AFTER {
                 std::thread::yield_now();
             }
         }
