@@ -295,23 +295,25 @@ fn what_a_task_holds_is_dropped_on_the_loop_thread_while_other_threads_keep_its_
             async move {
                 // A task whose future (`_held`) is dropped when it finishes, and whose
                 // output is never read (it is detached).
-                let _ = oneloop::spawn({
+                oneloop::spawn({
                     let (drops, sender) = (drops.clone(), sender.clone());
                     async move {
                         let _held = (DropsOn(drops.clone()), Rc::new(()));
                         sender.send(grab_waker().await).unwrap();
                         DropsOn(drops)
                     }
-                });
+                })
+                .detach();
                 // A task left pending, cancelled when the runtime drops.
-                let _ = oneloop::spawn({
+                oneloop::spawn({
                     let drops = drops.clone();
                     async move {
                         let _held = (DropsOn(drops), Rc::new(()));
                         sender.send(grab_waker().await).unwrap();
                         std::future::pending::<()>().await;
                     }
-                });
+                })
+                .detach();
                 sleep(Duration::from_millis(10)).await;
             }
         });
