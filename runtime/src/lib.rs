@@ -55,7 +55,8 @@
 //!
 //! 1. **React.** Work out how long the loop may sleep: not at all if tasks are queued, else
 //!    until the nearest timer, else until something happens. Sleep in `epoll_wait` (mio),
-//!    after spinning a few µs when recent remote wakes came that fast (`spin.rs`).
+//!    after spinning a few µs when recent spins caught remote wakes that fast, yielding
+//!    the CPU to a runnable worker meanwhile; never with one usable CPU (`spin.rs`).
 //!    Readiness events wake the tasks waiting on those sockets; the eventfd's event means
 //!    other threads woke tasks, so their remote queue is drained into the run queue.
 //! 2. **Timers.** Every timer whose deadline has passed wakes its task. Never early.
@@ -186,10 +187,15 @@
 //!   `loom::semaphore::a_permit_granted_to_a_cancelled_waiter_is_handed_on`,
 //!   `properties::the_semaphore_grants_what_the_model_grants_in_the_same_order` (proptest
 //!   against a reference model).
+//! - **A task's future and output are dropped on the loop thread**, when it finishes, is
+//!   cancelled or its output is read, whichever thread holds its waker (the waker and the
+//!   task are one allocation; the last waker frees only memory).
+//!   `wakers::what_a_task_holds_is_dropped_on_the_loop_thread_while_other_threads_keep_its_waker`.
 //! - **Timers never fire early, fire in deadline order, and the loop does not spin while
 //!   it waits for them.** `reliability::a_hundred_thousand_timers_fire_in_order_never_early_and_the_loop_does_not_spin`,
 //!   `timers::the_loop_sleeps_until_a_timer_instead_of_spinning`, and the timer queue's
-//!   proptest in `runtime/src/time/timers.rs`.
+//!   tests in `runtime/src/time/timers.rs` (a proptest against a model, and W6's shape at
+//!   full size).
 //! - **No task starves the loop's other work**: a task that wakes itself forever still
 //!   lets sockets and timers through; a task whose operations never have to wait (a
 //!   pipelining client's connection, a channel never empty) yields after its budget of
