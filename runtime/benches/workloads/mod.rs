@@ -520,26 +520,7 @@ pub fn echo_server_tokio(
     listener: std::net::TcpListener,
     stop: oneloop::sync::oneshot::Receiver<()>,
 ) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    listener.set_nonblocking(true).expect("nonblocking");
-    tokio_rt(1).block_on(async move {
-        let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-        let acceptor = tokio::spawn(async move {
-            while let Ok((mut conn, _)) = listener.accept().await {
-                conn.set_nodelay(true).expect("nodelay");
-                tokio::spawn(async move {
-                    let mut buf = [0u8; ECHO_BYTES];
-                    while conn.read_exact(&mut buf).await.is_ok() {
-                        if conn.write_all(&buf).await.is_err() {
-                            break;
-                        }
-                    }
-                });
-            }
-        });
-        let _ = stop.await;
-        acceptor.abort();
-    });
+    serve_echo_tokio(tokio_rt(1), listener, stop);
 }
 
 /// Serves echo on `listener` with tokio's multi-thread runtime, one worker thread per core,
@@ -548,13 +529,22 @@ pub fn echo_server_tokio_mt(
     listener: std::net::TcpListener,
     stop: oneloop::sync::oneshot::Receiver<()>,
 ) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    listener.set_nonblocking(true).expect("nonblocking");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cores())
         .enable_all()
         .build()
         .expect("tokio multi-thread runtime");
+    serve_echo_tokio(rt, listener, stop);
+}
+
+/// The echo server of both tokio runtimes.
+fn serve_echo_tokio(
+    rt: tokio::runtime::Runtime,
+    listener: std::net::TcpListener,
+    stop: oneloop::sync::oneshot::Receiver<()>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    listener.set_nonblocking(true).expect("nonblocking");
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
         let acceptor = tokio::spawn(async move {
