@@ -126,8 +126,10 @@ trait RawTask {
     /// panic it raised, is stored).
     ///
     /// # Safety
-    /// Called by the task's `TaskBox`, borrowed exclusively.
-    unsafe fn poll(&self) -> bool;
+    /// Called by the task's `TaskBox`, borrowed exclusively, with `this` the
+    /// `Arc::as_ptr` of its `Arc` (the task's own allocation, with that allocation's
+    /// provenance: the waker is made from it).
+    unsafe fn poll(&self, this: *const ()) -> bool;
 
     /// Drops the future, if it is still running, and stores `JoinError::Cancelled` (or
     /// `Panicked` if the future's destructor panics).
@@ -198,7 +200,7 @@ impl<F: Future + 'static> RawTask for TaskCell<F> {
         &self.header
     }
 
-    unsafe fn poll(&self) -> bool {
+    unsafe fn poll(&self, this: *const ()) -> bool {
         // SAFETY: forwarded from this method's contract.
         let mut stage = unsafe { self.stage() };
         let StageProj::Running { future } = stage.as_mut().project() else {
@@ -206,11 +208,12 @@ impl<F: Future + 'static> RawTask for TaskCell<F> {
         };
         self.waker.begin_poll();
         // The task's waker is its own `Arc`, borrowed here without touching the count.
-        // SAFETY: a `TaskCell` only ever exists inside an `Arc` (`TaskBox::new` makes it
-        // there and keeps it there), so `self` is that `Arc`'s contents and the pointer is
-        // the one `Arc::into_raw` would give; `ManuallyDrop` keeps this borrowed `Arc` from
+        // SAFETY: by this method's contract `this` is `Arc::as_ptr` of the `Arc` this cell
+        // lives in (a `TaskCell` only ever exists inside the `Arc` `TaskBox::new` makes), so
+        // it is the pointer `Arc::into_raw` would give, with the whole allocation's
+        // provenance (the counts included); `ManuallyDrop` keeps this borrowed `Arc` from
         // releasing a reference it never took.
-        let this = ManuallyDrop::new(unsafe { Arc::from_raw(std::ptr::from_ref(self)) });
+        let this = ManuallyDrop::new(unsafe { Arc::from_raw(this.cast::<Self>()) });
         let waker = waker_ref(&this);
         let mut cx = Context::from_waker(&waker);
         let output = match catch_unwind(AssertUnwindSafe(|| future.poll(&mut cx))) {
@@ -324,8 +327,10 @@ impl TaskBox {
 
     /// Polls the future once; true when the task has finished.
     pub(crate) fn poll(&mut self) -> bool {
-        // SAFETY: the task's box, borrowed exclusively (`&mut self`).
-        unsafe { self.cell.poll() }
+        let this = Arc::as_ptr(&self.cell).cast::<()>();
+        // SAFETY: the task's box, borrowed exclusively (`&mut self`), and `this` is its
+        // `Arc`'s pointer.
+        unsafe { self.cell.poll(this) }
     }
 
     /// See `RawTask::cancel`.
