@@ -47,10 +47,9 @@ impl TaskWaker {
         let key = if task.key == MAIN_KEY {
             u32::MAX
         } else {
-            u32::try_from(task.key)
-                .ok()
-                .filter(|&key| key != u32::MAX)
-                .expect("oneloop bug: task keys stay below u32::MAX")
+            // The table keeps its keys below u32::MAX (`TaskTable::insert` asserts it).
+            debug_assert!(task.key < u32::MAX as usize);
+            task.key as u32
         };
         TaskWaker {
             id: task.id,

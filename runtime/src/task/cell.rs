@@ -77,17 +77,19 @@ struct LoopPart<F: Future> {
     waiting: Waiting,
 }
 
-// SAFETY: the only part of a `TaskCell` that is not `Send + Sync` is `loop_part` (the future
-// and its output). It is touched only through the cell's one `TaskBox`, which is `!Send`
-// (so: on the loop thread) and never cloned, and only as that box's borrow allows (shared
-// to read, exclusive to change). Every other thread holds wakers, which reach `waker`
-// (atomics and an `Arc<Remote>`) and `header` (immutable `Send + Sync` data) only. The box's
-// `Drop` empties `loop_part` (`Stage::Consumed`) on the loop thread before it lets go of its
-// reference, so a waker that drops the last reference on another thread drops no future
-// and no output, only an empty stage and a `Waiting` (plain data).
+// Why a `TaskCell` may cross threads although its future need not: the only part that is
+// not `Send + Sync` is `loop_part` (the future and its output), touched only through the
+// cell's one `TaskBox`, which is `!Send` (so: on the loop thread), never cloned, and used
+// as its borrow allows (shared to read, exclusive to change). Other threads hold wakers,
+// which reach `waker` (atomics, an `Arc<Remote>`) and `header` (immutable data) only. The
+// box's `Drop` empties `loop_part` (`Stage::Consumed`) on the loop thread before it lets go
+// of its reference, so the last reference, dropped anywhere, drops no future and no output.
+
+// SAFETY: other threads never touch `loop_part`, and a last drop there finds it empty
+// (`Stage::Consumed` and a plain-data `Waiting`): see the paragraph above.
 unsafe impl<F: Future> Send for TaskCell<F> {}
-// SAFETY: as for `Send` just above: shared references on other threads reach `waker` and
-// `header` only, both `Sync`.
+// SAFETY: shared references on other threads reach `waker` and `header` only, both `Sync`
+// (see the paragraph above).
 unsafe impl<F: Future> Sync for TaskCell<F> {}
 
 impl<F: Future + 'static> ArcWake for TaskCell<F> {
@@ -207,12 +209,12 @@ impl<F: Future + 'static> RawTask for TaskCell<F> {
             return true;
         };
         self.waker.begin_poll();
-        // The task's waker is its own `Arc`, borrowed here without touching the count.
-        // SAFETY: by this method's contract `this` is `Arc::as_ptr` of the `Arc` this cell
-        // lives in (a `TaskCell` only ever exists inside the `Arc` `TaskBox::new` makes), so
-        // it is the pointer `Arc::into_raw` would give, with the whole allocation's
-        // provenance (the counts included); `ManuallyDrop` keeps this borrowed `Arc` from
-        // releasing a reference it never took.
+        // The task's waker is its own `Arc`, borrowed here without touching the count: by
+        // this method's contract `this` is `Arc::as_ptr` of the `Arc` this cell lives in
+        // (`TaskBox::new` makes every `TaskCell` inside one), with the whole allocation's
+        // provenance, counts included.
+        // SAFETY: `this` is the pointer `Arc::into_raw` would give for this cell's `Arc`;
+        // `ManuallyDrop` keeps this borrowed `Arc` from releasing a count it never took.
         let this = ManuallyDrop::new(unsafe { Arc::from_raw(this.cast::<Self>()) });
         let waker = waker_ref(&this);
         let mut cx = Context::from_waker(&waker);

@@ -218,20 +218,10 @@ impl TimerQueue {
         TimerKey { slot, seq }
     }
 
-    fn is_armed(&self, entry: &Entry) -> bool {
-        self.armed
-            .get(entry.slot)
-            .is_some_and(|armed| armed.seq == entry.seq)
-    }
-
     /// Removes a timer; a key that already fired is ignored. Returns the waker so the
     /// caller can drop it after releasing its borrow.
     pub(crate) fn remove(&mut self, key: TimerKey) -> Option<Waker> {
-        if self
-            .armed
-            .get(key.slot)
-            .is_none_or(|armed| armed.seq != key.seq)
-        {
+        if !is_armed(&self.armed, key.slot, key.seq) {
             return None;
         }
         let armed = self.armed.remove(key.slot);
@@ -270,16 +260,7 @@ impl TimerQueue {
     /// on an armed timer (and `next_deadline` is exact).
     fn drop_stale_ends(&mut self) {
         let armed = &self.armed;
-        let mut dropped = 0;
-        for run in &mut self.runs {
-            while let Some(entry) = run.last() {
-                if armed.get(entry.slot).is_some_and(|a| a.seq == entry.seq) {
-                    break;
-                }
-                run.pop();
-                dropped += 1;
-            }
-        }
+        let dropped: usize = self.runs.iter_mut().map(|run| pop_stale(armed, run)).sum();
         self.runs.retain(|run| !run.is_empty());
         self.entries -= dropped;
     }
@@ -287,7 +268,7 @@ impl TimerQueue {
     /// Drops every stale entry.
     fn sweep(&mut self) {
         let armed = &self.armed;
-        let live = |entry: &Entry| armed.get(entry.slot).is_some_and(|a| a.seq == entry.seq);
+        let live = |entry: &Entry| is_armed(armed, entry.slot, entry.seq);
         self.incoming.retain(live);
         self.incoming_min = self.incoming.iter().map(|entry| entry.deadline).min();
         for run in &mut self.runs {
@@ -347,22 +328,12 @@ impl TimerQueue {
             };
             run.pop();
             self.entries -= 1;
-            if self.is_armed(&entry) {
+            if is_armed(&self.armed, entry.slot, entry.seq) {
                 out.push(self.armed.remove(entry.slot).waker);
                 fired += 1;
             }
             let run = &mut self.runs[i];
-            while let Some(entry) = run.last() {
-                if self
-                    .armed
-                    .get(entry.slot)
-                    .is_some_and(|a| a.seq == entry.seq)
-                {
-                    break;
-                }
-                run.pop();
-                self.entries -= 1;
-            }
+            self.entries -= pop_stale(&self.armed, run);
             if run.is_empty() {
                 self.runs.remove(i); // keeps the runs in the order `sort_incoming` merges
             }
@@ -387,6 +358,24 @@ impl TimerQueue {
         self.entries = 0;
         self.armed.drain().map(|armed| armed.waker).collect()
     }
+}
+
+/// Whether `slot` holds the timer registered with `seq` (not one removed or fired since).
+fn is_armed(armed: &Slab<Armed>, slot: usize, seq: u64) -> bool {
+    armed.get(slot).is_some_and(|armed| armed.seq == seq)
+}
+
+/// Pops the entries of removed timers off the end of `run`; how many.
+fn pop_stale(armed: &Slab<Armed>, run: &mut Vec<Entry>) -> usize {
+    let mut dropped = 0;
+    while run
+        .last()
+        .is_some_and(|entry| !is_armed(armed, entry.slot, entry.seq))
+    {
+        run.pop();
+        dropped += 1;
+    }
+    dropped
 }
 
 /// Merges two runs sorted latest first into one.

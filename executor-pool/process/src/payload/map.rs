@@ -48,10 +48,10 @@ impl Map {
         if populate {
             flags |= MapFlags::POPULATE;
         }
+        // The file is at least `len` bytes long and sealed against shrinking (checked by
+        // callers), so every page of the range stays backed while it is mapped.
         // SAFETY: a new mapping at an address the kernel picks (null hint) cannot alias
-        // any memory of this process; the file is at least `len` bytes long and sealed
-        // against shrinking (checked by callers), so every page of the range stays
-        // backed while it is mapped.
+        // any memory of this process, and its pages stay backed (above).
         let ptr = unsafe { rustix::mm::mmap(std::ptr::null_mut(), len, prot, flags, fd, 0)? };
         let ptr =
             NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave null"))?;
@@ -79,10 +79,10 @@ impl Map {
 
     /// The loan word: zero when the region is free, else the number of its loan.
     pub(super) fn word(&self) -> &AtomicU64 {
+        // Every access to these bytes, in either process, is atomic (an `AtomicU64` is
+        // lock-free and address-free here, so it works through shared memory).
         // SAFETY: the mapping is page-aligned and at least `HEADER` (64) bytes long, so
-        // its first eight bytes are an aligned, live `u64`; every access to them, in
-        // either process, is atomic (an `AtomicU64` is lock-free and address-free here,
-        // so it works across processes through shared memory).
+        // its first eight bytes are an aligned, live `u64`, only ever accessed atomically.
         unsafe { &*self.ptr.as_ptr().cast::<AtomicU64>() }
     }
 
@@ -100,10 +100,10 @@ impl Map {
             HEADER + at + bytes.len() <= self.len,
             "a write past its mapping"
         );
-        // SAFETY: in bounds (checked above) of a live, writable mapping (only regions of
-        // our own are written, mapped writable), held exclusively (`&mut self`); `bytes`
-        // is our memory, never this mapping's (a payload is never encoded from its own
-        // region).
+        // Only regions of our own are written (mapped writable), and a payload is never
+        // encoded from its own region, so `bytes` is never this mapping's memory.
+        // SAFETY: in bounds (checked above) of a live, writable mapping held exclusively
+        // (`&mut self`), and `bytes` does not overlap it (above).
         unsafe {
             std::ptr::copy_nonoverlapping(
                 bytes.as_ptr(),
